@@ -1,0 +1,3 @@
+from verbal.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP front doors: thin routes that parse, authenticate and call the layers below."""

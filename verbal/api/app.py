@@ -1,0 +1,46 @@
+"""The HTTP application: every front door mounted on one FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from verbal import __version__
+from verbal.api import errors, sandbox, twilio
+from verbal.api.limits import BodySizeLimit
+from verbal.runtime import Runtime
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+    """Build the app. With `manage_runtime`, the app's lifespan starts and stops `runtime`."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="Verbal",
+        version=__version__,
+        description="Self-hosted programmable messaging with Twilio-, Restcomm- and "
+        "Plivo-compatible APIs and a simulated network for development.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(twilio.router)
+    app.include_router(sandbox.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    return app

@@ -1,0 +1,84 @@
+"""API errors as values, rendered as Twilio-style JSON: `code`, `message`, `more_info`, `status`.
+
+Every route answers failure with an ApiError. Framework errors (unknown path, wrong method,
+unparseable body) and unexpected exceptions are turned into the same shape here, so a
+client never sees a traceback or an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("verbal.api")
+
+MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "more_info": MORE_INFO.format(code=self.code),
+            "status": self.status,
+        }
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, 20003, "Authenticate")
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, 20404, f"The requested resource {what} was not found")
+
+
+def _render(error: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Basic realm="Verbal"'} if error.status == 401 else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _render(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _render(not_found(request.url.path))
+    if exc.status_code == 405:
+        return _render(ApiError(405, 20004, f"Method {request.method} not allowed"))
+    return _render(ApiError(exc.status_code, exc.status_code, str(exc.detail)))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query"))
+    text = first.get("msg", "invalid request")
+    return _render(ApiError(400, 20422, f"Invalid parameter {where}: {text}".replace(" :", ":")))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    incident = secrets.token_hex(6)
+    log.exception("incident %s on %s %s", incident, request.method, request.url.path)
+    return _render(ApiError(500, 20500, f"Internal server error (incident {incident})"))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

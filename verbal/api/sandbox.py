@@ -1,0 +1,126 @@
+"""The sandbox network's HTTP API: read a handset's inbox, text from a handset, script outcomes.
+
+JSON in and out, authenticated like every other call. Users' own test suites drive the
+simulated network with it; so do Verbal's tests and the console.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from verbal.api.auth import authenticated_account, runtime
+from verbal.api.errors import ApiError
+from verbal.carriers.sandbox import NotAHandset, Outcome, Rule, SandboxCarrier
+from verbal.messaging.addresses import InvalidNumber, to_e164
+from verbal.messaging.errors import NumberNotInService
+
+router = APIRouter(
+    prefix="/sandbox", tags=["Sandbox network"], dependencies=[Depends(authenticated_account)]
+)
+
+
+class HandsetText(BaseModel):
+    to: str = Field(description="The number the handset texts (one of an account's numbers).")
+    body: str = Field("", max_length=1600)
+    media_urls: list[str] = Field(default_factory=list, max_length=10)
+
+
+class RuleIn(BaseModel):
+    pattern: str = Field(
+        description="A handset number, or a glob such as +1555*: which messages the rule takes."
+    )
+    outcome: Outcome
+    delay_seconds: float = Field(0.0, ge=0, le=86400)
+    error_code: int | None = Field(None, description="300xx code for undeliverable or fail.")
+
+
+def sandbox(request: Request) -> SandboxCarrier:
+    carrier = runtime(request).sandbox
+    if carrier is None:
+        raise ApiError(404, 20404, "The sandbox network is disabled on this server")
+    return carrier
+
+
+Sandbox = Annotated[SandboxCarrier, Depends(sandbox)]
+
+
+def handset_number(raw: str, carrier: SandboxCarrier) -> str:
+    try:
+        number = to_e164(raw)
+        carrier.check_handset(number)
+    except (InvalidNumber, NotAHandset) as exc:
+        raise ApiError(400, 21211, str(exc)) from None
+    return number
+
+
+def rule_json(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "pattern": rule.pattern,
+        "outcome": rule.outcome.value,
+        "delay_seconds": rule.delay_seconds,
+        "error_code": rule.error_code,
+    }
+
+
+@router.get("/handsets/{number}/inbox", summary="Messages a handset received, newest first")
+async def read_inbox(number: str, carrier: Sandbox, limit: int = 100) -> dict[str, Any]:
+    handset = handset_number(number, carrier)
+    deliveries = await carrier.inbox(handset, limit=max(1, min(limit, 1000)))
+    return {
+        "handset": handset,
+        "messages": [
+            {
+                "message_sid": d.message_sid,
+                "from": d.sender,
+                "to": d.handset,
+                "body": d.body,
+                "media_urls": d.media_urls,
+                "received_at": d.submitted_at.isoformat(),
+            }
+            for d in deliveries
+        ],
+    }
+
+
+@router.post("/handsets/{number}/messages", status_code=201, summary="Text from a handset")
+async def send_from_handset(number: str, text: HandsetText, carrier: Sandbox) -> dict[str, Any]:
+    handset = handset_number(number, carrier)
+    try:
+        to = to_e164(text.to)
+    except InvalidNumber as exc:
+        raise ApiError(400, 21211, str(exc)) from None
+    if not text.body and not text.media_urls:
+        raise ApiError(400, 21602, "Message body is required.")
+    try:
+        sid = await carrier.send_from_handset(handset, to, text.body, tuple(text.media_urls))
+    except NumberNotInService as exc:
+        raise ApiError(404, 21606, str(exc)) from None
+    return {"message_sid": sid, "from": handset, "to": to}
+
+
+@router.get("/rules", summary="Outcome rules, in the order they are tried")
+async def list_rules(carrier: Sandbox) -> dict[str, Any]:
+    return {"rules": [rule_json(rule) for rule in await carrier.rules()]}
+
+
+@router.post("/rules", status_code=201, summary="Add an outcome rule")
+async def add_rule(rule: RuleIn, carrier: Sandbox) -> dict[str, Any]:
+    created = await carrier.add_rule(
+        rule.pattern, rule.outcome, rule.delay_seconds, rule.error_code
+    )
+    return rule_json(created)
+
+
+@router.delete("/rules/{rule_id}", status_code=204, summary="Delete one outcome rule")
+async def delete_rule(rule_id: int, carrier: Sandbox) -> None:
+    if not await carrier.delete_rule(rule_id):
+        raise ApiError(404, 20404, f"No sandbox rule {rule_id}")
+
+
+@router.delete("/rules", status_code=204, summary="Delete every outcome rule")
+async def clear_rules(carrier: Sandbox) -> None:
+    await carrier.delete_rule(None)

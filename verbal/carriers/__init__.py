@@ -1,0 +1,1 @@
+"""Carriers: the networks messages leave by and arrive from."""

@@ -1,0 +1,425 @@
+"""The `verbal` command.
+
+`serve` runs everything in one process; the other commands work on the same database
+directly, so they also work while a server runs (it picks up what they queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from verbal import __version__
+from verbal.config import Settings
+from verbal.messaging.addresses import InvalidNumber, to_e164
+from verbal.messaging.errors import MessageRefused
+from verbal.messaging.service import SendRequest
+from verbal.runtime import Runtime
+from verbal.store import migrate
+from verbal.store.directory import AlreadyExists
+from verbal.store.models import Account, PhoneNumber
+
+app = typer.Typer(help="Verbal: programmable messaging on your own carriers.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Manage accounts and their credentials.", no_args_is_help=True)
+numbers_app = typer.Typer(help="Manage the phone numbers accounts own.", no_args_is_help=True)
+carriers_app = typer.Typer(help="Show the carriers messages leave by.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(numbers_app, name="numbers")
+app.add_typer(carriers_app, name="carriers")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="VERBAL_DATABASE_URL", help="SQLAlchemy database URL."),
+]
+
+
+def main() -> None:
+    app()
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coro())
+
+
+@asynccontextmanager
+async def _offline(settings: Settings) -> AsyncIterator[Runtime]:
+    """The runtime's services on a migrated database, without workers or carriers running."""
+    runtime = Runtime(settings)
+    try:
+        await migrate(runtime.engine)
+        yield runtime
+    finally:
+        await runtime.http.aclose()
+        await runtime.engine.dispose()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _account_json(account: Account, *, secrets: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "account_sid": account.sid,
+        "plivo_auth_id": account.plivo_auth_id,
+        "friendly_name": account.friendly_name,
+        "status": account.status,
+    }
+    if secrets:
+        data["auth_token"] = account.auth_token
+    return data
+
+
+def _print_credentials(account: Account, title: str) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_row("Account SID", account.sid)
+    table.add_row("Auth token", account.auth_token)
+    table.add_row("Plivo auth id", account.plivo_auth_id)
+    out.print(table)
+
+
+# -- serve / demo ---------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run the API, the workers and the sandbox network in one process."""
+    settings = _settings(host=host, port=port, database_url=database_url)
+    _run(lambda: _serve(settings, on_started=_announce))
+
+
+async def _announce(runtime: Runtime) -> None:
+    if runtime.bootstrap_account is not None:
+        _print_credentials(runtime.bootstrap_account, "First start: your account (shown once)")
+
+
+OnStarted = Callable[[Runtime], Coroutine[Any, Any, None]]
+
+
+async def _serve(settings: Settings, on_started: OnStarted) -> None:
+    from verbal.api.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        await on_started(runtime)
+        out.print(f"Verbal {__version__} listening on {settings.base_url}")
+        config = uvicorn.Config(
+            create_app(runtime, manage_runtime=False),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await runtime.stop()
+
+
+DEMO_NUMBER = "+15550001000"
+DEMO_HANDSET = "+15550002000"
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Serve with a ready demo account and number, and print what to try."""
+    settings = _settings(host=host, port=port, database_url=database_url)
+
+    async def prepare(runtime: Runtime) -> None:
+        account = await runtime.directory.account_by_name("Demo")
+        if account is None:
+            account = await runtime.directory.create_account("Demo")
+        if not any(n.number == DEMO_NUMBER for n in await runtime.directory.numbers(account)):
+            try:
+                await runtime.directory.add_number(account, DEMO_NUMBER, "Demo number")
+            except AlreadyExists:
+                raise _fail(f"{DEMO_NUMBER} belongs to another account in this database") from None
+        _print_credentials(account, "Demo account")
+        base = settings.base_url
+        auth = f"{account.sid}:{account.auth_token}"
+        out.print(
+            "\n[bold]Try it[/bold]\n"
+            f"Send a text from the demo number to a sandbox handset:\n"
+            f"  curl -u {auth} {base}/2010-04-01/Accounts/{account.sid}/Messages.json \\\n"
+            f"       -d To={DEMO_HANDSET} -d From={DEMO_NUMBER} -d Body='Hello from Verbal'\n"
+            f"Read the handset's inbox:\n"
+            f"  curl -u {auth} {base}/sandbox/handsets/{DEMO_HANDSET}/inbox\n"
+            f"Reply from the handset (arrives as an inbound message):\n"
+            f"  curl -u {auth} {base}/sandbox/handsets/{DEMO_HANDSET}/messages \\\n"
+            f'       -H \'Content-Type: application/json\' -d \'{{"to": "{DEMO_NUMBER}", '
+            f'"body": "Hi back"}}\'\n'
+            f"List messages:\n"
+            f"  curl -u {auth} {base}/2010-04-01/Accounts/{account.sid}/Messages.json\n"
+            f"API docs: {base}/docs\n"
+        )
+
+    _run(lambda: _serve(settings, on_started=prepare))
+
+
+# -- send -----------------------------------------------------------------------------------
+
+
+@app.command()
+def send(
+    to: Annotated[str, typer.Option("--to", help="Destination number.")],
+    from_: Annotated[str, typer.Option("--from", help="One of the account's numbers.")],
+    body: Annotated[str, typer.Option("--body", help="Message text.")] = "",
+    media_url: Annotated[list[str] | None, typer.Option("--media-url")] = None,
+    status_callback: Annotated[str | None, typer.Option("--status-callback")] = None,
+    account_sid: Annotated[
+        str | None, typer.Option("--account", help="Account SID; default: the only account.")
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Queue a message; a running `verbal serve` on the same database sends it."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> dict[str, Any]:
+        async with _offline(settings) as runtime:
+            account = await _pick_account(runtime, account_sid)
+            request = SendRequest(
+                to=to,
+                from_=from_,
+                body=body,
+                media_urls=tuple(media_url or ()),
+                status_callback=status_callback,
+            )
+            try:
+                message = await runtime.messaging.send(account, request)
+            except MessageRefused as refused:
+                raise _fail(refused.detail) from None
+            return {
+                "sid": message.sid,
+                "status": message.status,
+                "to": message.to_number,
+                "from": message.from_number,
+                "num_segments": message.num_segments,
+                "encoding": message.encoding,
+            }
+
+    result = _run(go)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        out.print(
+            f"queued {result['sid']} ({result['num_segments']} segment(s), "
+            f"{result['encoding']}) to {result['to']}"
+        )
+
+
+async def _pick_account(runtime: Runtime, sid: str | None) -> Account:
+    if sid:
+        account = await runtime.directory.account(sid)
+        if account is None:
+            raise _fail(f"no account {sid}")
+        return account
+    accounts = await runtime.directory.accounts()
+    if len(accounts) != 1:
+        raise _fail(f"{len(accounts)} accounts exist; name one with --account")
+    return accounts[0]
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Option("--name", help="A name to recognise it by.")] = "Account",
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an account and print its credentials."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> Account:
+        async with _offline(settings) as runtime:
+            return await runtime.directory.create_account(name)
+
+    account = _run(go)
+    if as_json:
+        print(json.dumps(_account_json(account, secrets=True)))
+    else:
+        _print_credentials(account, f"Account {name!r} created")
+
+
+@accounts_app.command("list")
+def accounts_list(
+    show_tokens: Annotated[
+        bool, typer.Option("--show-tokens", help="Include auth tokens.")
+    ] = False,
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List accounts (auth tokens only with --show-tokens)."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> list[Account]:
+        async with _offline(settings) as runtime:
+            return await runtime.directory.accounts()
+
+    accounts = _run(go)
+    if as_json:
+        print(json.dumps([_account_json(a, secrets=show_tokens) for a in accounts]))
+        return
+    table = Table("Account SID", "Plivo auth id", "Name", "Status")
+    if show_tokens:
+        table.add_column("Auth token")
+    for a in accounts:
+        row = [a.sid, a.plivo_auth_id, a.friendly_name, a.status]
+        table.add_row(*row, *([a.auth_token] if show_tokens else []))
+    out.print(table)
+
+
+# -- numbers --------------------------------------------------------------------------------
+
+
+def _number_json(number: PhoneNumber, account_sid: str) -> dict[str, Any]:
+    return {
+        "sid": number.sid,
+        "number": number.number,
+        "account_sid": account_sid,
+        "friendly_name": number.friendly_name,
+    }
+
+
+@numbers_app.command("add")
+def numbers_add(
+    number: Annotated[str, typer.Argument(help="The number, E.164 preferred (+15550001000).")],
+    account_sid: Annotated[
+        str | None, typer.Option("--account", help="Account SID; default: the only account.")
+    ] = None,
+    name: Annotated[str, typer.Option("--name")] = "",
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Give an account a number it can send from and receive on."""
+    settings = _settings(database_url=database_url)
+    try:
+        e164 = to_e164(number)
+    except InvalidNumber as exc:
+        raise _fail(str(exc)) from None
+
+    async def go() -> tuple[PhoneNumber, str]:
+        async with _offline(settings) as runtime:
+            account = await _pick_account(runtime, account_sid)
+            try:
+                return await runtime.directory.add_number(account, e164, name), account.sid
+            except AlreadyExists as exc:
+                raise _fail(str(exc)) from None
+
+    row, owner = _run(go)
+    if as_json:
+        print(json.dumps(_number_json(row, owner)))
+    else:
+        out.print(f"{row.number} added to {owner} ({row.sid})")
+
+
+@numbers_app.command("list")
+def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None) -> None:
+    """List every number and the account that owns it."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> list[dict[str, Any]]:
+        async with _offline(settings) as runtime:
+            owners = {a.id: a.sid for a in await runtime.directory.accounts()}
+            numbers = await runtime.directory.numbers()
+            return [_number_json(n, owners[n.account_id]) for n in numbers]
+
+    numbers = _run(go)
+    if as_json:
+        print(json.dumps(numbers))
+        return
+    table = Table("Number", "Account SID", "Name", "SID")
+    for n in numbers:
+        table.add_row(n["number"], n["account_sid"], n["friendly_name"], n["sid"])
+    out.print(table)
+
+
+# -- carriers -------------------------------------------------------------------------------
+
+
+@carriers_app.command("list")
+def carriers_list(as_json: JsonFlag = False) -> None:
+    """List configured carriers and what they reach."""
+    settings = _settings()
+    rows = []
+    if settings.sandbox_enabled:
+        rows.append(
+            {
+                "name": "sandbox",
+                "kind": "sandbox",
+                "reaches": settings.sandbox_prefixes,
+                "rate_per_second": settings.sandbox_rate_per_second or None,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("Name", "Kind", "Reaches", "Rate limit")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["kind"],
+            ", ".join(f"{p}…" for p in r["reaches"]),
+            f"{r['rate_per_second']}/s" if r["rate_per_second"] else "unlimited",
+        )
+    out.print(table)
+
+
+# -- db -------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply pending schema migrations (serve does this on start too)."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> None:
+        async with _offline(settings):
+            pass
+
+    _run(go)
+    out.print("database schema is current")
+
+
+@app.command()
+def version() -> None:
+    """Print Verbal's version."""
+    print(__version__)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Settings, read once at start-up.
+
+Sources, highest priority first: keyword arguments (the CLI's flags), `VERBAL_*` environment
+variables, then an optional TOML file (`VERBAL_CONFIG`, default `./verbal.toml` when it exists).
+Every setting has a default that runs Verbal on embedded parts: a SQLite file and the sandbox
+network, nothing else to install.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "verbal.toml"
+
+
+def config_file() -> Path | None:
+    """The TOML file to read, if any: `VERBAL_CONFIG`, else `./verbal.toml` when present."""
+    named = os.environ.get("VERBAL_CONFIG")
+    if named:
+        return Path(named)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VERBAL_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///verbal.db",
+        description="SQLAlchemy URL: a SQLite file by default; postgresql://... to scale out.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = Field(
+        "",
+        description="Base URL apps and callbacks see; defaults to http://HOST:PORT.",
+    )
+    log_level: str = "info"
+
+    # Dispatch: how many jobs run at once in this process, and how long a claimed job is
+    # protected from other workers before it is considered abandoned.
+    worker_concurrency: int = 64
+    job_lease_seconds: float = 60.0
+    idle_poll_seconds: float = 1.0
+
+    # Carrier submission.
+    submit_timeout_seconds: float = 10.0
+    submit_retry_base_seconds: float = 1.0
+    submit_retry_max_seconds: float = 300.0
+    validity_period_seconds: int = 36000  # Twilio's default and maximum: 10 hours
+
+    # Webhooks (status callbacks).
+    webhook_timeout_seconds: float = 15.0
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 2.0
+    webhook_retry_max_seconds: float = 600.0
+
+    # Sandbox network: numbers starting with any of these prefixes are virtual handsets.
+    sandbox_enabled: bool = True
+    sandbox_prefixes: list[str] = Field(default_factory=lambda: ["+1555"])
+    sandbox_rate_per_second: float = 0.0  # 0 means unlimited
+
+    # First start: the account created on an empty database may be given fixed credentials,
+    # which is how scripts and the demo get known credentials.
+    bootstrap_account_sid: str = ""
+    bootstrap_auth_token: SecretStr = SecretStr("")
+
+    max_request_bytes: int = 1024 * 1024
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,167 @@
+"""The durable job queue: a table that is both outbox and work list.
+
+Producers add jobs inside their own transaction (`enqueue`), so a job exists exactly when
+the change that caused it was committed. Workers `claim` due jobs by stamping a lease on
+them; a job whose lease ran out (its worker died) is claimable again. A handler ends a job
+with `finish` or `reschedule`, inside the same transaction as the work's own writes.
+
+Jobs that share an `ordering_key` run strictly one after another in id order: a later job
+is not claimable while an earlier one with the same key exists, however its retries go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, event, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, aliased
+
+from verbal.store.models import Job
+
+Clock = Callable[[], float]
+_WAKE_KEY = "verbal.dispatch.wake"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int  # including the current one
+    ordering_key: str | None
+
+
+class JobQueue:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        owner: str,
+        lease_seconds: float,
+        skip_locked: bool,
+        clock: Clock = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self.owner = owner
+        self._lease_seconds = lease_seconds
+        self._skip_locked = skip_locked
+        self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, wake: Callable[[], None]) -> None:
+        """Call `wake` after any transaction that enqueued a job commits."""
+        self._listeners.append(wake)
+
+    def enqueue(
+        self,
+        session: AsyncSession,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        ordering_key: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        now = self._clock()
+        session.add(
+            Job(
+                kind=kind,
+                payload=payload,
+                ordering_key=ordering_key,
+                run_at=now + delay,
+                created_at=now,
+                attempts=0,
+            )
+        )
+        session.sync_session.info[_WAKE_KEY] = self._wake_all
+
+    def _wake_all(self) -> None:
+        for wake in self._listeners:
+            wake()
+
+    async def claim(self, limit: int) -> list[ClaimedJob]:
+        now = self._clock()
+        job = Job.__table__
+        earlier = aliased(Job)
+        due = (
+            select(job.c.id)
+            .where(
+                job.c.run_at <= now,
+                or_(job.c.lease_expires.is_(None), job.c.lease_expires < now),
+                ~exists().where(earlier.ordering_key == job.c.ordering_key, earlier.id < job.c.id),
+            )
+            .order_by(job.c.run_at, job.c.id)
+            .limit(limit)
+        )
+        if self._skip_locked:
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(job)
+            .where(job.c.id.in_(due.scalar_subquery()))
+            .values(
+                lease_owner=self.owner,
+                lease_expires=now + self._lease_seconds,
+                attempts=job.c.attempts + 1,
+            )
+            .returning(job.c.id, job.c.kind, job.c.payload, job.c.attempts, job.c.ordering_key)
+        )
+        async with self._sessions.begin() as session:
+            rows = (await session.execute(statement)).all()
+        claimed = [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.ordering_key) for r in rows]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    async def finish(self, session: AsyncSession, claimed: ClaimedJob) -> None:
+        await session.execute(
+            delete(Job).where(Job.id == claimed.id, Job.lease_owner == self.owner)
+        )
+
+    async def reschedule(
+        self, session: AsyncSession, claimed: ClaimedJob, delay: float, error: str
+    ) -> None:
+        await session.execute(
+            update(Job)
+            .where(Job.id == claimed.id, Job.lease_owner == self.owner)
+            .values(
+                run_at=self._clock() + delay,
+                lease_owner=None,
+                lease_expires=None,
+                last_error=error[:512],
+            )
+        )
+
+    async def release_leases(self, *, everyone: bool = False) -> int:
+        """Free leases held by this owner, or by anyone (a single-process restart)."""
+        statement = update(Job).values(lease_owner=None, lease_expires=None)
+        if not everyone:
+            statement = statement.where(Job.lease_owner == self.owner)
+        async with self._sessions.begin() as session:
+            result = await session.execute(statement)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def next_due(self) -> float | None:
+        """When the earliest unleased job becomes due, for an idle worker's sleep."""
+        async with self._sessions() as session:
+            value = await session.scalar(
+                select(func.min(Job.run_at)).where(Job.lease_expires.is_(None))
+            )
+        return None if value is None else float(value)
+
+    async def depth(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    wake = session.info.pop(_WAKE_KEY, None)
+    if wake is not None:
+        wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_WAKE_KEY, None)

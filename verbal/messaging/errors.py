@@ -1,0 +1,32 @@
+"""Why a message was refused at the door, as values each API renders in its own convention."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Refusal(enum.StrEnum):
+    TO_MISSING = "to_missing"
+    FROM_MISSING = "from_missing"
+    BODY_MISSING = "body_missing"
+    TO_INVALID = "to_invalid"
+    FROM_INVALID = "from_invalid"
+    FROM_NOT_OWNED = "from_not_owned"
+    BODY_TOO_LONG = "body_too_long"
+    TOO_MANY_MEDIA = "too_many_media"
+    MEDIA_URL_INVALID = "media_url_invalid"
+    CALLBACK_URL_INVALID = "callback_url_invalid"
+    CALLBACK_METHOD_INVALID = "callback_method_invalid"
+    UNREACHABLE = "unreachable"
+    VALIDITY_INVALID = "validity_invalid"
+
+
+class MessageRefused(Exception):
+    def __init__(self, reason: Refusal, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class NumberNotInService(LookupError):
+    """An inbound message was addressed to a number no account owns."""

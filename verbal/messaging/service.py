@@ -1,0 +1,412 @@
+"""The message pipeline: accept, dispatch, record receipts and inbound messages.
+
+Every change of a message's status goes through `_advance`, in the transaction that caused
+it, which writes the timeline rows and enqueues that transition's status callback. So the
+message, its history and the callbacks it owes can never disagree, whatever crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from verbal import ids
+from verbal.carriers.base import (
+    CarrierRejected,
+    CarrierRouter,
+    CarrierTemporaryError,
+    InboundSms,
+    OutboundSms,
+    Receipt,
+)
+from verbal.dialects import CALLBACK_FORMATS
+from verbal.dialects.types import MessageFacts
+from verbal.dispatch.backoff import backoff_delay
+from verbal.dispatch.queue import ClaimedJob, JobQueue
+from verbal.dispatch.ratelimit import RateLimiter
+from verbal.messaging.addresses import InvalidNumber, to_e164
+from verbal.messaging.encoding import analyze
+from verbal.messaging.errors import MessageRefused, NumberNotInService, Refusal
+from verbal.messaging.states import Status, is_final, path_to
+from verbal.store.models import Account, Message, MessageEvent, PhoneNumber
+from verbal.webhooks.delivery import append_query
+
+log = logging.getLogger("verbal.messaging")
+
+SUBMIT_JOB = "submit"
+WEBHOOK_JOB = "webhook"
+MAX_BODY_CHARS = 1600  # Twilio's limit for one message, however many segments
+MAX_MEDIA = 10
+# Transitions that produce a status callback. "sending" lasts milliseconds and Twilio does
+# not report it; inbound messages report nothing.
+CALLBACK_STATUSES = frozenset(
+    {
+        Status.QUEUED,
+        Status.SENT,
+        Status.DELIVERED,
+        Status.UNDELIVERED,
+        Status.FAILED,
+        Status.CANCELED,
+    }
+)
+ERROR_EXPIRED = (30036, "Validity period expired")
+ERROR_NO_ROUTE = (30008, "No carrier reaches the destination")
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    to: str | None
+    from_: str | None
+    body: str | None = None
+    media_urls: tuple[str, ...] = ()
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    callback_format: str = "twilio"
+    validity_period: int | None = None
+
+
+@dataclass(slots=True)
+class PipelineSettings:
+    submit_timeout_seconds: float = 10.0
+    submit_retry_base_seconds: float = 1.0
+    submit_retry_max_seconds: float = 300.0
+    validity_period_seconds: int = 36000
+    rate_per_carrier: dict[str, float] = field(default_factory=dict)
+
+
+class Messaging:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        queue: JobQueue,
+        router: CarrierRouter,
+        settings: PipelineSettings,
+    ) -> None:
+        self._sessions = sessions
+        self._queue = queue
+        self._router = router
+        self._settings = settings
+        self._limiters = {
+            carrier.name: RateLimiter(settings.rate_per_carrier.get(carrier.name, 0.0))
+            for carrier in router.carriers
+        }
+
+    # -- accepting ------------------------------------------------------------------------
+
+    async def send(self, account: Account, request: SendRequest) -> Message:
+        """Validate and durably accept an outbound message; raises MessageRefused."""
+        to, sender, body, media = await self._validate(account, request)
+        info = analyze(body)
+        now = datetime.now(UTC)
+        validity = request.validity_period or self._settings.validity_period_seconds
+        message = Message(
+            sid=ids.sid("SM"),
+            account_id=account.id,
+            direction="outbound-api",
+            from_number=sender,
+            to_number=to,
+            body=body,
+            media_urls=list(media),
+            encoding=info.encoding.value,
+            num_segments=info.segments,
+            status=Status.ACCEPTED.value,
+            status_callback=request.status_callback or None,
+            status_callback_method=request.status_callback_method,
+            callback_format=request.callback_format,
+            expires_at=now + timedelta(seconds=validity),
+            date_created=now,
+            date_updated=now,
+        )
+        async with self._sessions.begin() as session:
+            session.add(message)
+            await session.flush()
+            await self._advance(session, message, Status.QUEUED, account=account)
+            self._queue.enqueue(session, SUBMIT_JOB, {"message_sid": message.sid, "to": to})
+        return message
+
+    async def _validate(
+        self, account: Account, request: SendRequest
+    ) -> tuple[str, str, str, tuple[str, ...]]:
+        if not request.to:
+            raise MessageRefused(Refusal.TO_MISSING, "A 'To' phone number is required.")
+        if not request.from_:
+            raise MessageRefused(Refusal.FROM_MISSING, "A 'From' phone number is required.")
+        body = request.body or ""
+        if not body and not request.media_urls:
+            raise MessageRefused(Refusal.BODY_MISSING, "Message body is required.")
+        if len(body) > MAX_BODY_CHARS:
+            raise MessageRefused(
+                Refusal.BODY_TOO_LONG,
+                f"The message body exceeds the {MAX_BODY_CHARS} character limit.",
+            )
+        if len(request.media_urls) > MAX_MEDIA:
+            raise MessageRefused(
+                Refusal.TOO_MANY_MEDIA, f"A message can have at most {MAX_MEDIA} media URLs."
+            )
+        for url in request.media_urls:
+            if not _is_http_url(url):
+                raise MessageRefused(Refusal.MEDIA_URL_INVALID, f"Media URL {url!r} is not valid.")
+        if request.status_callback and not _is_http_url(request.status_callback):
+            raise MessageRefused(
+                Refusal.CALLBACK_URL_INVALID,
+                f"StatusCallback {request.status_callback!r} is not a valid URL.",
+            )
+        if request.status_callback_method not in ("GET", "POST"):
+            raise MessageRefused(
+                Refusal.CALLBACK_METHOD_INVALID, "StatusCallbackMethod must be GET or POST."
+            )
+        if request.validity_period is not None and not (
+            1 <= request.validity_period <= self._settings.validity_period_seconds
+        ):
+            raise MessageRefused(
+                Refusal.VALIDITY_INVALID,
+                f"ValidityPeriod must be between 1 and {self._settings.validity_period_seconds}.",
+            )
+        try:
+            to = to_e164(request.to)
+        except InvalidNumber:
+            raise MessageRefused(
+                Refusal.TO_INVALID, f"The 'To' number {request.to} is not a valid phone number."
+            ) from None
+        try:
+            sender = to_e164(request.from_)
+        except InvalidNumber:
+            raise MessageRefused(
+                Refusal.FROM_INVALID,
+                f"The 'From' number {request.from_} is not a valid phone number.",
+            ) from None
+        async with self._sessions() as session:
+            owned = await session.scalar(
+                select(PhoneNumber.id).where(
+                    PhoneNumber.number == sender, PhoneNumber.account_id == account.id
+                )
+            )
+        if owned is None:
+            raise MessageRefused(
+                Refusal.FROM_NOT_OWNED,
+                f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
+                "number or short code for your account.",
+            )
+        if self._router.route(to) is None:
+            raise MessageRefused(
+                Refusal.UNREACHABLE, f"The 'To' phone number {to} is not reachable by any carrier."
+            )
+        return to, sender, body, request.media_urls
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    async def handle_submit(self, job: ClaimedJob) -> None:
+        """Run one submit job: hand the message to its carrier and record the outcome."""
+        sid = job.payload["message_sid"]
+        carrier = self._router.route(job.payload["to"])
+        if carrier is not None:
+            await self._limiters[carrier.name].acquire()
+        async with self._sessions.begin() as session:
+            message = await self._lock(session, sid=sid)
+            if message is None or is_final(message.status):
+                await self._queue.finish(session, job)
+                return
+            if message.expires_at is not None and message.expires_at <= datetime.now(UTC):
+                await self._fail(session, message, *ERROR_EXPIRED)
+                await self._queue.finish(session, job)
+                return
+            if carrier is None:
+                await self._fail(session, message, *ERROR_NO_ROUTE)
+                await self._queue.finish(session, job)
+                return
+            message.carrier = carrier.name
+            await self._advance(session, message, Status.SENDING)
+            sms = OutboundSms(
+                message_sid=message.sid,
+                sender=message.from_number,
+                recipient=message.to_number,
+                body=message.body,
+                media_urls=tuple(message.media_urls),
+            )
+
+        try:
+            result = await asyncio.wait_for(
+                carrier.submit(sms), self._settings.submit_timeout_seconds
+            )
+        except CarrierRejected as exc:
+            async with self._sessions.begin() as session:
+                message = await self._lock(session, sid=sid)
+                if message is not None:
+                    await self._fail(session, message, exc.code, exc.message)
+                await self._queue.finish(session, job)
+            return
+        except (CarrierTemporaryError, TimeoutError) as exc:
+            reason = "submit timed out" if isinstance(exc, TimeoutError) else str(exc)
+            delay = backoff_delay(
+                job.attempts,
+                self._settings.submit_retry_base_seconds,
+                self._settings.submit_retry_max_seconds,
+            )
+            log.info("message %s: %s; retrying in %.1fs", sid, reason, delay)
+            async with self._sessions.begin() as session:
+                await self._queue.reschedule(session, job, delay, reason)
+            return
+
+        async with self._sessions.begin() as session:
+            message = await self._lock(session, sid=sid)
+            if message is not None:
+                message.carrier_message_id = message.carrier_message_id or result.carrier_message_id
+                await self._advance(session, message, Status.SENT)
+            await self._queue.finish(session, job)
+
+    # -- carrier events -------------------------------------------------------------------
+
+    async def on_receipt(self, receipt: Receipt) -> None:
+        async with self._sessions.begin() as session:
+            if receipt.message_sid is not None:
+                message = await self._lock(session, sid=receipt.message_sid)
+            else:
+                message = await self._lock(
+                    session, carrier=receipt.carrier, carrier_message_id=receipt.carrier_message_id
+                )
+            if message is None:
+                log.warning(
+                    "receipt from %s for unknown message %s dropped",
+                    receipt.carrier,
+                    receipt.carrier_message_id,
+                )
+                return
+            # The receipt may beat the recording of the submit result: fill that in too.
+            message.carrier = message.carrier or receipt.carrier
+            message.carrier_message_id = message.carrier_message_id or receipt.carrier_message_id
+            target = Status(receipt.status)
+            if target in (Status.UNDELIVERED, Status.FAILED):
+                message.error_code = receipt.error_code or 30008
+                message.error_message = receipt.error_message or "Unknown error"
+            await self._advance(session, message, target)
+
+    async def on_inbound(self, sms: InboundSms) -> str:
+        async with self._sessions.begin() as session:
+            number = await session.scalar(
+                select(PhoneNumber).where(PhoneNumber.number == sms.recipient)
+            )
+            if number is None:
+                raise NumberNotInService(f"{sms.recipient} is not a number in service")
+            info = analyze(sms.body)
+            now = datetime.now(UTC)
+            message = Message(
+                sid=ids.sid("SM"),
+                account_id=number.account_id,
+                direction="inbound",
+                from_number=sms.sender,
+                to_number=sms.recipient,
+                body=sms.body,
+                media_urls=list(sms.media_urls),
+                encoding=info.encoding.value,
+                num_segments=info.segments,
+                status=Status.RECEIVING.value,
+                carrier=sms.carrier,
+                carrier_message_id=sms.carrier_message_id,
+                date_created=now,
+                date_updated=now,
+            )
+            session.add(message)
+            await session.flush()
+            session.add(MessageEvent(message_id=message.id, status=Status.RECEIVING.value))
+            await self._advance(session, message, Status.RECEIVED)
+            return message.sid
+
+    # -- the one way a status changes -----------------------------------------------------
+
+    async def _fail(self, session: AsyncSession, message: Message, code: int, text: str) -> None:
+        message.error_code = code
+        message.error_message = text
+        await self._advance(session, message, Status.FAILED)
+
+    async def _advance(
+        self,
+        session: AsyncSession,
+        message: Message,
+        target: Status,
+        *,
+        account: Account | None = None,
+    ) -> None:
+        steps = path_to(Status(message.status), target)
+        if not steps:
+            return
+        now = datetime.now(UTC)
+        for step in steps:
+            message.status = step.value
+            message.date_updated = now
+            if step == Status.SENT:
+                message.date_sent = now
+            error = message.error_code if is_final(step) else None
+            session.add(
+                MessageEvent(
+                    message_id=message.id, status=step.value, occurred_at=now, error_code=error
+                )
+            )
+            if message.status_callback and step in CALLBACK_STATUSES:
+                if account is None:
+                    account = await session.get(Account, message.account_id)
+                assert account is not None
+                self._enqueue_status_callback(session, message, account)
+
+    def _enqueue_status_callback(
+        self, session: AsyncSession, message: Message, account: Account
+    ) -> None:
+        formatter = CALLBACK_FORMATS[message.callback_format]
+        facts = MessageFacts(
+            sid=message.sid,
+            account_sid=account.sid,
+            from_number=message.from_number,
+            to_number=message.to_number,
+            body=message.body,
+            status=message.status,
+            error_code=message.error_code,
+            error_message=message.error_message,
+            media_urls=tuple(message.media_urls),
+            num_segments=message.num_segments,
+            date_updated=message.date_updated,
+        )
+        params = formatter.params(facts)
+        url = message.status_callback or ""
+        method = message.status_callback_method
+        signed_url = url if method == "POST" else append_query(url, params)
+        payload: dict[str, Any] = {
+            "message_id": message.id,
+            "event": f"status:{message.status}",
+            "url": url,
+            "method": method,
+            "params": params,
+            # Signed now, with the token the account has now: the job then holds no secret.
+            "headers": formatter.signature_headers(
+                signed_url, params if method == "POST" else [], account.auth_token
+            ),
+        }
+        self._queue.enqueue(session, WEBHOOK_JOB, payload, ordering_key=message.sid)
+
+    async def _lock(
+        self,
+        session: AsyncSession,
+        *,
+        sid: str | None = None,
+        carrier: str | None = None,
+        carrier_message_id: str | None = None,
+    ) -> Message | None:
+        """Load a message for update: concurrent events on one message apply one by one."""
+        query = select(Message).with_for_update()
+        if sid is not None:
+            query = query.where(Message.sid == sid)
+        else:
+            query = query.where(
+                Message.carrier == carrier, Message.carrier_message_id == carrier_message_id
+            )
+        return await session.scalar(query)
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -1,0 +1,114 @@
+"""One running Verbal: the database, the carriers, the pipeline and its workers, wired once.
+
+`verbal serve` builds a Runtime, starts it, and serves the API on top of it; tests do the
+same in-process. Nothing here knows about HTTP routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from verbal.carriers.base import Carrier, CarrierRouter
+from verbal.carriers.sandbox import SandboxCarrier
+from verbal.config import Settings
+from verbal.dispatch.queue import JobQueue
+from verbal.dispatch.workers import Dispatcher
+from verbal.messaging.callbacks import CallbackSender, RetryPolicy
+from verbal.messaging.service import SUBMIT_JOB, WEBHOOK_JOB, Messaging, PipelineSettings
+from verbal.store import create_engine, migrate, session_factory
+from verbal.store.directory import Directory
+from verbal.store.models import Account
+from verbal.webhooks.delivery import new_client
+
+log = logging.getLogger("verbal")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.directory = Directory(self.sessions)
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.queue = JobQueue(
+            self.sessions,
+            owner=owner,
+            lease_seconds=settings.job_lease_seconds,
+            skip_locked=not settings.is_sqlite,
+        )
+        self.sandbox: SandboxCarrier | None = None
+        carriers: list[Carrier] = []
+        if settings.sandbox_enabled:
+            self.sandbox = SandboxCarrier(self.sessions, settings.sandbox_prefixes)
+            carriers.append(self.sandbox)
+        self.router = CarrierRouter(carriers)
+        self.messaging = Messaging(
+            self.sessions,
+            self.queue,
+            self.router,
+            PipelineSettings(
+                submit_timeout_seconds=settings.submit_timeout_seconds,
+                submit_retry_base_seconds=settings.submit_retry_base_seconds,
+                submit_retry_max_seconds=settings.submit_retry_max_seconds,
+                validity_period_seconds=settings.validity_period_seconds,
+                rate_per_carrier={"sandbox": settings.sandbox_rate_per_second},
+            ),
+        )
+        self.http = new_client(settings.webhook_timeout_seconds)
+        self.callbacks = CallbackSender(
+            self.sessions,
+            self.queue,
+            self.http,
+            RetryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                base_seconds=settings.webhook_retry_base_seconds,
+                max_seconds=settings.webhook_retry_max_seconds,
+            ),
+        )
+        self.dispatcher = Dispatcher(
+            self.queue,
+            self.sessions.begin,
+            concurrency=settings.worker_concurrency,
+            idle_poll_seconds=settings.idle_poll_seconds,
+        )
+        self.dispatcher.register(SUBMIT_JOB, self.messaging.handle_submit)
+        self.dispatcher.register(WEBHOOK_JOB, self.callbacks.handle)
+        self._worker: asyncio.Task[None] | None = None
+        self.bootstrap_account: Account | None = None
+
+    async def start(self) -> None:
+        await migrate(self.engine)
+        self.bootstrap_account = await self._bootstrap()
+        if self.settings.is_sqlite:
+            # One process owns a SQLite file: leases left by a crashed run are ours to undo.
+            released = await self.queue.release_leases(everyone=True)
+            if released:
+                log.info("resuming %d jobs left in flight by the previous run", released)
+        for carrier in self.router.carriers:
+            await carrier.start(self.messaging)
+        self._worker = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def _bootstrap(self) -> Account | None:
+        """On an empty database, create the first account; return it (only then)."""
+        if await self.directory.count_accounts():
+            return None
+        return await self.directory.create_account(
+            "Owner",
+            sid=self.settings.bootstrap_account_sid,
+            auth_token=self.settings.bootstrap_auth_token.get_secret_value(),
+        )
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for carrier in self.router.carriers:
+            await carrier.stop()
+        await self.http.aclose()
+        await self.engine.dispose()

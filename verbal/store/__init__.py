@@ -1,0 +1,5 @@
+"""Persistence: the schema, the connection, and migrations applied on start."""
+
+from verbal.store.database import create_engine, migrate, normalize_url, session_factory
+
+__all__ = ["create_engine", "migrate", "normalize_url", "session_factory"]

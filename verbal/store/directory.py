@@ -1,0 +1,90 @@
+"""Accounts and the numbers they own: creation and look-ups shared by the API and the CLI."""
+
+from __future__ import annotations
+
+import hmac
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from verbal import ids
+from verbal.store.models import Account, PhoneNumber
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+class Directory:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create_account(
+        self, friendly_name: str = "Verbal account", *, sid: str = "", auth_token: str = ""
+    ) -> Account:
+        account = Account(
+            sid=sid or ids.sid("AC"),
+            auth_token=auth_token or ids.auth_token(),
+            plivo_auth_id=ids.plivo_auth_id(),
+            friendly_name=friendly_name,
+            status="active",
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(account)
+        except IntegrityError as exc:
+            raise AlreadyExists(f"account {account.sid} already exists") from exc
+        return account
+
+    async def count_accounts(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Account)) or 0)
+
+    async def accounts(self) -> list[Account]:
+        async with self._sessions() as session:
+            return list(await session.scalars(select(Account).order_by(Account.id)))
+
+    async def account(self, sid: str) -> Account | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(Account).where(Account.sid == sid))
+
+    async def account_by_name(self, friendly_name: str) -> Account | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Account).where(Account.friendly_name == friendly_name).limit(1)
+            )
+
+    async def authenticate(self, username: str, password: str) -> Account | None:
+        """The active account whose SID (or Plivo auth id) and token match, else None."""
+        column = Account.plivo_auth_id if username.startswith(("MA", "SA")) else Account.sid
+        async with self._sessions() as session:
+            account = await session.scalar(select(Account).where(column == username))
+        if account is None or account.status != "active":
+            return None
+        if not hmac.compare_digest(account.auth_token.encode(), password.encode()):
+            return None
+        return account
+
+    async def add_number(
+        self, account: Account, number: str, friendly_name: str = ""
+    ) -> PhoneNumber:
+        row = PhoneNumber(
+            sid=ids.sid("PN"),
+            account_id=account.id,
+            number=number,
+            friendly_name=friendly_name or number,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise AlreadyExists(f"{number} already belongs to an account") from exc
+        return row
+
+    async def numbers(self, account: Account | None = None) -> list[PhoneNumber]:
+        query = select(PhoneNumber).order_by(PhoneNumber.id)
+        if account is not None:
+            query = query.where(PhoneNumber.account_id == account.id)
+        async with self._sessions() as session:
+            return list(await session.scalars(query))

@@ -1,0 +1,212 @@
+"""The database schema: one SQLAlchemy model per table.
+
+The schema is changed only through Alembic migrations (`verbal/store/migrations`); a test
+checks that the models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, stored naive: SQLite has no time zones."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    auth_token: Mapped[str] = mapped_column(String(64))
+    plivo_auth_id: Mapped[str] = mapped_column(String(20), unique=True)
+    friendly_name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PhoneNumber(Base):
+    __tablename__ = "phone_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    friendly_name: Mapped[str] = mapped_column(String(64))
+    sms_url: Mapped[str | None] = mapped_column(String(2048))
+    sms_method: Mapped[str] = mapped_column(String(8), default="POST")
+    status_callback: Mapped[str | None] = mapped_column(String(2048))
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_account_created", "account_id", "date_created", "id"),
+        Index("ix_messages_carrier_ref", "carrier", "carrier_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    direction: Mapped[str] = mapped_column(String(16))
+    from_number: Mapped[str] = mapped_column(String(64))
+    to_number: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    media_urls: Mapped[list[Any]] = mapped_column(default=list)
+    encoding: Mapped[str] = mapped_column(String(8))
+    num_segments: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    status_callback: Mapped[str | None] = mapped_column(String(2048))
+    status_callback_method: Mapped[str] = mapped_column(String(8), default="POST")
+    # Which platform's parameter set and signature the status callbacks use.
+    callback_format: Mapped[str] = mapped_column(String(16), default="twilio")
+    carrier: Mapped[str | None] = mapped_column(String(64))
+    carrier_message_id: Mapped[str | None] = mapped_column(String(128))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(String(512))
+    expires_at: Mapped[datetime | None] = mapped_column()
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow)
+    date_sent: Mapped[datetime | None] = mapped_column()
+
+
+class MessageEvent(Base):
+    """One row per status transition, so every message has its own timeline."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(String(512))
+
+
+class Job(Base):
+    """The durable work queue (transactional outbox).
+
+    Times are epoch seconds in floats: the claim query compares them on every poll and
+    floats compare the same way on every database.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_due", "run_at"),
+        Index("ix_jobs_ordering", "ordering_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # Jobs sharing an ordering key run one at a time, in id order (status callbacks of one
+    # message); NULL means unordered.
+    ordering_key: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookAttempt(Base):
+    """Every outbound webhook request we made, with what came back."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2048))
+    method: Mapped[str] = mapped_column(String(8))
+    request_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempt: Mapped[int] = mapped_column(Integer)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String(512))
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SandboxRule(Base):
+    """A scripted outcome for messages sent to matching sandbox handsets."""
+
+    __tablename__ = "sandbox_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    delay_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SandboxDelivery(Base):
+    """A message the sandbox network accepted, and the receipt it owes.
+
+    Pending receipts live here rather than in memory so that a restart still delivers them.
+    """
+
+    __tablename__ = "sandbox_deliveries"
+    __table_args__ = (
+        Index("ix_sandbox_handset", "handset", "id"),
+        Index("ix_sandbox_receipt_due", "receipt_reported", "receipt_due"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(34), unique=True)
+    carrier_message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    handset: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    media_urls: Mapped[list[Any]] = mapped_column(default=list)
+    outcome: Mapped[str] = mapped_column(String(16))
+    in_inbox: Mapped[bool] = mapped_column(Boolean)
+    visible_at: Mapped[float] = mapped_column(Float)
+    receipt_status: Mapped[str | None] = mapped_column(String(16))
+    receipt_error_code: Mapped[int | None] = mapped_column(Integer)
+    receipt_due: Mapped[float | None] = mapped_column(Float)
+    receipt_reported: Mapped[bool] = mapped_column(Boolean, default=False)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""Outbound HTTP to apps: build, sign and deliver webhook requests."""
