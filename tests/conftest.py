@@ -1,0 +1,330 @@
+"""Shared fixtures: real databases, a live Verbal server, and a real webhook receiver.
+
+Everything here runs for real on loopback: Verbal serves HTTP with uvicorn in a thread of
+its own, callbacks go to a `ThreadingHTTPServer`, the database is a SQLite file in a temp
+directory or a throw-away PostgreSQL database on the local server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+import uvicorn
+
+from verbal.config import Settings
+from verbal.runtime import Runtime
+
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "VERBAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see no VERBAL_* settings and no Twilio edge/region rewriting from the outside."""
+    for name in list(os.environ):
+        if name.startswith("VERBAL_") and name != "VERBAL_TEST_POSTGRES":
+            monkeypatch.delenv(name)
+    for name in (
+        "TWILIO_EDGE",
+        "TWILIO_REGION",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- databases --------------------------------------------------------------------------------
+
+
+def _postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'verbal.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not _postgres_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    import asyncpg
+
+    name = f"verbal_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Run a test once on SQLite and once on PostgreSQL."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+# -- a live server ----------------------------------------------------------------------------
+
+
+def fast_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings with retry delays short enough for tests."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "idle_poll_seconds": 0.2,
+        "submit_timeout_seconds": 1.0,
+        "submit_retry_base_seconds": 0.1,
+        "submit_retry_max_seconds": 0.5,
+        "webhook_timeout_seconds": 2.0,
+        "webhook_retry_base_seconds": 0.05,
+        "webhook_retry_max_seconds": 0.3,
+        "bootstrap_account_sid": "AC" + secrets.token_hex(16),
+        "bootstrap_auth_token": secrets.token_hex(16),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class LiveVerbal:
+    """A Verbal server running in a background thread with its own event loop."""
+
+    settings: Settings
+    runtime: Runtime = field(init=False)
+    _loop: asyncio.AbstractEventLoop = field(init=False)
+    _thread: threading.Thread = field(init=False)
+    _server: uvicorn.Server = field(init=False)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def account_sid(self) -> str:
+        return self.settings.bootstrap_account_sid
+
+    @property
+    def auth_token(self) -> str:
+        return self.settings.bootstrap_auth_token.get_secret_value()
+
+    def start(self) -> None:
+        from verbal.api.app import create_app
+
+        self.runtime = Runtime(self.settings)
+        config = uvicorn.Config(
+            create_app(self.runtime),
+            host=self.settings.host,
+            port=self.settings.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self._server = uvicorn.Server(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_until_complete, args=(self._server.serve(),), daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("Verbal did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+        self._loop.close()
+
+    def call(self, coroutine_factory: Callable[[Runtime], Any]) -> Any:
+        """Run a coroutine against the runtime on the server's own loop and wait for it."""
+        future = asyncio.run_coroutine_threadsafe(coroutine_factory(self.runtime), self._loop)
+        return future.result(timeout=30)
+
+    def add_number(self, number: str) -> None:
+        async def add(runtime: Runtime) -> None:
+            account = await runtime.directory.account(self.account_sid)
+            assert account is not None
+            await runtime.directory.add_number(account, number)
+
+        self.call(add)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url, auth=(self.account_sid, self.auth_token), timeout=10
+        )
+
+    def twilio(self) -> Any:
+        from twilio.rest import Client
+
+        client = Client(self.account_sid, self.auth_token)
+        client.api.base_url = self.base_url
+        return client
+
+
+@pytest.fixture
+def make_verbal(sqlite_url: str) -> Iterator[Callable[..., LiveVerbal]]:
+    started: list[LiveVerbal] = []
+
+    def make(database_url: str | None = None, **overrides: Any) -> LiveVerbal:
+        server = LiveVerbal(fast_settings(database_url or sqlite_url, **overrides))
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def verbal(make_verbal: Callable[..., LiveVerbal]) -> LiveVerbal:
+    """A live server on SQLite with one account owning +15550001000."""
+    server = make_verbal()
+    server.add_number("+15550001000")
+    return server
+
+
+# -- a real webhook receiver -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    method: str
+    url: str
+    path: str
+    headers: dict[str, str]
+    form: list[tuple[str, str]]
+    status_returned: int
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.form)
+
+
+class WebhookReceiver:
+    """An HTTP server that records every request; `respond` decides each status code."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.respond: Callable[[str, dict[str, str]], int] = lambda path, params: 200
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                parts = urlsplit(self.path)
+                form = parse_qsl(
+                    raw if self.command == "POST" else parts.query, keep_blank_values=True
+                )
+                with receiver._lock:
+                    status = receiver.respond(parts.path, dict(form))
+                    receiver.requests.append(
+                        ReceivedRequest(
+                            method=self.command,
+                            url=f"{receiver.base_url}{self.path}",
+                            path=parts.path,
+                            headers=dict(self.headers.items()),
+                            form=form,
+                            status_returned=status,
+                        )
+                    )
+                body = b"<Response/>"
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/status") -> str:
+        return self.base_url + path
+
+    def received(self, path: str | None = None) -> list[ReceivedRequest]:
+        with self._lock:
+            return [r for r in self.requests if path is None or r.path == path]
+
+    def wait_for(
+        self, predicate: Callable[[list[ReceivedRequest]], bool], timeout: float = 15.0
+    ) -> list[ReceivedRequest]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            requests = self.received()
+            if predicate(requests):
+                return requests
+            time.sleep(0.02)
+        raise AssertionError(f"webhook receiver: condition not met; got {self.received()}")
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
