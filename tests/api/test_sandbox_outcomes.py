@@ -1,0 +1,174 @@
+"""Every status path, scripted through the sandbox network's HTTP API."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
+
+FROM = "+15550001000"
+
+
+def send(verbal: LiveVerbal, to: str, receiver: WebhookReceiver | None = None) -> str:
+    data = {"To": to, "From": FROM, "Body": "scripted"}
+    if receiver is not None:
+        data["StatusCallback"] = receiver.url()
+    with verbal.http() as http:
+        response = http.post(f"/2010-04-01/Accounts/{verbal.account_sid}/Messages.json", data=data)
+    assert response.status_code == 201, response.text
+    return str(response.json()["sid"])
+
+
+def fetch(verbal: LiveVerbal, sid: str) -> dict:
+    with verbal.http() as http:
+        return http.get(f"/2010-04-01/Accounts/{verbal.account_sid}/Messages/{sid}.json").json()
+
+
+def add_rule(verbal: LiveVerbal, **rule: object) -> dict:
+    with verbal.http() as http:
+        response = http.post("/sandbox/rules", json=rule)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def inbox(verbal: LiveVerbal, handset: str) -> list[dict]:
+    with verbal.http() as http:
+        return http.get(f"/sandbox/handsets/{handset}/inbox").json()["messages"]
+
+
+def final(verbal: LiveVerbal, sid: str) -> dict:
+    return wait_until(
+        lambda: (m := fetch(verbal, sid))["status"] in ("delivered", "undelivered", "failed") and m,
+        what=f"{sid} to reach a final status",
+    )
+
+
+def test_undeliverable_reports_undelivered_with_error_code(
+    verbal: LiveVerbal, receiver: WebhookReceiver
+) -> None:
+    add_rule(verbal, pattern="+1555000300*", outcome="undeliverable", error_code=30005)
+    sid = send(verbal, "+15550003001", receiver)
+    message = final(verbal, sid)
+    assert (message["status"], message["error_code"]) == ("undelivered", 30005)
+    assert message["error_message"] == "Unknown destination handset"
+    requests = receiver.wait_for(lambda rs: len(rs) >= 3)
+    assert [r.params["MessageStatus"] for r in requests] == ["queued", "sent", "undelivered"]
+    assert requests[-1].params["ErrorCode"] == "30005"
+    assert inbox(verbal, "+15550003001") == []
+
+
+def test_fail_refuses_the_submit_and_fails_with_default_code(
+    verbal: LiveVerbal, receiver: WebhookReceiver
+) -> None:
+    add_rule(verbal, pattern="+15550004000", outcome="fail")
+    sid = send(verbal, "+15550004000", receiver)
+    message = final(verbal, sid)
+    assert (message["status"], message["error_code"]) == ("failed", 30008)
+    assert message["date_sent"] is None
+    requests = receiver.wait_for(lambda rs: len(rs) >= 2)
+    assert [r.params["MessageStatus"] for r in requests] == ["queued", "failed"]
+    assert requests[-1].params["ErrorCode"] == "30008"
+
+
+def test_first_matching_rule_wins_and_rules_can_be_removed(verbal: LiveVerbal) -> None:
+    specific = add_rule(verbal, pattern="+15550005000", outcome="fail", error_code=30007)
+    add_rule(verbal, pattern="+1555000500*", outcome="undeliverable")
+    with verbal.http() as http:
+        rules = http.get("/sandbox/rules").json()["rules"]
+    assert rules[0]["id"] == specific["id"]
+    assert final(verbal, send(verbal, "+15550005000"))["error_code"] == 30007
+    assert final(verbal, send(verbal, "+15550005001"))["status"] == "undelivered"
+    with verbal.http() as http:
+        assert http.delete(f"/sandbox/rules/{specific['id']}").status_code == 204
+        assert http.delete(f"/sandbox/rules/{specific['id']}").status_code == 404
+    assert final(verbal, send(verbal, "+15550005000"))["status"] == "undelivered"
+    with verbal.http() as http:
+        assert http.delete("/sandbox/rules").status_code == 204
+        assert http.get("/sandbox/rules").json() == {"rules": []}
+    assert final(verbal, send(verbal, "+15550005000"))["status"] == "delivered"
+
+
+def test_delay_holds_the_receipt_and_the_inbox(verbal: LiveVerbal) -> None:
+    add_rule(verbal, pattern="+15550006000", outcome="deliver", delay_seconds=1.5)
+    started = time.monotonic()
+    sid = send(verbal, "+15550006000")
+    wait_until(lambda: fetch(verbal, sid)["status"] == "sent", what="sent")
+    assert inbox(verbal, "+15550006000") == []
+    final(verbal, sid)
+    assert time.monotonic() - started >= 1.4
+    assert [m["message_sid"] for m in inbox(verbal, "+15550006000")] == [sid]
+
+
+def test_silent_network_leaves_the_message_sent(verbal: LiveVerbal) -> None:
+    add_rule(verbal, pattern="+15550007000", outcome="silent")
+    sid = send(verbal, "+15550007000")
+    wait_until(lambda: fetch(verbal, sid)["status"] == "sent", what="sent")
+    time.sleep(1.0)
+    assert fetch(verbal, sid)["status"] == "sent"
+    assert [m["message_sid"] for m in inbox(verbal, "+15550007000")] == [sid]
+
+
+def test_throttling_and_timeouts_are_retried_until_the_network_recovers(
+    verbal: LiveVerbal,
+) -> None:
+    throttle = add_rule(verbal, pattern="+15550008000", outcome="throttle")
+    timeout = add_rule(verbal, pattern="+15550008001", outcome="timeout")
+    throttled = send(verbal, "+15550008000")
+    hung = send(verbal, "+15550008001")
+    time.sleep(2.5)  # several submit attempts (base 0.1 s) and at least one 1 s timeout
+    assert fetch(verbal, throttled)["status"] == "sending"
+    assert fetch(verbal, hung)["status"] == "sending"
+    with verbal.http() as http:
+        http.delete(f"/sandbox/rules/{throttle['id']}")
+        http.delete(f"/sandbox/rules/{timeout['id']}")
+    assert final(verbal, throttled)["status"] == "delivered"
+    assert final(verbal, hung)["status"] == "delivered"
+
+
+def test_expired_validity_period_fails_the_message(verbal: LiveVerbal) -> None:
+    add_rule(verbal, pattern="+15550009000", outcome="throttle")
+    with verbal.http() as http:
+        response = http.post(
+            f"/2010-04-01/Accounts/{verbal.account_sid}/Messages.json",
+            data={"To": "+15550009000", "From": FROM, "Body": "x", "ValidityPeriod": "1"},
+        )
+    message = final(verbal, response.json()["sid"])
+    assert (message["status"], message["error_code"]) == ("failed", 30036)
+
+
+def test_handset_reply_becomes_an_inbound_message(verbal: LiveVerbal) -> None:
+    with verbal.http() as http:
+        response = http.post(
+            "/sandbox/handsets/+15550002000/messages", json={"to": FROM, "body": "STOP? no, hi!"}
+        )
+        assert response.status_code == 201, response.text
+        sid = response.json()["message_sid"]
+        listed = http.get(f"/2010-04-01/Accounts/{verbal.account_sid}/Messages.json").json()
+    [message] = [m for m in listed["messages"] if m["sid"] == sid]
+    assert message["direction"] == "inbound"
+    assert message["status"] == "received"
+    assert (message["from"], message["to"], message["body"]) == (
+        "+15550002000",
+        FROM,
+        "STOP? no, hi!",
+    )
+
+
+def test_sandbox_api_rejects_bad_input_readably(verbal: LiveVerbal) -> None:
+    with verbal.http() as http:
+        not_handset = http.get("/sandbox/handsets/+442079460000/inbox")
+        assert (not_handset.status_code, not_handset.json()["code"]) == (400, 21211)
+        unowned = http.post(
+            "/sandbox/handsets/+15550002000/messages", json={"to": "+15550009999", "body": "hi"}
+        )
+        assert (unowned.status_code, unowned.json()["code"]) == (404, 21606)
+        bad_rule = http.post("/sandbox/rules", json={"pattern": "*", "outcome": "explode"})
+        assert bad_rule.status_code == 400 and "outcome" in bad_rule.json()["message"]
+        not_json = http.post(
+            "/sandbox/rules", content=b"{nope", headers={"Content-Type": "application/json"}
+        )
+        assert not_json.status_code == 400
+    import httpx
+
+    with httpx.Client(base_url=verbal.base_url) as anonymous:
+        assert anonymous.get("/sandbox/rules").status_code == 401

@@ -1,0 +1,106 @@
+"""Status callbacks survive a failing receiver: retried, recorded, in order, once each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from tests.conftest import LiveVerbal, WebhookReceiver
+from verbal.store.models import WebhookAttempt
+
+FROM = "+15550001000"
+HANDSET = "+15550002000"
+
+
+def send(verbal: LiveVerbal, receiver: WebhookReceiver, body: str) -> str:
+    with verbal.http() as http:
+        response = http.post(
+            f"/2010-04-01/Accounts/{verbal.account_sid}/Messages.json",
+            data={"To": HANDSET, "From": FROM, "Body": body, "StatusCallback": receiver.url()},
+        )
+    assert response.status_code == 201
+    return str(response.json()["sid"])
+
+
+def attempts(verbal: LiveVerbal) -> list[WebhookAttempt]:
+    async def load(runtime) -> list[WebhookAttempt]:  # type: ignore[no-untyped-def]
+        async with runtime.sessions() as session:
+            return list(await session.scalars(select(WebhookAttempt).order_by(WebhookAttempt.id)))
+
+    return verbal.call(load)
+
+
+def test_receiver_failing_for_a_while_gets_every_callback_once_in_order(
+    verbal: LiveVerbal, receiver: WebhookReceiver
+) -> None:
+    healthy_at = time.monotonic() + 1.5
+    receiver.respond = lambda path, params: 500 if time.monotonic() < healthy_at else 200
+    sids = [send(verbal, receiver, f"message {i}") for i in range(5)]
+
+    def all_delivered(requests: list) -> bool:
+        ok = [r for r in requests if r.status_returned == 200]
+        return len(ok) == 3 * len(sids)
+
+    requests = receiver.wait_for(all_delivered, timeout=30)
+    assert any(r.status_returned == 500 for r in requests), "the receiver never failed"
+    rank = {"queued": 0, "sent": 1, "delivered": 2}
+    for sid in sids:
+        mine = [r for r in requests if r.params["MessageSid"] == sid]
+        succeeded = [r.params["MessageStatus"] for r in mine if r.status_returned == 200]
+        assert succeeded == ["queued", "sent", "delivered"], sid
+        # Every attempt, failed or not, arrives in status order: no status overtakes one
+        # that was still being retried.
+        order = [rank[r.params["MessageStatus"]] for r in mine]
+        assert order == sorted(order), (sid, [r.params["MessageStatus"] for r in mine])
+
+    time.sleep(0.5)  # nothing more may arrive once all were delivered
+    assert len([r for r in receiver.received() if r.status_returned == 200]) == 15
+
+    recorded = attempts(verbal)
+    assert len(recorded) == len(receiver.received())
+    failed = [a for a in recorded if not a.delivered]
+    assert failed and all(a.response_status == 500 and a.error == "HTTP 500" for a in failed)
+    assert all(a.latency_ms is not None and a.latency_ms >= 0 for a in recorded)
+    assert {a.attempt for a in failed} >= {1, 2}
+
+
+def test_a_dead_receiver_is_given_up_on_and_does_not_block_later_statuses(
+    make_verbal: Callable[..., LiveVerbal], receiver: WebhookReceiver
+) -> None:
+    verbal = make_verbal(webhook_max_attempts=3)
+    verbal.add_number(FROM)
+    receiver.respond = lambda path, params: 503 if params.get("MessageStatus") == "queued" else 200
+    sid = send(verbal, receiver, "hello")
+    requests = receiver.wait_for(
+        lambda rs: any(r.params["MessageStatus"] == "delivered" for r in rs), timeout=20
+    )
+    statuses = [r.params["MessageStatus"] for r in requests if r.params["MessageSid"] == sid]
+    assert statuses == ["queued", "queued", "queued", "sent", "delivered"]
+
+
+def test_unreachable_receiver_is_recorded_not_fatal(
+    make_verbal: Callable[..., LiveVerbal],
+) -> None:
+    verbal = make_verbal(webhook_max_attempts=2)
+    verbal.add_number(FROM)
+    from tests.conftest import free_port
+
+    dead_url = f"http://127.0.0.1:{free_port()}/status"
+    with verbal.http() as http:
+        response = http.post(
+            f"/2010-04-01/Accounts/{verbal.account_sid}/Messages.json",
+            data={"To": HANDSET, "From": FROM, "Body": "x", "StatusCallback": dead_url},
+        )
+    sid = response.json()["sid"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(attempts(verbal)) < 6:
+        time.sleep(0.1)
+    recorded = attempts(verbal)
+    assert len(recorded) == 6  # three statuses, two attempts each
+    assert all(not a.delivered and a.response_status is None for a in recorded)
+    assert all("Connect" in (a.error or "") for a in recorded)
+    with verbal.http() as http:
+        fetched = http.get(f"/2010-04-01/Accounts/{verbal.account_sid}/Messages/{sid}.json")
+    assert fetched.json()["status"] == "delivered"

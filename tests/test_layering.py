@@ -1,0 +1,88 @@
+"""Imports point one way: api -> engine -> messaging -> dispatch -> carriers -> store.
+
+A lower layer importing a higher one is how architecture rots quietly; this test makes it
+loud. `dialects` and `webhooks` translate and transport and import no other layer but
+`store`-free helpers; `api` is imported by nothing but the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "verbal"
+
+# For each layer, the layers it must never import.
+FORBIDDEN: dict[str, set[str]] = {
+    "store": {
+        "api",
+        "engine",
+        "messaging",
+        "dispatch",
+        "carriers",
+        "webhooks",
+        "dialects",
+        "runtime",
+        "cli",
+    },
+    "webhooks": {
+        "api",
+        "engine",
+        "messaging",
+        "dispatch",
+        "carriers",
+        "dialects",
+        "runtime",
+        "cli",
+    },
+    "dialects": {
+        "api",
+        "engine",
+        "messaging",
+        "dispatch",
+        "carriers",
+        "webhooks",
+        "store",
+        "runtime",
+        "cli",
+    },
+    "carriers": {"api", "engine", "messaging", "dispatch", "runtime", "cli"},
+    "dispatch": {"api", "engine", "messaging", "carriers", "runtime", "cli"},
+    "messaging": {"api", "engine", "runtime", "cli"},
+    "runtime": {"api", "cli"},
+}
+
+
+def imported_layers(path: Path) -> set[str]:
+    layers = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "verbal" and len(parts) > 1:
+                layers.add(parts[1])
+    return layers
+
+
+def layer_of(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+def test_no_layer_imports_a_layer_above_it() -> None:
+    violations = []
+    for path in PACKAGE.rglob("*.py"):
+        layer = layer_of(path)
+        for imported in imported_layers(path) & FORBIDDEN.get(layer, set()):
+            violations.append(f"{path.relative_to(PACKAGE)} imports verbal.{imported}")
+    assert violations == []
+
+
+def test_the_check_sees_real_imports() -> None:
+    # Guard against the test passing because it parses nothing.
+    assert "store" in imported_layers(PACKAGE / "messaging" / "service.py")
+    assert "messaging" in imported_layers(PACKAGE / "api" / "twilio.py")
