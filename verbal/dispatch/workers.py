@@ -57,7 +57,14 @@ class Dispatcher:
                 await asyncio.wait(self._active, return_when=asyncio.FIRST_COMPLETED)
                 continue
             self._wake.clear()
-            jobs = await self._queue.claim(free)
+            try:
+                jobs = await self._queue.claim(free)
+            except Exception:
+                # The database is unreachable or busy beyond its timeout: keep the worker
+                # alive and try again, rather than silently stopping all dispatch.
+                log.exception("claiming jobs failed; retrying in %.1fs", self._idle_poll)
+                await asyncio.sleep(self._idle_poll)
+                continue
             for job in jobs:
                 task = asyncio.create_task(self._run_one(job), name=f"job-{job.id}")
                 self._active.add(task)
@@ -69,7 +76,11 @@ class Dispatcher:
         # A job already due but not claimed is leased elsewhere or waits behind an earlier
         # job with its ordering key; the end of any local job wakes us, so poll gently.
         timeout = self._idle_poll
-        due = await self._queue.next_due()
+        try:
+            due = await self._queue.next_due()
+        except Exception:
+            log.exception("reading the next due job failed")
+            due = None
         if due is not None and due > time.time():
             timeout = min(timeout, due - time.time())
         with contextlib.suppress(TimeoutError):
