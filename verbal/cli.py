@@ -18,25 +18,29 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from verbal import __version__
 from verbal.config import Settings
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
 from verbal.messaging.service import SendRequest
+from verbal.messaging.timeline import load_timeline
 from verbal.runtime import Runtime
 from verbal.store import migrate
 from verbal.store.directory import AlreadyExists
-from verbal.store.models import Account, PhoneNumber
+from verbal.store.models import Account, Message, PhoneNumber
 
 app = typer.Typer(help="Verbal: programmable messaging on your own carriers.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Manage accounts and their credentials.", no_args_is_help=True)
 numbers_app = typer.Typer(help="Manage the phone numbers accounts own.", no_args_is_help=True)
 carriers_app = typer.Typer(help="Show the carriers messages leave by.", no_args_is_help=True)
+messages_app = typer.Typer(help="Look at messages and their timelines.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(numbers_app, name="numbers")
 app.add_typer(carriers_app, name="carriers")
+app.add_typer(messages_app, name="messages")
 app.add_typer(db_app, name="db")
 
 out = Console()
@@ -366,6 +370,120 @@ def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None)
     for n in numbers:
         table.add_row(n["number"], n["account_sid"], n["friendly_name"], n["sid"])
     out.print(table)
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+@messages_app.command("list")
+def messages_list(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """The newest messages of every account."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> list[dict[str, Any]]:
+        async with _offline(settings) as runtime, runtime.sessions() as session:
+            rows = await session.scalars(select(Message).order_by(Message.id.desc()).limit(limit))
+            return [_message_json(m) for m in rows]
+
+    messages = _run(go)
+    if as_json:
+        print(json.dumps(messages))
+        return
+    table = Table("SID", "Direction", "From", "To", "Status", "Error", "Created")
+    for m in messages:
+        table.add_row(
+            m["sid"],
+            m["direction"],
+            m["from"],
+            m["to"],
+            m["status"],
+            str(m["error_code"] or ""),
+            m["date_created"],
+        )
+    out.print(table)
+
+
+@messages_app.command("show")
+def messages_show(
+    sid: Annotated[str, typer.Argument(help="The message SID (SM…).")],
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """A message's status history and every status-callback attempt."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> dict[str, Any]:
+        async with _offline(settings) as runtime:
+            async with runtime.sessions() as session:
+                account_id = await session.scalar(
+                    select(Message.account_id).where(Message.sid == sid)
+                )
+            timeline = None
+            if account_id is not None:
+                timeline = await load_timeline(runtime.sessions, account_id, sid)
+            if timeline is None:
+                raise _fail(f"no message {sid}")
+            return {
+                **_message_json(timeline.message),
+                "events": [
+                    {
+                        "status": e.status,
+                        "at": e.occurred_at.isoformat(),
+                        "error_code": e.error_code,
+                    }
+                    for e in timeline.events
+                ],
+                "callbacks": [
+                    {
+                        "event": a.event,
+                        "url": a.url,
+                        "attempt": a.attempt,
+                        "response_status": a.response_status,
+                        "error": a.error,
+                        "latency_ms": a.latency_ms,
+                        "at": a.attempted_at.isoformat(),
+                    }
+                    for a in timeline.attempts
+                ],
+            }
+
+    story = _run(go)
+    if as_json:
+        print(json.dumps(story))
+        return
+    out.print(
+        f"[bold]{story['sid']}[/bold] {story['from']} → {story['to']}: {story['status']}"
+        + (f" (error {story['error_code']})" if story["error_code"] else "")
+    )
+    events = Table("Status", "At", "Error", title="Status history")
+    for e in story["events"]:
+        events.add_row(e["status"], e["at"], str(e["error_code"] or ""))
+    out.print(events)
+    if story["callbacks"]:
+        callbacks = Table("Event", "Attempt", "Result", "Latency ms", "At", title="Callbacks")
+        for c in story["callbacks"]:
+            result = str(c["response_status"]) if c["response_status"] else (c["error"] or "")
+            callbacks.add_row(c["event"], str(c["attempt"]), result, str(c["latency_ms"]), c["at"])
+        out.print(callbacks)
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {
+        "sid": message.sid,
+        "direction": message.direction,
+        "from": message.from_number,
+        "to": message.to_number,
+        "body": message.body,
+        "status": message.status,
+        "error_code": message.error_code,
+        "num_segments": message.num_segments,
+        "encoding": message.encoding,
+        "date_created": message.date_created.isoformat(),
+    }
 
 
 # -- carriers -------------------------------------------------------------------------------

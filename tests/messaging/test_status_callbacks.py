@@ -104,3 +104,23 @@ def test_unreachable_receiver_is_recorded_not_fatal(
     with verbal.http() as http:
         fetched = http.get(f"/2010-04-01/Accounts/{verbal.account_sid}/Messages/{sid}.json")
     assert fetched.json()["status"] == "delivered"
+
+
+def test_timeline_shows_every_transition_and_attempt(
+    verbal: LiveVerbal, receiver: WebhookReceiver
+) -> None:
+    receiver.respond = lambda path, params: 500 if params.get("MessageStatus") == "sent" else 200
+    sid = send(verbal, receiver, "trace me")
+    receiver.wait_for(lambda rs: any(r.params["MessageStatus"] == "delivered" for r in rs))
+    with verbal.http() as http:
+        timeline = http.get(f"/verbal/v1/messages/{sid}/timeline").json()
+        missing = http.get("/verbal/v1/messages/SMnope/timeline")
+    assert missing.status_code == 404
+    assert [e["status"] for e in timeline["events"]] == ["queued", "sending", "sent", "delivered"]
+    assert timeline["carrier"] == "sandbox" and timeline["carrier_message_id"]
+    callbacks = [(c["event"], c["response_status"], c["delivered"]) for c in timeline["callbacks"]]
+    assert callbacks[0] == ("status:queued", 200, True)
+    assert callbacks[-1] == ("status:delivered", 200, True)
+    failed_sent = [c for c in timeline["callbacks"] if c["event"] == "status:sent"]
+    assert len(failed_sent) == 8 and not any(c["delivered"] for c in failed_sent)
+    assert [c["attempt"] for c in failed_sent] == list(range(1, 9))

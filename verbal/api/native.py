@@ -1,0 +1,55 @@
+"""Verbal's own API, for what the platforms' APIs cannot show: a message's whole timeline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from verbal.api.auth import authenticated_account, runtime
+from verbal.api.errors import not_found
+from verbal.messaging.timeline import load_timeline
+from verbal.store.models import Account
+
+router = APIRouter(prefix="/verbal/v1", tags=["Verbal"])
+
+
+@router.get("/messages/{sid}/timeline", summary="A message's status history and callbacks")
+async def message_timeline(
+    sid: str, request: Request, account: Annotated[Account, Depends(authenticated_account)]
+) -> dict[str, Any]:
+    timeline = await load_timeline(runtime(request).sessions, account.id, sid)
+    if timeline is None:
+        raise not_found(f"message {sid}")
+    message = timeline.message
+    return {
+        "sid": message.sid,
+        "direction": message.direction,
+        "from": message.from_number,
+        "to": message.to_number,
+        "status": message.status,
+        "encoding": message.encoding,
+        "num_segments": message.num_segments,
+        "carrier": message.carrier,
+        "carrier_message_id": message.carrier_message_id,
+        "error_code": message.error_code,
+        "error_message": message.error_message,
+        "events": [
+            {"status": e.status, "at": e.occurred_at.isoformat(), "error_code": e.error_code}
+            for e in timeline.events
+        ],
+        "callbacks": [
+            {
+                "event": a.event,
+                "url": a.url,
+                "method": a.method,
+                "attempt": a.attempt,
+                "response_status": a.response_status,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+                "delivered": a.delivered,
+                "at": a.attempted_at.isoformat(),
+            }
+            for a in timeline.attempts
+        ],
+    }
