@@ -26,7 +26,7 @@ from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
 from verbal.messaging.service import SendRequest
 from verbal.messaging.timeline import load_timeline
-from verbal.runtime import Runtime
+from verbal.runtime import AlreadyServing, Runtime
 from verbal.store import migrate
 from verbal.store.directory import AlreadyExists
 from verbal.store.models import Account, Message, PhoneNumber
@@ -74,8 +74,7 @@ async def _offline(settings: Settings) -> AsyncIterator[Runtime]:
         await migrate(runtime.engine)
         yield runtime
     finally:
-        await runtime.http.aclose()
-        await runtime.engine.dispose()
+        await runtime.close()
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -132,10 +131,14 @@ async def _serve(settings: Settings, on_started: OnStarted) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     runtime = Runtime(settings)
-    await runtime.start()
+    try:
+        await runtime.start()
+    except AlreadyServing as exc:
+        await runtime.close()
+        raise _fail(str(exc)) from None
     try:
         await on_started(runtime)
-        out.print(f"Verbal {__version__} listening on {settings.base_url}")
+        out.print(f"Verbal {__version__} starting on {settings.base_url}")
         config = uvicorn.Config(
             create_app(runtime, manage_runtime=False),
             host=settings.host,
@@ -162,7 +165,8 @@ def demo(
     settings = _settings(host=host, port=port, database_url=database_url)
 
     async def prepare(runtime: Runtime) -> None:
-        account = await runtime.directory.account_by_name("Demo")
+        # On an empty database the first-start account is the demo account.
+        account = runtime.bootstrap_account or await runtime.directory.account_by_name("Demo")
         if account is None:
             account = await runtime.directory.create_account("Demo")
         if not any(n.number == DEMO_NUMBER for n in await runtime.directory.numbers(account)):
@@ -177,7 +181,8 @@ def demo(
             "\n[bold]Try it[/bold]\n"
             f"Send a text from the demo number to a sandbox handset:\n"
             f"  curl -u {auth} {base}/2010-04-01/Accounts/{account.sid}/Messages.json \\\n"
-            f"       -d To={DEMO_HANDSET} -d From={DEMO_NUMBER} -d Body='Hello from Verbal'\n"
+            f"       --data-urlencode To={DEMO_HANDSET} --data-urlencode From={DEMO_NUMBER} \\\n"
+            f"       --data-urlencode 'Body=Hello from Verbal'\n"
             f"Read the handset's inbox:\n"
             f"  curl -u {auth} {base}/sandbox/handsets/{DEMO_HANDSET}/inbox\n"
             f"Reply from the handset (arrives as an inbound message):\n"

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     port: int = 8080
     public_url: str = Field(
         "",
-        description="Base URL apps and callbacks see; defaults to http://HOST:PORT.",
+        description="The server's URL as users reach it, shown in printed instructions; "
+        "defaults to http://HOST:PORT.",
     )
     log_level: str = "info"
 

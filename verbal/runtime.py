@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import socket
+from typing import IO
+
+from sqlalchemy.engine import make_url
 
 from verbal.carriers.base import Carrier, CarrierRouter
 from verbal.carriers.sandbox import SandboxCarrier
@@ -19,12 +23,37 @@ from verbal.dispatch.queue import JobQueue
 from verbal.dispatch.workers import Dispatcher
 from verbal.messaging.callbacks import CallbackSender, RetryPolicy
 from verbal.messaging.service import SUBMIT_JOB, WEBHOOK_JOB, Messaging, PipelineSettings
-from verbal.store import create_engine, migrate, session_factory
+from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
 from verbal.store.models import Account
 from verbal.webhooks.delivery import new_client
 
 log = logging.getLogger("verbal")
+
+
+class AlreadyServing(RuntimeError):
+    """Another Verbal process serves this SQLite database."""
+
+
+def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
+    """Take the one-server lock beside a SQLite file; the returned file holds it.
+
+    A SQLite database has one serving process: its start-up takes over every job lease, which
+    is right after a crash and wrong while another server is still working on them.
+    """
+    database = make_url(normalize_url(database_url)).database
+    if not database or database == ":memory:":
+        return None
+    lock = open(f"{database}.lock", "wb")  # noqa: SIM115 - held open for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise AlreadyServing(
+            f"another Verbal is already serving {database}; stop it first or use another "
+            "VERBAL_DATABASE_URL (PostgreSQL lets several processes share one database)"
+        ) from None
+    return lock
 
 
 class Runtime:
@@ -79,8 +108,11 @@ class Runtime:
         self.dispatcher.register(WEBHOOK_JOB, self.callbacks.handle)
         self._worker: asyncio.Task[None] | None = None
         self.bootstrap_account: Account | None = None
+        self._sqlite_lock: IO[bytes] | None = None
 
     async def start(self) -> None:
+        if self.settings.is_sqlite:
+            self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
         await migrate(self.engine)
         self.bootstrap_account = await self._bootstrap()
         if self.settings.is_sqlite:
@@ -110,5 +142,12 @@ class Runtime:
                 await self._worker
         for carrier in self.router.carriers:
             await carrier.stop()
+        await self.close()
+
+    async def close(self) -> None:
+        """Release connections and the SQLite lock (also for a runtime that never started)."""
         await self.http.aclose()
         await self.engine.dispose()
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.close()
+            self._sqlite_lock = None

@@ -172,3 +172,46 @@ def test_sandbox_api_rejects_bad_input_readably(verbal: LiveVerbal) -> None:
 
     with httpx.Client(base_url=verbal.base_url) as anonymous:
         assert anonymous.get("/sandbox/rules").status_code == 401
+
+
+def test_accounts_see_only_their_own_inboxes_and_rules(verbal: LiveVerbal) -> None:
+    async def second_account(runtime):  # type: ignore[no-untyped-def]
+        account = await runtime.directory.create_account("Other")
+        await runtime.directory.add_number(account, "+15550001999")
+        return account.sid, account.auth_token
+
+    other_sid, other_token = verbal.call(second_account)
+    add_rule(verbal, pattern="*", outcome="undeliverable")
+    mine = send(verbal, "+15550002000")
+    assert final(verbal, mine)["status"] == "undelivered"
+
+    import httpx
+
+    with httpx.Client(base_url=verbal.base_url, auth=(other_sid, other_token)) as other:
+        assert other.get("/sandbox/rules").json() == {"rules": []}
+        response = other.post(
+            f"/2010-04-01/Accounts/{other_sid}/Messages.json",
+            data={"To": "+15550002000", "From": "+15550001999", "Body": "theirs"},
+        )
+        theirs = response.json()["sid"]
+        # My rule does not script their messages.
+        wait_until(
+            lambda: (
+                other.get(f"/2010-04-01/Accounts/{other_sid}/Messages/{theirs}.json").json()[
+                    "status"
+                ]
+                == "delivered"
+            ),
+            what="the other account's message delivered",
+        )
+        their_inbox = other.get("/sandbox/handsets/+15550002000/inbox").json()["messages"]
+        assert [m["message_sid"] for m in their_inbox] == [theirs]
+        # They cannot inject a handset text into my number, nor delete my rules.
+        injected = other.post(
+            "/sandbox/handsets/+15550002000/messages", json={"to": FROM, "body": "spoof"}
+        )
+        assert (injected.status_code, injected.json()["code"]) == (404, 21606)
+        assert other.delete("/sandbox/rules").status_code == 204
+    with verbal.http() as http:
+        assert len(http.get("/sandbox/rules").json()["rules"]) == 1
+        assert [m["message_sid"] for m in inbox(verbal, "+15550002000")] == []

@@ -115,3 +115,20 @@ async def test_release_leases_makes_jobs_claimable_again(engine: AsyncEngine) ->
     assert await q.claim(1) == []
     assert await q.release_leases() == 1
     assert len(await q.claim(1)) == 1
+
+
+async def test_a_stale_claim_of_the_same_worker_cannot_finish_the_new_one(
+    engine: AsyncEngine,
+) -> None:
+    clock = Clock()
+    q = queue(engine, "w", clock)
+    await enqueue(q, engine, {"n": 1})
+    [first] = await q.claim(1)
+    clock.now += 31  # the handler outlived its lease; the same process claims the job again
+    [second] = await q.claim(1)
+    async with session_factory(engine).begin() as session:
+        await q.finish(session, first)
+    assert await q.depth() == 1
+    async with session_factory(engine).begin() as session:
+        await q.finish(session, second)
+    assert await q.depth() == 0

@@ -66,9 +66,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query"))
-    text = first.get("msg", "invalid request")
-    return _render(ApiError(400, 20422, f"Invalid parameter {where}: {text}".replace(" :", ":")))
+    if first.get("type") == "json_invalid":
+        return _render(ApiError(400, 20422, "The request body is not valid JSON"))
+    location = [str(part) for part in first.get("loc", ())]
+    # ("body", "To") or ("query", "PageSize") or ("path", "rule_id"): name the parameter.
+    name = ".".join(location[1:]) if len(location) > 1 else "".join(location)
+    text = first.get("msg", "is invalid")
+    return _render(ApiError(400, 20422, f"Invalid parameter {name}: {text}"))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ simulated network with it; so do Verbal's tests and the console.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,10 +17,10 @@ from verbal.api.errors import ApiError
 from verbal.carriers.sandbox import NotAHandset, Outcome, Rule, SandboxCarrier
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import NumberNotInService
+from verbal.store.models import Account
 
-router = APIRouter(
-    prefix="/sandbox", tags=["Sandbox network"], dependencies=[Depends(authenticated_account)]
-)
+router = APIRouter(prefix="/sandbox", tags=["Sandbox network"])
+Caller = Annotated[Account, Depends(authenticated_account)]
 
 
 class HandsetText(BaseModel):
@@ -34,7 +35,9 @@ class RuleIn(BaseModel):
     )
     outcome: Outcome
     delay_seconds: float = Field(0.0, ge=0, le=86400)
-    error_code: int | None = Field(None, description="300xx code for undeliverable or fail.")
+    error_code: int | None = Field(
+        None, ge=30001, le=30999, description="The 300xx error for undeliverable or fail."
+    )
 
 
 def sandbox(request: Request) -> SandboxCarrier:
@@ -67,9 +70,11 @@ def rule_json(rule: Rule) -> dict[str, Any]:
 
 
 @router.get("/handsets/{number}/inbox", summary="Messages a handset received, newest first")
-async def read_inbox(number: str, carrier: Sandbox, limit: int = 100) -> dict[str, Any]:
+async def read_inbox(
+    number: str, carrier: Sandbox, caller: Caller, limit: int = 100
+) -> dict[str, Any]:
     handset = handset_number(number, carrier)
-    deliveries = await carrier.inbox(handset, limit=max(1, min(limit, 1000)))
+    deliveries = await carrier.inbox(caller.sid, handset, limit=max(1, min(limit, 1000)))
     return {
         "handset": handset,
         "messages": [
@@ -79,7 +84,7 @@ async def read_inbox(number: str, carrier: Sandbox, limit: int = 100) -> dict[st
                 "to": d.handset,
                 "body": d.body,
                 "media_urls": d.media_urls,
-                "received_at": d.submitted_at.isoformat(),
+                "received_at": datetime.fromtimestamp(d.visible_at, UTC).isoformat(),
             }
             for d in deliveries
         ],
@@ -87,7 +92,9 @@ async def read_inbox(number: str, carrier: Sandbox, limit: int = 100) -> dict[st
 
 
 @router.post("/handsets/{number}/messages", status_code=201, summary="Text from a handset")
-async def send_from_handset(number: str, text: HandsetText, carrier: Sandbox) -> dict[str, Any]:
+async def send_from_handset(
+    number: str, text: HandsetText, carrier: Sandbox, caller: Caller, request: Request
+) -> dict[str, Any]:
     handset = handset_number(number, carrier)
     try:
         to = to_e164(text.to)
@@ -95,6 +102,10 @@ async def send_from_handset(number: str, text: HandsetText, carrier: Sandbox) ->
         raise ApiError(400, 21211, str(exc)) from None
     if not text.body and not text.media_urls:
         raise ApiError(400, 21602, "Message body is required.")
+    # A handset may text any number, but an account may only script texts to its own.
+    owned = await runtime(request).directory.number(to)
+    if owned is None or owned.account_id != caller.id:
+        raise ApiError(404, 21606, f"{to} is not one of this account's numbers")
     try:
         sid = await carrier.send_from_handset(handset, to, text.body, tuple(text.media_urls))
     except NumberNotInService as exc:
@@ -103,24 +114,24 @@ async def send_from_handset(number: str, text: HandsetText, carrier: Sandbox) ->
 
 
 @router.get("/rules", summary="Outcome rules, in the order they are tried")
-async def list_rules(carrier: Sandbox) -> dict[str, Any]:
-    return {"rules": [rule_json(rule) for rule in await carrier.rules()]}
+async def list_rules(carrier: Sandbox, caller: Caller) -> dict[str, Any]:
+    return {"rules": [rule_json(rule) for rule in await carrier.rules(caller.sid)]}
 
 
 @router.post("/rules", status_code=201, summary="Add an outcome rule")
-async def add_rule(rule: RuleIn, carrier: Sandbox) -> dict[str, Any]:
+async def add_rule(rule: RuleIn, carrier: Sandbox, caller: Caller) -> dict[str, Any]:
     created = await carrier.add_rule(
-        rule.pattern, rule.outcome, rule.delay_seconds, rule.error_code
+        caller.sid, rule.pattern, rule.outcome, rule.delay_seconds, rule.error_code
     )
     return rule_json(created)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Delete one outcome rule")
-async def delete_rule(rule_id: int, carrier: Sandbox) -> None:
-    if not await carrier.delete_rule(rule_id):
+async def delete_rule(rule_id: int, carrier: Sandbox, caller: Caller) -> None:
+    if not await carrier.delete_rule(caller.sid, rule_id):
         raise ApiError(404, 20404, f"No sandbox rule {rule_id}")
 
 
 @router.delete("/rules", status_code=204, summary="Delete every outcome rule")
-async def clear_rules(carrier: Sandbox) -> None:
-    await carrier.delete_rule(None)
+async def clear_rules(carrier: Sandbox, caller: Caller) -> None:
+    await carrier.delete_rule(caller.sid, None)

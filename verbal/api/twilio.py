@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from email.utils import format_datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from sqlalchemy import select
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, not_found, unauthorized
+from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused, Refusal
 from verbal.messaging.service import SendRequest
 from verbal.store.models import Account, Message
@@ -56,6 +58,14 @@ async def account_for_path(
 
 
 OwnAccount = Annotated[Account, Depends(account_for_path)]
+
+
+def _as_stored(number: str) -> str:
+    """Filter values match however the number is written, as long as it parses."""
+    try:
+        return to_e164(number)
+    except InvalidNumber:
+        return number
 
 
 def twilio_date(value: Any) -> str | None:
@@ -153,10 +163,10 @@ async def list_messages(
     # Keyset paging: "PA<id>" continues after the row with that id, "PB<id>" goes back
     # before it. Offsets would skip or repeat rows while new messages arrive.
     query = select(Message).where(Message.account_id == account.id)
-    if to:
-        query = query.where(Message.to_number == to)
-    if from_:
-        query = query.where(Message.from_number == from_)
+    filters = [(name, value) for name, value in (("To", to), ("From", from_)) if value]
+    for name, value in filters:
+        column = Message.to_number if name == "To" else Message.from_number
+        query = query.where(column == _as_stored(value))
     backwards = False
     if page_token:
         kind, anchor = page_token[:2], page_token[2:]
@@ -175,13 +185,10 @@ async def list_messages(
         rows.reverse()
 
     base = f"{PREFIX}/{account.sid}/Messages.json"
-    filters = "".join(
-        f"&{name}={value}" for name, value in (("To", to), ("From", from_)) if value
-    ).replace("+", "%2B")
 
     def page_uri(number: int, token: str | None = None) -> str:
-        uri = f"{base}?PageSize={page_size}&Page={number}{filters}"
-        return uri + (f"&PageToken={token}" if token else "")
+        query = [("PageSize", page_size), ("Page", number), *filters]
+        return f"{base}?{urlencode(query + ([('PageToken', token)] if token else []))}"
 
     has_next = bool(rows) if backwards else more
     has_previous = (more if backwards else page > 0) and bool(rows)
@@ -189,7 +196,9 @@ async def list_messages(
         "messages": [message_json(m, account.sid) for m in rows],
         "first_page_uri": page_uri(0),
         "next_page_uri": page_uri(page + 1, f"PA{rows[-1].id}") if rows and has_next else None,
-        "previous_page_uri": page_uri(page - 1, f"PB{rows[0].id}") if has_previous else None,
+        "previous_page_uri": (
+            page_uri(max(page - 1, 0), f"PB{rows[0].id}") if has_previous else None
+        ),
         "page": page,
         "page_size": page_size,
         "start": page * page_size,

@@ -21,6 +21,7 @@ ReceiptStatus = Literal["sent", "delivered", "undelivered", "failed"]
 @dataclass(frozen=True, slots=True)
 class OutboundSms:
     message_sid: str
+    account_sid: str
     sender: str
     recipient: str
     body: str

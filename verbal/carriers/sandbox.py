@@ -13,7 +13,9 @@ carrier:
     throttle       the submit is refused as temporary: the dispatcher backs off and retries
 
 A handset can also send: its message arrives as an inbound message on the number it texts.
-Deliveries and pending receipts are rows in the database, so a restart loses none of them.
+Rules and inboxes belong to an account: a rule scripts only that account's messages, and an
+inbox shows only what that account's numbers sent. Deliveries and pending receipts are rows
+in the database, so a restart loses none of them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.carriers.base import (
@@ -116,16 +119,20 @@ class SandboxCarrier:
             self._task = None
 
     async def submit(self, sms: OutboundSms) -> SubmitResult:
+        try:
+            return await self._submit(sms)
+        except IntegrityError:
+            # Two claims of one job raced (a lease ran out mid-submit): the first one won.
+            async with self._sessions() as session:
+                return SubmitResult(await self._known_submission(session, sms.message_sid) or "")
+
+    async def _submit(self, sms: OutboundSms) -> SubmitResult:
         async with self._sessions.begin() as session:
             # A resubmission after a crash gets the answer the first submission got.
-            known = await session.scalar(
-                select(SandboxDelivery.carrier_message_id).where(
-                    SandboxDelivery.message_sid == sms.message_sid
-                )
-            )
+            known = await self._known_submission(session, sms.message_sid)
             if known is not None:
                 return SubmitResult(known)
-            rule = await self._rule_for(session, sms.recipient)
+            rule = await self._rule_for(session, sms.account_sid, sms.recipient)
             outcome = rule.outcome if rule else Outcome.DELIVER
             delay = rule.delay_seconds if rule else 0.0
             code = (rule.error_code if rule else None) or DEFAULT_ERROR_CODES.get(outcome)
@@ -142,6 +149,14 @@ class SandboxCarrier:
         return SubmitResult(carrier_id)
 
     @staticmethod
+    async def _known_submission(session: AsyncSession, message_sid: str) -> str | None:
+        return await session.scalar(
+            select(SandboxDelivery.carrier_message_id).where(
+                SandboxDelivery.message_sid == message_sid
+            )
+        )
+
+    @staticmethod
     def _delivery(
         sms: OutboundSms, carrier_id: str, outcome: Outcome, delay: float, code: int | None
     ) -> SandboxDelivery:
@@ -150,6 +165,7 @@ class SandboxCarrier:
         return SandboxDelivery(
             message_sid=sms.message_sid,
             carrier_message_id=carrier_id,
+            account_sid=sms.account_sid,
             handset=sms.recipient,
             sender=sms.sender,
             body=sms.body,
@@ -232,13 +248,16 @@ class SandboxCarrier:
                 + " or ".join(self.prefixes)
             )
 
-    async def inbox(self, handset: str, limit: int = 100) -> list[SandboxDelivery]:
-        """Messages the handset has received, newest first."""
+    async def inbox(
+        self, account_sid: str, handset: str, limit: int = 100
+    ) -> list[SandboxDelivery]:
+        """Messages the handset has received from `account_sid`'s numbers, newest first."""
         self.check_handset(handset)
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(SandboxDelivery)
                 .where(
+                    SandboxDelivery.account_sid == account_sid,
                     SandboxDelivery.handset == handset,
                     SandboxDelivery.in_inbox,
                     SandboxDelivery.visible_at <= time.time(),
@@ -265,13 +284,13 @@ class SandboxCarrier:
             )
         )
 
-    async def rules(self) -> list[Rule]:
+    async def rules(self, account_sid: str) -> list[Rule]:
         async with self._sessions() as session:
-            rows = await session.scalars(select(SandboxRule).order_by(SandboxRule.id))
-            return [self._rule(row) for row in rows]
+            return await self._rules(session, account_sid)
 
     async def add_rule(
         self,
+        account_sid: str,
         pattern: str,
         outcome: Outcome,
         delay_seconds: float = 0.0,
@@ -279,6 +298,7 @@ class SandboxCarrier:
     ) -> Rule:
         async with self._sessions.begin() as session:
             row = SandboxRule(
+                account_sid=account_sid,
                 pattern=pattern,
                 outcome=outcome.value,
                 delay_seconds=delay_seconds,
@@ -288,18 +308,26 @@ class SandboxCarrier:
             await session.flush()
             return self._rule(row)
 
-    async def delete_rule(self, rule_id: int | None = None) -> int:
-        """Delete one rule, or all of them when `rule_id` is None; returns how many went."""
-        statement = delete(SandboxRule)
+    async def delete_rule(self, account_sid: str, rule_id: int | None = None) -> int:
+        """Delete one rule, or all the account's when `rule_id` is None; returns how many."""
+        statement = delete(SandboxRule).where(SandboxRule.account_sid == account_sid)
         if rule_id is not None:
             statement = statement.where(SandboxRule.id == rule_id)
         async with self._sessions.begin() as session:
             result: Any = await session.execute(statement)
         return int(result.rowcount or 0)
 
-    async def _rule_for(self, session: AsyncSession, number: str) -> Rule | None:
-        rows = await session.scalars(select(SandboxRule).order_by(SandboxRule.id))
-        return next((r for r in map(self._rule, rows) if r.matches(number)), None)
+    async def _rules(self, session: AsyncSession, account_sid: str) -> list[Rule]:
+        rows = await session.scalars(
+            select(SandboxRule)
+            .where(SandboxRule.account_sid == account_sid)
+            .order_by(SandboxRule.id)
+        )
+        return [self._rule(row) for row in rows]
+
+    async def _rule_for(self, session: AsyncSession, account_sid: str, number: str) -> Rule | None:
+        rules = await self._rules(session, account_sid)
+        return next((rule for rule in rules if rule.matches(number)), None)
 
     @staticmethod
     def _rule(row: SandboxRule) -> Rule:

@@ -114,10 +114,17 @@ class JobQueue:
         claimed.sort(key=lambda c: c.id)
         return claimed
 
-    async def finish(self, session: AsyncSession, claimed: ClaimedJob) -> None:
-        await session.execute(
-            delete(Job).where(Job.id == claimed.id, Job.lease_owner == self.owner)
+    def _still_ours(self, claimed: ClaimedJob) -> tuple[Any, ...]:
+        # The attempt count tells two claims of one job apart: if our lease ran out and the
+        # job was claimed again (even by this process), this claim's result is stale.
+        return (
+            Job.id == claimed.id,
+            Job.lease_owner == self.owner,
+            Job.attempts == claimed.attempts,
         )
+
+    async def finish(self, session: AsyncSession, claimed: ClaimedJob) -> None:
+        await session.execute(delete(Job).where(*self._still_ours(claimed)))
 
     async def reschedule(
         self, session: AsyncSession, claimed: ClaimedJob, delay: float, error: str

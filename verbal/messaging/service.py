@@ -56,6 +56,8 @@ CALLBACK_STATUSES = frozenset(
         Status.CANCELED,
     }
 )
+# Rate-limit waits up to this long happen in place; longer ones put the job back.
+RATE_WAIT_IN_PLACE_SECONDS = 1.0
 ERROR_EXPIRED = (30036, "Validity period expired")
 ERROR_NO_ROUTE = (30008, "No carrier reaches the destination")
 
@@ -207,7 +209,15 @@ class Messaging:
         sid = job.payload["message_sid"]
         carrier = self._router.route(job.payload["to"])
         if carrier is not None:
-            await self._limiters[carrier.name].acquire()
+            wait = self._limiters[carrier.name].reserve()
+            while 0 < wait <= RATE_WAIT_IN_PLACE_SECONDS:
+                await asyncio.sleep(wait)
+                wait = self._limiters[carrier.name].reserve()
+            if wait > 0:
+                # A long wait would outlive the job's lease: give the job back instead.
+                async with self._sessions.begin() as session:
+                    await self._queue.reschedule(session, job, wait, "rate limited")
+                return
         async with self._sessions.begin() as session:
             message = await self._lock(session, sid=sid)
             if message is None or is_final(message.status):
@@ -221,10 +231,14 @@ class Messaging:
                 await self._fail(session, message, *ERROR_NO_ROUTE)
                 await self._queue.finish(session, job)
                 return
+            account = await session.get(Account, message.account_id)
+            if account is None:
+                raise LookupError(f"message {message.sid} has no account")
             message.carrier = carrier.name
-            await self._advance(session, message, Status.SENDING)
+            await self._advance(session, message, Status.SENDING, account=account)
             sms = OutboundSms(
                 message_sid=message.sid,
+                account_sid=account.sid,
                 sender=message.from_number,
                 recipient=message.to_number,
                 body=message.body,
@@ -351,13 +365,17 @@ class Messaging:
             if message.status_callback and step in CALLBACK_STATUSES:
                 if account is None:
                     account = await session.get(Account, message.account_id)
-                assert account is not None
-                self._enqueue_status_callback(session, message, account)
+                if account is None:
+                    raise LookupError(f"message {message.sid} has no account")
+                self._enqueue_status_callback(
+                    session, message, account, with_error=error is not None
+                )
 
     def _enqueue_status_callback(
-        self, session: AsyncSession, message: Message, account: Account
+        self, session: AsyncSession, message: Message, account: Account, *, with_error: bool
     ) -> None:
         formatter = CALLBACK_FORMATS[message.callback_format]
+        # A filled-in intermediate status (sent, before a failed receipt) carries no error.
         facts = MessageFacts(
             sid=message.sid,
             account_sid=account.sid,
@@ -365,8 +383,8 @@ class Messaging:
             to_number=message.to_number,
             body=message.body,
             status=message.status,
-            error_code=message.error_code,
-            error_message=message.error_message,
+            error_code=message.error_code if with_error else None,
+            error_message=message.error_message if with_error else None,
             media_urls=tuple(message.media_urls),
             num_segments=message.num_segments,
             date_updated=message.date_updated,

@@ -82,6 +82,10 @@ class Directory:
             raise AlreadyExists(f"{number} already belongs to an account") from exc
         return row
 
+    async def number(self, number: str) -> PhoneNumber | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(PhoneNumber).where(PhoneNumber.number == number))
+
     async def numbers(self, account: Account | None = None) -> list[PhoneNumber]:
         query = select(PhoneNumber).order_by(PhoneNumber.id)
         if account is not None:

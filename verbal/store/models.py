@@ -71,9 +71,6 @@ class PhoneNumber(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     friendly_name: Mapped[str] = mapped_column(String(64))
-    sms_url: Mapped[str | None] = mapped_column(String(2048))
-    sms_method: Mapped[str] = mapped_column(String(8), default="POST")
-    status_callback: Mapped[str | None] = mapped_column(String(2048))
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -176,6 +173,8 @@ class SandboxRule(Base):
     __tablename__ = "sandbox_rules"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Rules script the network for one account's messages only.
+    account_sid: Mapped[str] = mapped_column(String(34), index=True)
     pattern: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     delay_seconds: Mapped[float] = mapped_column(Float, default=0.0)
@@ -191,13 +190,14 @@ class SandboxDelivery(Base):
 
     __tablename__ = "sandbox_deliveries"
     __table_args__ = (
-        Index("ix_sandbox_handset", "handset", "id"),
+        Index("ix_sandbox_handset", "account_sid", "handset", "id"),
         Index("ix_sandbox_receipt_due", "receipt_reported", "receipt_due"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_sid: Mapped[str] = mapped_column(String(34), unique=True)
     carrier_message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    account_sid: Mapped[str] = mapped_column(String(34))
     handset: Mapped[str] = mapped_column(String(32))
     sender: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)

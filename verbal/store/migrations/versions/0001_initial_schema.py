@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:09:25.924657
+Create Date: 2026-11-22 03:36:14.616802
 """
 
 from collections.abc import Sequence
@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("message_sid", sa.String(length=34), nullable=False),
         sa.Column("carrier_message_id", sa.String(length=64), nullable=False),
+        sa.Column("account_sid", sa.String(length=34), nullable=False),
         sa.Column("handset", sa.String(length=32), nullable=False),
         sa.Column("sender", sa.String(length=64), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
@@ -72,7 +73,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_sid"),
     )
     with op.batch_alter_table("sandbox_deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_sandbox_handset", ["handset", "id"], unique=False)
+        batch_op.create_index("ix_sandbox_handset", ["account_sid", "handset", "id"], unique=False)
         batch_op.create_index(
             "ix_sandbox_receipt_due", ["receipt_reported", "receipt_due"], unique=False
         )
@@ -80,6 +81,7 @@ def upgrade() -> None:
     op.create_table(
         "sandbox_rules",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_sid", sa.String(length=34), nullable=False),
         sa.Column("pattern", sa.String(length=64), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("delay_seconds", sa.Float(), nullable=False),
@@ -87,6 +89,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    with op.batch_alter_table("sandbox_rules", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_sandbox_rules_account_sid"), ["account_sid"], unique=False
+        )
+
     op.create_table(
         "messages",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -133,9 +140,6 @@ def upgrade() -> None:
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("number", sa.String(length=32), nullable=False),
         sa.Column("friendly_name", sa.String(length=64), nullable=False),
-        sa.Column("sms_url", sa.String(length=2048), nullable=True),
-        sa.Column("sms_method", sa.String(length=8), nullable=False),
-        sa.Column("status_callback", sa.String(length=2048), nullable=True),
         sa.Column("date_created", sa.DateTime(), nullable=False),
         sa.Column("date_updated", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -218,6 +222,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_messages_account_created")
 
     op.drop_table("messages")
+    with op.batch_alter_table("sandbox_rules", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sandbox_rules_account_sid"))
+
     op.drop_table("sandbox_rules")
     with op.batch_alter_table("sandbox_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_sandbox_receipt_due")
