@@ -1,0 +1,147 @@
+"""The shared verb model: what every dialect's document means, in one vocabulary.
+
+A dialect module turns a Tropo JSON, RCML/TwiML or Plivo XML document into a `Document` of
+these frozen values; the engine runs them without knowing where they came from. Verbs keep
+only what changes behaviour; a dialect's cosmetic options (log security, barge-in on text)
+are accepted by its parser and dropped here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Channel(enum.StrEnum):
+    TEXT = "text"
+    VOICE = "voice"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A URL the engine requests, with its HTTP method (already resolved to absolute)."""
+
+    url: str
+    method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Send a text (or, on the voice channel, place a call and speak) to one or more parties.
+
+    Empty `to` or `sender` mean the dialect's default: reply to the session's remote party,
+    from the session's own number.
+    """
+
+    to: tuple[str, ...] = ()
+    sender: str | None = None
+    body: str = ""
+    media: tuple[str, ...] = ()
+    channel: Channel = Channel.TEXT
+    # Tropo sends an SMS to a list of destinations to the first one only.
+    first_only: bool = False
+    # RCML/TwiML `action`: after submitting, request this and run the document it returns.
+    action: Target | None = None
+    status_callback: Target | None = None
+    name: str | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Output on the session's channel: a text reply on text, speech on voice.
+
+    `speech_only` marks verbs that only ever speak (RCML `<Say>`, Plivo `<Speak>`), which a
+    text session cannot run.
+    """
+
+    text: str
+    media: tuple[str, ...] = ()
+    speech_only: bool = False
+    voice: str | None = None
+    name: str | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    grammar: str
+    mode: str | None = None
+    terminator: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """Prompt, then wait for the party's answer and match it against `choices`."""
+
+    choices: Choices
+    prompts: tuple[Say, ...] = ()
+    attempts: int = 1
+    timeout_seconds: float = 30.0
+    name: str | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """Tropo `on`: what to do when an event ends the document."""
+
+    event: str
+    next: Target | None = None
+    say: tuple[Say, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Stop this document and run the one at `target`."""
+
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceVerb:
+    """A verb that needs a call (dial, record, conference, play, gather, deflect, ...).
+
+    Parsed so that a document using it is understood; on a text channel running it is a
+    readable error in the dialect's convention.
+    """
+
+    kind: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+Verb = Message | Say | Ask | Redirect | Hangup | Reject | Wait | VoiceVerb
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    verbs: tuple[Verb, ...]
+    handlers: tuple[Handler, ...] = ()
+
+    def handler(self, event: str) -> Handler | None:
+        return next((h for h in self.handlers if h.event == event), None)
+
+
+class DocumentError(ValueError):
+    """The app's document could not be understood; `code` is the dialect's error number."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
