@@ -188,6 +188,27 @@ class LiveVerbal:
 
         self.call(add)
 
+    def add_app(self, dialect: str, sms_url: str, *numbers: str, **options: Any) -> Any:
+        """Create an application and attach `numbers` (added to the account if needed)."""
+
+        async def add(runtime: Runtime) -> Any:
+            account = await runtime.directory.account(self.account_sid)
+            assert account is not None
+            application = await runtime.directory.create_application(
+                account, "test app", dialect=dialect, sms_url=sms_url, **options
+            )
+            for number in numbers:
+                if await runtime.directory.number(number) is None:
+                    await runtime.directory.add_number(account, number)
+                await runtime.directory.attach(number, application)
+            return application
+
+        return self.call(add)
+
+    def session_log(self, sid: str) -> dict[str, Any]:
+        with self.http() as http:
+            return http.get(f"/verbal/v1/sessions/{sid}").json()
+
     def http(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.base_url, auth=(self.account_sid, self.auth_token), timeout=10
@@ -328,3 +349,93 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+# -- a real app server ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppHit:
+    method: str
+    path: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def form(self) -> dict[str, str]:
+        query = urlsplit(self.url).query if self.method == "GET" else self.body.decode()
+        return dict(parse_qsl(query, keep_blank_values=True))
+
+    @property
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+AppRoute = Callable[[AppHit], tuple[int, str, bytes | str]]
+
+
+class AppServer:
+    """An app on loopback: each path answers with what its route returns."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, AppRoute] = {}
+        self.hits: list[AppHit] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = urlsplit(self.path).path
+                hit = AppHit(self.command, path, f"{server.base_url}{self.path}",
+                             dict(self.headers.items()), body)
+                with server._lock:
+                    server.hits.append(hit)
+                    route = server.routes.get(path)
+                if route is None:
+                    status, content_type, payload = 404, "text/plain", b"no such route"
+                else:
+                    status, content_type, payload = route(hit)
+                data = payload.encode() if isinstance(payload, str) else payload
+                self.send_response(status)
+                if status in (301, 302, 303, 307):
+                    self.send_header("Location", content_type)
+                    content_type = "text/plain"
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def hits_for(self, path: str) -> list[AppHit]:
+        with self._lock:
+            return [h for h in self.hits if h.path == path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def app_server() -> Iterator[AppServer]:
+    server = AppServer()
+    yield server
+    server.close()

@@ -49,6 +49,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "carriers": {"api", "engine", "messaging", "dispatch", "runtime", "cli"},
     "dispatch": {"api", "engine", "messaging", "carriers", "runtime", "cli"},
     "messaging": {"api", "engine", "runtime", "cli"},
+    "engine": {"api", "runtime", "cli"},
     "runtime": {"api", "cli"},
 }
 

@@ -29,18 +29,20 @@ from verbal.messaging.timeline import load_timeline
 from verbal.runtime import AlreadyServing, Runtime
 from verbal.store import migrate
 from verbal.store.directory import AlreadyExists
-from verbal.store.models import Account, Message, PhoneNumber
+from verbal.store.models import Account, Application, Message, PhoneNumber
 
 app = typer.Typer(help="Verbal: programmable messaging on your own carriers.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Manage accounts and their credentials.", no_args_is_help=True)
 numbers_app = typer.Typer(help="Manage the phone numbers accounts own.", no_args_is_help=True)
 carriers_app = typer.Typer(help="Show the carriers messages leave by.", no_args_is_help=True)
 messages_app = typer.Typer(help="Look at messages and their timelines.", no_args_is_help=True)
+apps_app = typer.Typer(help="Manage applications (the URLs apps answer on).", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(numbers_app, name="numbers")
 app.add_typer(carriers_app, name="carriers")
 app.add_typer(messages_app, name="messages")
+app.add_typer(apps_app, name="apps")
 app.add_typer(db_app, name="db")
 
 out = Console()
@@ -489,6 +491,121 @@ def _message_json(message: Message) -> dict[str, Any]:
         "encoding": message.encoding,
         "date_created": message.date_created.isoformat(),
     }
+
+
+# -- applications ---------------------------------------------------------------------------
+
+
+def _application_json(application: Application, account_sid: str) -> dict[str, Any]:
+    return {
+        "sid": application.sid,
+        "account_sid": account_sid,
+        "friendly_name": application.friendly_name,
+        "dialect": application.dialect,
+        "sms_url": application.sms_url,
+        "sms_method": application.sms_method,
+        "sms_fallback_url": application.sms_fallback_url,
+        "voice_url": application.voice_url,
+        "messaging_token": application.messaging_token,
+        "voice_token": application.voice_token,
+    }
+
+
+Method = Annotated[str, typer.Option(help="GET or POST.")]
+
+
+@apps_app.command("create")
+def apps_create(
+    sms_url: Annotated[str, typer.Option("--sms-url", help="Where inbound messages are sent.")],
+    name: Annotated[str, typer.Option("--name")] = "App",
+    dialect: Annotated[
+        str, typer.Option(help="tropo, rcml (also twiml), plivo, or auto (RCML or Plivo).")
+    ] = "auto",
+    sms_method: Method = "POST",
+    fallback_url: Annotated[str | None, typer.Option("--fallback-url")] = None,
+    account_sid: Annotated[
+        str | None, typer.Option("--account", help="Account SID; default: the only account.")
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an application; prints its SID and Tropo launch tokens."""
+    dialect = {"twiml": "rcml"}.get(dialect.lower(), dialect.lower())
+    if dialect not in ("tropo", "rcml", "plivo", "auto"):
+        raise _fail(f"unknown dialect {dialect!r}: use tropo, rcml, twiml, plivo or auto")
+    if sms_method.upper() not in ("GET", "POST"):
+        raise _fail("--sms-method must be GET or POST")
+    settings = _settings(database_url=database_url)
+
+    async def go() -> dict[str, Any]:
+        async with _offline(settings) as runtime:
+            account = await _pick_account(runtime, account_sid)
+            application = await runtime.directory.create_application(
+                account,
+                name,
+                dialect=dialect,
+                sms_url=sms_url,
+                sms_method=sms_method.upper(),
+                sms_fallback_url=fallback_url,
+            )
+            return _application_json(application, account.sid)
+
+    created = _run(go)
+    if as_json:
+        print(json.dumps(created))
+    else:
+        out.print(f"application {created['sid']} ({created['dialect']}) → {created['sms_url']}")
+        out.print(f"Tropo messaging token: {created['messaging_token']}")
+
+
+@apps_app.command("list")
+def apps_list(as_json: JsonFlag = False, database_url: DatabaseOption = None) -> None:
+    """List applications."""
+    settings = _settings(database_url=database_url)
+
+    async def go() -> list[dict[str, Any]]:
+        async with _offline(settings) as runtime:
+            owners = {a.id: a.sid for a in await runtime.directory.accounts()}
+            return [
+                _application_json(a, owners[a.account_id])
+                for a in await runtime.directory.applications()
+            ]
+
+    applications = _run(go)
+    if as_json:
+        print(json.dumps(applications))
+        return
+    table = Table("SID", "Name", "Dialect", "SMS URL")
+    for a in applications:
+        table.add_row(a["sid"], a["friendly_name"], a["dialect"], a["sms_url"] or "")
+    out.print(table)
+
+
+@numbers_app.command("attach")
+def numbers_attach(
+    number: Annotated[str, typer.Argument(help="One of the account's numbers.")],
+    application_sid: Annotated[str, typer.Option("--app", help="The application's SID (AP…).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Send a number's inbound messages to an application."""
+    settings = _settings(database_url=database_url)
+    try:
+        e164 = to_e164(number)
+    except InvalidNumber as exc:
+        raise _fail(str(exc)) from None
+
+    async def go() -> None:
+        async with _offline(settings) as runtime:
+            application = await runtime.directory.application(application_sid)
+            if application is None:
+                raise _fail(f"no application {application_sid}")
+            try:
+                await runtime.directory.attach(e164, application)
+            except LookupError as exc:
+                raise _fail(str(exc)) from None
+
+    _run(go)
+    out.print(f"{e164} now runs {application_sid}")
 
 
 # -- carriers -------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 2.0
     webhook_retry_max_seconds: float = 600.0
 
+    # Apps: how long to wait for an app's document.
+    app_timeout_seconds: float = 15.0
+
     # Sandbox network: numbers starting with any of these prefixes are virtual handsets.
     sandbox_enabled: bool = True
     sandbox_prefixes: list[str] = Field(default_factory=lambda: ["+1555"])

@@ -20,3 +20,8 @@ def plivo_auth_id() -> str:
 
 def auth_token() -> str:
     return secrets.token_hex(16)
+
+
+def tropo_token() -> str:
+    """A launch token for Tropo's Sessions API: 88 hex characters, like Tropo's were."""
+    return secrets.token_hex(44)

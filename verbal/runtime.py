@@ -19,10 +19,20 @@ from sqlalchemy.engine import make_url
 from verbal.carriers.base import Carrier, CarrierRouter
 from verbal.carriers.sandbox import SandboxCarrier
 from verbal.config import Settings
+from verbal.dialects import DIALECTS
+from verbal.dialects.detect import detect
 from verbal.dispatch.queue import JobQueue
 from verbal.dispatch.workers import Dispatcher
+from verbal.engine.fetch import AppFetcher
+from verbal.engine.sessions import STEP_JOB, Engine
 from verbal.messaging.callbacks import CallbackSender, RetryPolicy
-from verbal.messaging.service import SUBMIT_JOB, WEBHOOK_JOB, Messaging, PipelineSettings
+from verbal.messaging.service import (
+    INBOUND_JOB,
+    SUBMIT_JOB,
+    WEBHOOK_JOB,
+    Messaging,
+    PipelineSettings,
+)
 from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
 from verbal.store.models import Account
@@ -104,8 +114,18 @@ class Runtime:
             concurrency=settings.worker_concurrency,
             idle_poll_seconds=settings.idle_poll_seconds,
         )
+        self.interpreter = Engine(
+            self.sessions,
+            self.queue,
+            self.messaging,
+            AppFetcher(self.http, settings.app_timeout_seconds),
+            DIALECTS,
+            detect,
+        )
         self.dispatcher.register(SUBMIT_JOB, self.messaging.handle_submit)
         self.dispatcher.register(WEBHOOK_JOB, self.callbacks.handle)
+        self.dispatcher.register(INBOUND_JOB, self.interpreter.handle_inbound)
+        self.dispatcher.register(STEP_JOB, self.interpreter.handle_step)
         self._worker: asyncio.Task[None] | None = None
         self.bootstrap_account: Account | None = None
         self._sqlite_lock: IO[bytes] | None = None

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from verbal import __version__
-from verbal.api import errors, native, sandbox, twilio
+from verbal.api import errors, native, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.runtime import Runtime
 
@@ -38,6 +38,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(twilio.router)
     app.include_router(sandbox.router)
     app.include_router(native.router)
+    app.include_router(tropo.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

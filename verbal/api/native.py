@@ -1,4 +1,4 @@
-"""Verbal's own API, for what the platforms' APIs cannot show: a message's whole timeline."""
+"""Verbal's own API, for what the platforms' APIs cannot show: timelines and session logs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import not_found
+from verbal.engine.log import load_session_log
 from verbal.messaging.timeline import load_timeline
 from verbal.store.models import Account
 
@@ -51,5 +52,30 @@ async def message_timeline(
                 "at": a.attempted_at.isoformat(),
             }
             for a in timeline.attempts
+        ],
+    }
+
+
+@router.get("/sessions/{sid}", summary="A session's state and its full event log")
+async def session_log(
+    sid: str, request: Request, account: Annotated[Account, Depends(authenticated_account)]
+) -> dict[str, Any]:
+    log = await load_session_log(runtime(request).sessions, account.id, sid)
+    if log is None:
+        raise not_found(f"session {sid}")
+    row = log.session
+    return {
+        "sid": row.sid,
+        "dialect": row.dialect,
+        "channel": row.channel,
+        "launch": row.launch,
+        "state": row.state,
+        "local_number": row.local_number,
+        "remote_number": row.remote_number,
+        "end_reason": row.end_reason,
+        "started_at": row.started_at.isoformat(),
+        "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+        "events": [
+            {"kind": e.kind, "at": e.occurred_at.isoformat(), **e.detail} for e in log.events
         ],
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from verbal.dialects.verbs import Document, Target
 
@@ -83,6 +84,17 @@ class AppRequest:
     form: tuple[tuple[str, str], ...] = ()  # form parameters (query string for GET)
     json: dict[str, Any] | None = None  # a JSON body instead of a form
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def wire_url(self) -> str:
+        """The URL as requested: a GET carries its form in the query string.
+
+        Signatures of GET requests cover exactly this URL, so signer and sender share it.
+        """
+        if self.method.upper() != "GET" or not self.form:
+            return self.url
+        separator = "&" if "?" in self.url else "?"
+        return self.url + separator + urlencode(self.form)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ log = logging.getLogger("verbal.messaging")
 
 SUBMIT_JOB = "submit"
 WEBHOOK_JOB = "webhook"
+INBOUND_JOB = "inbound"
 MAX_BODY_CHARS = 1600  # Twilio's limit for one message, however many segments
 MAX_MEDIA = 10
 # Transitions that produce a status callback. "sending" lasts milliseconds and Twilio does
@@ -104,14 +105,27 @@ class Messaging:
 
     async def send(self, account: Account, request: SendRequest) -> Message:
         """Validate and durably accept an outbound message; raises MessageRefused."""
-        to, sender, body, media = await self._validate(account, request)
+        async with self._sessions.begin() as session:
+            return await self.accept(session, account, request)
+
+    async def accept(
+        self,
+        session: AsyncSession,
+        account: Account,
+        request: SendRequest,
+        *,
+        direction: str = "outbound-api",
+    ) -> Message:
+        """Accept a message inside the caller's transaction (the engine commits it together
+        with the session's progress, so a crash neither loses nor repeats it)."""
+        to, sender, body, media = await self._validate(session, account, request)
         info = analyze(body)
         now = datetime.now(UTC)
         validity = request.validity_period or self._settings.validity_period_seconds
         message = Message(
             sid=ids.sid("SM"),
             account_id=account.id,
-            direction="outbound-api",
+            direction=direction,
             from_number=sender,
             to_number=to,
             body=body,
@@ -126,15 +140,14 @@ class Messaging:
             date_created=now,
             date_updated=now,
         )
-        async with self._sessions.begin() as session:
-            session.add(message)
-            await session.flush()
-            await self._advance(session, message, Status.QUEUED, account=account)
-            self._queue.enqueue(session, SUBMIT_JOB, {"message_sid": message.sid, "to": to})
+        session.add(message)
+        await session.flush()
+        await self._advance(session, message, Status.QUEUED, account=account)
+        self._queue.enqueue(session, SUBMIT_JOB, {"message_sid": message.sid, "to": to})
         return message
 
     async def _validate(
-        self, account: Account, request: SendRequest
+        self, session: AsyncSession, account: Account, request: SendRequest
     ) -> tuple[str, str, str, tuple[str, ...]]:
         if not request.to:
             raise MessageRefused(Refusal.TO_MISSING, "A 'To' phone number is required.")
@@ -184,12 +197,11 @@ class Messaging:
                 Refusal.FROM_INVALID,
                 f"The 'From' number {request.from_} is not a valid phone number.",
             ) from None
-        async with self._sessions() as session:
-            owned = await session.scalar(
-                select(PhoneNumber.id).where(
-                    PhoneNumber.number == sender, PhoneNumber.account_id == account.id
-                )
+        owned = await session.scalar(
+            select(PhoneNumber.id).where(
+                PhoneNumber.number == sender, PhoneNumber.account_id == account.id
             )
+        )
         if owned is None:
             raise MessageRefused(
                 Refusal.FROM_NOT_OWNED,
@@ -330,6 +342,8 @@ class Messaging:
             await session.flush()
             session.add(MessageEvent(message_id=message.id, status=Status.RECEIVING.value))
             await self._advance(session, message, Status.RECEIVED)
+            # Whoever runs the number's app (the engine) takes it from here, durably.
+            self._queue.enqueue(session, INBOUND_JOB, {"message_sid": message.sid})
             return message.sid
 
     # -- the one way a status changes -----------------------------------------------------

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
-from verbal.store.models import Account, PhoneNumber
+from verbal.store.models import Account, Application, PhoneNumber
 
 
 class AlreadyExists(Exception):
@@ -92,3 +92,66 @@ class Directory:
             query = query.where(PhoneNumber.account_id == account.id)
         async with self._sessions() as session:
             return list(await session.scalars(query))
+
+    async def create_application(
+        self,
+        account: Account,
+        friendly_name: str,
+        *,
+        dialect: str = "auto",
+        sms_url: str | None = None,
+        sms_method: str = "POST",
+        sms_fallback_url: str | None = None,
+        sms_fallback_method: str = "POST",
+        voice_url: str | None = None,
+        voice_method: str = "POST",
+    ) -> Application:
+        application = Application(
+            sid=ids.sid("AP"),
+            account_id=account.id,
+            friendly_name=friendly_name,
+            dialect=dialect,
+            sms_url=sms_url,
+            sms_method=sms_method,
+            sms_fallback_url=sms_fallback_url,
+            sms_fallback_method=sms_fallback_method,
+            voice_url=voice_url,
+            voice_method=voice_method,
+            # Tropo tokens are long random strings handed to whoever may launch the app.
+            messaging_token=ids.tropo_token(),
+            voice_token=ids.tropo_token(),
+        )
+        async with self._sessions.begin() as session:
+            session.add(application)
+        return application
+
+    async def applications(self, account: Account | None = None) -> list[Application]:
+        query = select(Application).order_by(Application.id)
+        if account is not None:
+            query = query.where(Application.account_id == account.id)
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
+
+    async def application(self, sid: str) -> Application | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(Application).where(Application.sid == sid))
+
+    async def application_by_token(self, token: str) -> Application | None:
+        """The app a Tropo token launches (its messaging or its voice token)."""
+        if not token:
+            return None
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Application).where(
+                    (Application.messaging_token == token) | (Application.voice_token == token)
+                )
+            )
+
+    async def attach(self, number: str, application: Application) -> PhoneNumber:
+        """Route a number's inbound messages to `application` (same account only)."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(select(PhoneNumber).where(PhoneNumber.number == number))
+            if row is None or row.account_id != application.account_id:
+                raise LookupError(f"{number} is not a number of the application's account")
+            row.application_id = application.id
+            return row

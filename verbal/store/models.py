@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -63,6 +64,30 @@ class Account(Base):
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Application(Base):
+    """An app: where its documents come from and which dialect they are written in."""
+
+    __tablename__ = "applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    friendly_name: Mapped[str] = mapped_column(String(64))
+    # "tropo", "rcml" or "plivo"; "auto" tells RCML and Plivo apart by their first answer.
+    dialect: Mapped[str] = mapped_column(String(8), default="auto")
+    sms_url: Mapped[str | None] = mapped_column(String(2048))
+    sms_method: Mapped[str] = mapped_column(String(8), default="POST")
+    sms_fallback_url: Mapped[str | None] = mapped_column(String(2048))
+    sms_fallback_method: Mapped[str] = mapped_column(String(8), default="POST")
+    voice_url: Mapped[str | None] = mapped_column(String(2048))
+    voice_method: Mapped[str] = mapped_column(String(8), default="POST")
+    # Tropo launches a session by token (Sessions API): one token per channel.
+    messaging_token: Mapped[str | None] = mapped_column(String(96), unique=True)
+    voice_token: Mapped[str | None] = mapped_column(String(96), unique=True)
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class PhoneNumber(Base):
     __tablename__ = "phone_numbers"
 
@@ -71,6 +96,7 @@ class PhoneNumber(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     friendly_name: Mapped[str] = mapped_column(String(64))
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -105,6 +131,54 @@ class Message(Base):
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow)
     date_sent: Mapped[datetime | None] = mapped_column()
+
+
+class Session(Base):
+    """One conversation between an app and a party, and how far its document has run."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_waiting", "state", "local_number", "remote_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    dialect: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(8))
+    launch: Mapped[str] = mapped_column(String(8))
+    local_number: Mapped[str | None] = mapped_column(String(64))
+    remote_number: Mapped[str | None] = mapped_column(String(64))
+    inbound_message_sid: Mapped[str | None] = mapped_column(String(34))
+    initial_text: Mapped[str | None] = mapped_column(Text)
+    initial_text_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # running, waiting (for the party's answer to an ask) or ended
+    state: Mapped[str] = mapped_column(String(8))
+    # The current document as fetched, re-parsed to resume after a wait or a crash.
+    document_url: Mapped[str | None] = mapped_column(String(2048))
+    document_type: Mapped[str | None] = mapped_column(String(128))
+    # Raw bytes: the document's own declared encoding must survive until it is parsed.
+    document_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    verb_index: Mapped[int] = mapped_column(Integer, default=0)
+    documents_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[list[Any]] = mapped_column(default=list)
+    waiting: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    end_reason: Mapped[str | None] = mapped_column(String(512))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class SessionEvent(Base):
+    """The session's log: documents fetched, verbs run, messages sent, errors."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class MessageEvent(Base):

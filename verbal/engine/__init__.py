@@ -1,0 +1,1 @@
+"""The engine: sessions that fetch app documents and run their verbs."""

@@ -1,0 +1,94 @@
+"""Fetch an app's document: one request, bounded in time and size, every failure a value.
+
+Apps are other people's servers: slow, down, redirecting in circles or answering with a
+megabyte of HTML. None of that may hang a worker or crash the engine, so every way a fetch
+can end is a `Fetched` or a `FetchFailed` with a reason the session log can show.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+
+from verbal.dialects.types import AppRequest
+
+MAX_DOCUMENT_BYTES = 256 * 1024
+MAX_REDIRECTS = 5
+USER_AGENT = "Verbal/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    url: str  # after redirects: relative URLs in the document resolve against it
+    status: int
+    content_type: str
+    body: bytes
+    latency_ms: float
+
+
+class FetchFailed(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class AppFetcher:
+    def __init__(self, client: httpx.AsyncClient, timeout_seconds: float) -> None:
+        self._client = client
+        self._timeout = timeout_seconds
+
+    async def fetch(self, request: AppRequest) -> Fetched:
+        headers = {"User-Agent": USER_AGENT, **request.headers}
+        url = request.wire_url
+        content: bytes | None = None
+        if request.method != "GET":
+            if request.json is not None:
+                content = json.dumps(request.json).encode()
+                headers.setdefault("Content-Type", "application/json; charset=UTF-8")
+            else:
+                content = urlencode(request.form).encode()
+                headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        started = time.perf_counter()
+        try:
+            response = await self._send(request.method, url, headers, content)
+        except httpx.TooManyRedirects:
+            raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
+        except httpx.TimeoutException:
+            raise FetchFailed(f"no answer within {self._timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        body, status, final_url, content_type = response
+        if not 200 <= status < 300:
+            raise FetchFailed(f"the app answered HTTP {status}", status)
+        return Fetched(final_url, status, content_type, body, latency)
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> tuple[bytes, int, str, str]:
+        for _ in range(MAX_REDIRECTS + 1):
+            async with self._client.stream(
+                method, url, headers=headers, content=content, timeout=self._timeout
+            ) as response:
+                if response.is_redirect and "location" in response.headers:
+                    url = str(response.url.join(response.headers["location"]))
+                    # As browsers do: after 301/302/303 a POST becomes a bodiless GET.
+                    if response.status_code in (301, 302, 303):
+                        method, content = "GET", None
+                        headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+                    continue
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise FetchFailed(
+                            f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB"
+                        )
+                content_type = response.headers.get("content-type", "")
+                return bytes(body), response.status_code, str(response.url), content_type
+        raise httpx.TooManyRedirects("too many redirects")
