@@ -7,10 +7,12 @@ directly, so they also work while a server runs (it picks up what they queue).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -45,7 +47,8 @@ app.add_typer(messages_app, name="messages")
 app.add_typer(apps_app, name="apps")
 app.add_typer(db_app, name="db")
 
-out = Console()
+# Piped output gets no terminal width; a wide console keeps SIDs and tokens whole in tables.
+out = Console(width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -148,9 +151,29 @@ async def _serve(settings: Settings, on_started: OnStarted) -> None:
             log_level=settings.log_level,
             access_log=False,
         )
-        await uvicorn.Server(config).serve()
+        await _Server(config).serve()
     finally:
         await runtime.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising SIGINT/SIGTERM once it has stopped serving.
+
+    uvicorn re-raises the signal after shutting down, which would kill the process before
+    `Runtime.stop()` hands back the jobs in flight; here the signal only ends serving.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 DEMO_NUMBER = "+15550001000"
