@@ -94,7 +94,7 @@ def cli(tmp_path: Path) -> Cli:
 class Server:
     """A running `verbal serve`, its output kept in files for post-mortems."""
 
-    def __init__(self, cli: Cli, name: str) -> None:
+    def __init__(self, cli: Cli, name: str, command: str = "serve") -> None:
         self.name = name
         self.base_url = f"http://127.0.0.1:{free_port()}"
         self.stdout_path = cli.workdir / f"{name}.stdout"
@@ -102,7 +102,7 @@ class Server:
         self._files: list[IO[bytes]] = [self.stdout_path.open("wb"), self.stderr_path.open("wb")]
         port = self.base_url.rsplit(":", 1)[1]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "verbal", "serve", "--host", "127.0.0.1", "--port", port],
+            [sys.executable, "-m", "verbal", command, "--host", "127.0.0.1", "--port", port],
             env=cli.env,
             cwd=cli.workdir,
             stdin=subprocess.DEVNULL,
@@ -155,8 +155,8 @@ def serve(cli: Cli) -> Iterator[Any]:
     """Start `verbal serve` on the test's database; every server is stopped afterwards."""
     started: list[Server] = []
 
-    def start(name: str = "serve") -> Server:
-        server = Server(cli, f"{name}{len(started)}")
+    def start(name: str = "serve", command: str = "serve") -> Server:
+        server = Server(cli, f"{name}{len(started)}", command)
         started.append(server)
         return server
 
@@ -381,3 +381,22 @@ def test_sigterm_hands_back_jobs_in_flight(cli: Cli, serve: Any) -> None:
     wait_for(lambda: leases() and leases()[0][0] is not None, 10, "the submit to be claimed")
     server.stop()  # graceful: the dispatcher waits for the submit to time out, then lets go
     assert leases() == [(None,)], server.tail()
+
+
+def test_demo_answers_a_handset_with_its_sample_app(cli: Cli, serve: Any) -> None:
+    server = serve("demo", command="demo")
+    stdout = wait_for(lambda: "Try it" in server.stdout() and server.stdout(), 10, "demo help")
+    sid = re.search(r"AC[0-9a-f]{32}", stdout).group(0)  # type: ignore[union-attr]
+    token = re.search(r"Auth token\W+([0-9a-f]{32})", stdout).group(1)  # type: ignore[union-attr]
+    with httpx.Client(base_url=server.base_url, auth=(sid, token), timeout=10) as http:
+        sent = http.post(
+            f"/sandbox/handsets/{HANDSET}/messages", json={"to": NUMBER, "body": "ping"}
+        )
+        assert sent.status_code == 201, sent.text
+
+        def reply() -> Any:
+            inbox = http.get(f"/sandbox/handsets/{HANDSET}/inbox").json()["messages"]
+            return [m for m in inbox if m["body"] == "You said: ping"]
+
+        [message] = wait_for(reply, 15, "the sample app's reply")
+    assert message["from"] == NUMBER

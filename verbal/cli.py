@@ -129,7 +129,7 @@ async def _announce(runtime: Runtime) -> None:
 OnStarted = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
-async def _serve(settings: Settings, on_started: OnStarted) -> None:
+async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = False) -> None:
     from verbal.api.app import create_app
 
     logging.basicConfig(
@@ -145,7 +145,7 @@ async def _serve(settings: Settings, on_started: OnStarted) -> None:
         await on_started(runtime)
         out.print(f"Verbal {__version__} starting on {settings.base_url}")
         config = uvicorn.Config(
-            create_app(runtime, manage_runtime=False),
+            create_app(runtime, manage_runtime=False, demo=demo),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -199,6 +199,17 @@ def demo(
                 await runtime.directory.add_number(account, DEMO_NUMBER, "Demo number")
             except AlreadyExists:
                 raise _fail(f"{DEMO_NUMBER} belongs to another account in this database") from None
+        # The sample app: an echo bot in TwiML, served by this same server.
+        echo_url = f"{settings.base_url}/demo/echo"
+        apps = [a for a in await runtime.directory.applications(account) if a.sms_url == echo_url]
+        application = (
+            apps[0]
+            if apps
+            else await runtime.directory.create_application(
+                account, "Demo echo bot", dialect="rcml", sms_url=echo_url
+            )
+        )
+        await runtime.directory.attach(DEMO_NUMBER, application)
         _print_credentials(account, "Demo account")
         base = settings.base_url
         auth = f"{account.sid}:{account.auth_token}"
@@ -210,7 +221,7 @@ def demo(
             f"       --data-urlencode 'Body=Hello from Verbal'\n"
             f"Read the handset's inbox:\n"
             f"  curl -u {auth} {base}/sandbox/handsets/{DEMO_HANDSET}/inbox\n"
-            f"Reply from the handset (arrives as an inbound message):\n"
+            f"Reply from the handset: the sample app ({echo_url}) answers 'You said: …':\n"
             f"  curl -u {auth} {base}/sandbox/handsets/{DEMO_HANDSET}/messages \\\n"
             f'       -H \'Content-Type: application/json\' -d \'{{"to": "{DEMO_NUMBER}", '
             f'"body": "Hi back"}}\'\n'
@@ -219,7 +230,7 @@ def demo(
             f"API docs: {base}/docs\n"
         )
 
-    _run(lambda: _serve(settings, on_started=prepare))
+    _run(lambda: _serve(settings, on_started=prepare, demo=True))
 
 
 # -- send -----------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from verbal import __version__
+from verbal.api import demo as demo_app
 from verbal.api import errors, native, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.runtime import Runtime
 
 
-def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = False) -> FastAPI:
     """Build the app. With `manage_runtime`, the app's lifespan starts and stops `runtime`."""
 
     @asynccontextmanager
@@ -39,6 +40,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(sandbox.router)
     app.include_router(native.router)
     app.include_router(tropo.router)
+    if demo:
+        app.include_router(demo_app.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
