@@ -916,9 +916,17 @@ def test_message_action_reports_the_reply(method: str) -> None:
     }
 
 
-def test_message_action_needs_the_reply() -> None:
-    with pytest.raises(ValueError, match="SID and status"):
+def test_message_action_needs_the_message_status() -> None:
+    with pytest.raises(ValueError, match="status"):
         rcml.DIALECT.continue_request(facts(), Target(BASE), progress("message"), TOKEN)
+
+
+def test_message_action_for_a_refused_message_reports_failed_without_a_sid() -> None:
+    refused = Progress(event="message", sequence=1, duration_seconds=0, message_status="failed")
+    params = validated_post(rcml.DIALECT.continue_request(facts(), Target(BASE), refused, TOKEN))
+    assert params["MessageStatus"] == params["SmsStatus"] == "failed"
+    # Not the inbound message's SID passing for the reply's: no SID at all.
+    assert not {"MessageSid", "SmsSid", "SmsMessageSid"} & set(params)
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])

@@ -77,6 +77,13 @@ async def create_session(request: Request) -> Response:
     if application is None:
         body, media_type = sessions_api_reply(fmt, False, token, None, "invalid token")
         return Response(body, status_code=401, media_type=media_type)
+    if application.dialect != "tropo":
+        reason = (
+            f"application {application.sid} is a {application.dialect} app; only "
+            "Tropo WebAPI apps are launched with a token"
+        )
+        body, media_type = sessions_api_reply(fmt, False, token, None, reason)
+        return Response(body, status_code=400, media_type=media_type)
     parameters: dict[str, Any] = {"token": token, "action": "create"}
     parameters.update({k: v for k, v in fields.items() if k not in RESERVED})
     session_id = await runtime(request).interpreter.launch(application, parameters)

@@ -7,13 +7,14 @@ the layers below never branch on the platform.
 
 from __future__ import annotations
 
-from verbal.dialects import plivo, rcml, tropo, twilio
+from verbal.dialects import auto, plivo, rcml, tropo, twilio
 from verbal.dialects.types import CallbackFormat, Dialect
 
 DIALECTS: dict[str, Dialect] = {
     "tropo": tropo.DIALECT,
     "rcml": rcml.DIALECT,
     "plivo": plivo.DIALECT,
+    "auto": auto.DIALECT,
 }
 
 CALLBACK_FORMATS: dict[str, CallbackFormat] = {

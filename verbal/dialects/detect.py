@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import re
 
-# Elements only Plivo has, and Plivo's <Message src=… dst=…> attributes.
-_PLIVO = re.compile(
-    rb"<(Speak|GetDigits|GetInput|PreAnswer|Wait|DTMF|MultiPartyCall|Stream)\b"
-    rb"|<Message\b[^>]*\b(src|dst)\s*="
+# One start tag at a time; `[^<>]` keeps every match inside one tag, so the scan stays
+# linear however hostile the document (a pattern free to run to the next `>` would not).
+_TAG = re.compile(rb"<([A-Za-z][\w.-]*)([^<>]*)")
+# Elements only Plivo has; its <Message> also has src=/dst= attributes.
+_PLIVO_ELEMENTS = frozenset(
+    {
+        b"Speak",
+        b"GetDigits",
+        b"GetInput",
+        b"PreAnswer",
+        b"Wait",
+        b"DTMF",
+        b"MultiPartyCall",
+        b"Stream",
+    }
 )
-_XML_RESPONSE = re.compile(rb"<Response\b")
+_PLIVO_MESSAGE = re.compile(rb"\b(src|dst)\s*=")
 
 
 def detect(body: bytes, content_type: str) -> str | None:
@@ -22,8 +33,10 @@ def detect(body: bytes, content_type: str) -> str | None:
     head = body.lstrip()[:1]
     if head in (b"{", b"[") or "json" in content_type.lower():
         return "tropo"
-    if _PLIVO.search(body):
-        return "plivo"
-    if _XML_RESPONSE.search(body):
-        return "rcml"
-    return None
+    response = False
+    for tag in _TAG.finditer(body):
+        name, attributes = tag.group(1), tag.group(2)
+        if name in _PLIVO_ELEMENTS or (name == b"Message" and _PLIVO_MESSAGE.search(attributes)):
+            return "plivo"
+        response = response or name == b"Response"
+    return "rcml" if response else None

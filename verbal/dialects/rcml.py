@@ -400,17 +400,20 @@ def continue_request(
     """
     params = _session_params(facts)
     if progress.event == "message":
-        if progress.message_sid is None or progress.message_status is None:
-            raise ValueError("an RCML action request needs the message's SID and status")
+        if progress.message_status is None:
+            raise ValueError("an RCML action request needs the message's status")
+        # A message refused before it was queued has no SID: the action hears "failed"
+        # without one rather than the inbound message's SID passing for the reply's.
+        sid = progress.message_sid or ""
         reported = {
-            "MessageSid": progress.message_sid,
-            "SmsSid": progress.message_sid,
-            "SmsMessageSid": progress.message_sid,
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "SmsMessageSid": sid,
             "MessageStatus": progress.message_status,
             "SmsStatus": progress.message_status,
         }
         params = [(name, value) for name, value in params if name not in reported]
-        params += reported.items()
+        params += [(name, value) for name, value in reported.items() if value]
     elif progress.event != "redirect":
         raise ValueError(f"RCML makes no continuation request for {progress.event!r}")
     return _signed_request(target, params, auth_token)

@@ -7,6 +7,7 @@ can end is a `Fetched` or a `FetchFailed` with a reason the session log can show
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -55,7 +56,12 @@ class AppFetcher:
                 headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         started = time.perf_counter()
         try:
-            response = await self._send(request.method, url, headers, content)
+            # The timeout bounds the whole exchange: an app that drips its answer a byte at a
+            # time must not hold a worker any longer than one that says nothing.
+            async with asyncio.timeout(self._timeout):
+                response = await self._send(request.method, url, headers, content)
+        except TimeoutError:
+            raise FetchFailed(f"no answer within {self._timeout:g} s") from None
         except httpx.TooManyRedirects:
             raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
         except httpx.TimeoutException:

@@ -344,12 +344,36 @@ class Engine:
                     session, row.sid, {"event": "verb", "verb": "message"}, results=results
                 )
         except MessageRefused as refused:
-            await self._verb_failed(
+            if verb.action is None:
+                await self._verb_failed(
+                    loaded,
+                    document,
+                    loaded.dialect.errors.parse_failed,
+                    f"message refused: {refused.detail}",
+                    required=verb.required,
+                )
+                return
+            # With an action URL the app decides what follows: tell it the message failed.
+            async with self._sessions.begin() as session:
+                self._event(
+                    session,
+                    row,
+                    "error",
+                    {
+                        "code": loaded.dialect.errors.parse_failed,
+                        "message": f"message refused: {refused.detail}",
+                        "verb_index": row.verb_index,
+                    },
+                )
+            await self._continue_to(
                 loaded,
-                document,
-                loaded.dialect.errors.parse_failed,
-                f"message refused: {refused.detail}",
-                required=verb.required,
+                verb.action,
+                Progress(
+                    event="message",
+                    sequence=row.sequence + 1,
+                    duration_seconds=self._duration(row),
+                    message_status="failed",
+                ),
             )
             return
         if verb.action is not None:
@@ -537,9 +561,13 @@ class Engine:
         if app.sms_fallback_url:
             targets.append(Target(app.sms_fallback_url, app.sms_fallback_method))
         for target in targets:
-            request = loaded.dialect.start_request(
-                self._facts(loaded), target, loaded.account.auth_token
-            )
+            try:
+                request = loaded.dialect.start_request(
+                    self._facts(loaded), target, loaded.account.auth_token
+                )
+            except ValueError as exc:  # the dialect cannot start this kind of session
+                await self._end(row.sid, str(exc), error=loaded.dialect.errors.fetch_failed)
+                raise SessionEnded from None
             if await self._load_document(loaded, request):
                 return
         await self._end(row.sid, "the app's document could not be fetched")
@@ -738,7 +766,7 @@ class Engine:
                 )
         if account is None or application is None:
             raise LookupError(f"session {sid} lost its account or application")
-        dialect = self._dialects.get(row.dialect if row.dialect != "auto" else "rcml")
+        dialect = self._dialects.get(row.dialect)
         if dialect is None:
             raise LookupError(f"session {sid} has an unknown dialect {row.dialect!r}")
         return _Loaded(row, account, application, dialect, inbound)

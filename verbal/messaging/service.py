@@ -310,7 +310,7 @@ class Messaging:
             target = Status(receipt.status)
             if target in (Status.UNDELIVERED, Status.FAILED):
                 message.error_code = receipt.error_code or 30008
-                message.error_message = receipt.error_message or "Unknown error"
+                message.error_message = (receipt.error_message or "Unknown error")[:512]
             await self._advance(session, message, target)
 
     async def on_inbound(self, sms: InboundSms) -> str:
@@ -350,7 +350,7 @@ class Messaging:
 
     async def _fail(self, session: AsyncSession, message: Message, code: int, text: str) -> None:
         message.error_code = code
-        message.error_message = text
+        message.error_message = text[:512]
         await self._advance(session, message, Status.FAILED)
 
     async def _advance(

@@ -5,6 +5,10 @@ writer at a time anyway, and funnelling this process's transactions through one 
 means they queue in Python instead of failing with "database is locked". Each transaction
 starts with BEGIN IMMEDIATE so that another process (the CLI, say) waits on `busy_timeout`
 rather than hitting a lock upgrade deadlock.
+
+That connection runs its SQLite calls on the event-loop thread (`_sqlite_inline`) instead of
+aiosqlite's worker thread, whose hand-off per call capped us at a few hundred transactions a
+second; that module says why blocking the loop is safe here and how lock waits avoid it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from verbal.store import _sqlite_inline
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -40,12 +47,32 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, inline_sqlite: bool = True) -> AsyncEngine:
+    """An engine for `url`; `inline_sqlite=False` keeps aiosqlite's worker thread (for
+    comparison in `bench/sqlite_transactions.py`)."""
     url = normalize_url(url)
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
-    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    inline = inline_sqlite and make_url(url).get_driver_name() == "aiosqlite"
+    options: dict[str, Any] = {}
+    if inline:
+
+        async def connect() -> _sqlite_inline.InlineConnection:
+            # The URL's file name and sqlite3 arguments, as the dialect would pass them on.
+            args, kwargs = engine.sync_engine.dialect.create_connect_args(engine.sync_engine.url)
+            return await _sqlite_inline.connect(
+                *args, busy_patience=SQLITE_BUSY_TIMEOUT_MS / 1000, **kwargs
+            )
+
+        options["async_creator"] = connect
+    # The pool is named because SQLAlchemy before 2.0.38 defaulted SQLite files to NullPool.
+    engine = create_async_engine(
+        url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, **options
+    )
+    # The inline connection waits out a locked database in short steps that yield to the
+    # loop, up to SQLITE_BUSY_TIMEOUT_MS in all; SQLite's own busy handler would block it.
+    busy_timeout_ms = _sqlite_inline.INLINE_BUSY_TIMEOUT_MS if inline else SQLITE_BUSY_TIMEOUT_MS
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -56,7 +83,7 @@ def create_engine(url: str) -> AsyncEngine:
         # NORMAL keeps committed transactions across a process crash (kill -9); only an OS
         # crash or power loss could drop the last few, which FULL would also guard against.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

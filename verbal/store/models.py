@@ -155,8 +155,8 @@ class Session(Base):
     # running, waiting (for the party's answer to an ask) or ended
     state: Mapped[str] = mapped_column(String(8))
     # The current document as fetched, re-parsed to resume after a wait or a crash.
-    document_url: Mapped[str | None] = mapped_column(String(2048))
-    document_type: Mapped[str | None] = mapped_column(String(128))
+    document_url: Mapped[str | None] = mapped_column(Text)
+    document_type: Mapped[str | None] = mapped_column(Text)
     # Raw bytes: the document's own declared encoding must survive until it is parsed.
     document_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     verb_index: Mapped[int] = mapped_column(Integer, default=0)
@@ -164,7 +164,7 @@ class Session(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     results: Mapped[list[Any]] = mapped_column(default=list)
     waiting: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    end_reason: Mapped[str | None] = mapped_column(String(512))
+    end_reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column()
 

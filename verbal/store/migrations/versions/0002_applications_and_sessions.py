@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 04:01:20.103887
+Create Date: 2026-11-22 04:24:13.653720
 """
 
 from collections.abc import Sequence
@@ -65,15 +65,15 @@ def upgrade() -> None:
         sa.Column("initial_text_used", sa.Boolean(), nullable=False),
         sa.Column("parameters", sa.JSON(), nullable=False),
         sa.Column("state", sa.String(length=8), nullable=False),
-        sa.Column("document_url", sa.String(length=2048), nullable=True),
-        sa.Column("document_type", sa.String(length=128), nullable=True),
+        sa.Column("document_url", sa.Text(), nullable=True),
+        sa.Column("document_type", sa.Text(), nullable=True),
         sa.Column("document_body", sa.LargeBinary(), nullable=True),
         sa.Column("verb_index", sa.Integer(), nullable=False),
         sa.Column("documents_fetched", sa.Integer(), nullable=False),
         sa.Column("sequence", sa.Integer(), nullable=False),
         sa.Column("results", sa.JSON(), nullable=False),
         sa.Column("waiting", sa.JSON(), nullable=False),
-        sa.Column("end_reason", sa.String(length=512), nullable=True),
+        sa.Column("end_reason", sa.Text(), nullable=True),
         sa.Column("started_at", sa.DateTime(), nullable=False),
         sa.Column("ended_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
