@@ -40,7 +40,9 @@ LATE = 10
 FINAL_STATUSES = ("delivered", "undelivered", "failed", "canceled", "received")
 TIMELINE = ["queued", "sending", "sent", "delivered"]
 CALLBACK_ORDER = ["queued", "sent", "delivered"]
-SETTLE_SECONDS = 90  # 15-30 s on a 2-core machine; generous for slow CI machines
+# Recovery takes 15-30 s on an idle 2-core machine and several times that on a busy one, so
+# the wait after the restart only gives up when nothing has moved for STALL_SECONDS.
+STALL_SECONDS = 60
 
 
 def handset(i: int) -> str:
@@ -160,20 +162,22 @@ def snapshot(path: Path) -> dict[str, Any]:
                 "SELECT kind, COUNT(*) FROM jobs WHERE lease_owner IS NOT NULL GROUP BY kind",
             )
         ),
-        "receipts_pending": read_db(
-            path, "SELECT COUNT(*) FROM sandbox_deliveries WHERE NOT receipt_reported"
-        )[0][0],
+        "receipts_pending": count(path, "sandbox_deliveries WHERE NOT receipt_reported"),
     }
 
 
-def settled(path: Path) -> bool:
-    unfinished = read_db(
-        path,
-        f"SELECT COUNT(*) FROM messages WHERE status NOT IN ({','.join('?' * 5)})",
-        *FINAL_STATUSES,
-    )[0][0]
-    jobs = read_db(path, "SELECT COUNT(*) FROM jobs")[0][0]
-    return unfinished == 0 and jobs == 0
+def count(path: Path, sql: str, *params: Any) -> int:
+    return int(read_db(path, f"SELECT COUNT(*) FROM {sql}", *params)[0][0])
+
+
+def progress(path: Path) -> tuple[int, int, int]:
+    """Messages not final yet, jobs left, receipts not reported: all zero once settled."""
+    marks = ",".join("?" * len(FINAL_STATUSES))
+    return (
+        count(path, f"messages WHERE status NOT IN ({marks})", *FINAL_STATUSES),
+        count(path, "jobs"),
+        count(path, "sandbox_deliveries WHERE NOT receipt_reported"),
+    )
 
 
 # -- the test ----------------------------------------------------------------------------------
@@ -270,13 +274,16 @@ def test_kill_9_mid_flight_loses_no_message(
     spawned.append(second)
     second.wait_healthy()
     assert "Account SID" not in second.stdout(), "credentials shown again on restart"
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while not settled(database):
+    last, moved_at = progress(database), time.monotonic()
+    while last != (0, 0, 0):
         second.assert_alive()
-        assert time.monotonic() < deadline, (
-            f"not settled {SETTLE_SECONDS} s after restart: {snapshot(database)}\n{second.tail()}"
-        )
         time.sleep(0.25)
+        now = progress(database)
+        if now != last:
+            last, moved_at = now, time.monotonic()
+        assert time.monotonic() - moved_at < STALL_SECONDS, (
+            f"stuck for {STALL_SECONDS} s at {snapshot(database)}\n{second.tail()}"
+        )
     second.assert_alive()
     settled_at = time.monotonic()
 
@@ -314,7 +321,7 @@ def test_kill_9_mid_flight_loses_no_message(
     )
     assert sorted(sid for sid, _, _ in deliveries) == sorted(accepted), context
     assert all(reported and status == "delivered" for _, reported, status in deliveries)
-    assert read_db(database, "SELECT COUNT(*) FROM jobs") == [(0,)]
+    assert count(database, "jobs") == 0
 
     # Callbacks: every status reached the receiver with a 200, in order, at least once;
     # re-deliveries can only come from callbacks that were in flight at the kill.

@@ -142,7 +142,11 @@ class JobQueue:
 
     async def release_leases(self, *, everyone: bool = False) -> int:
         """Free leases held by this owner, or by anyone (a single-process restart)."""
-        statement = update(Job).values(lease_owner=None, lease_expires=None)
+        statement = (
+            update(Job)
+            .where(Job.lease_owner.is_not(None))
+            .values(lease_owner=None, lease_expires=None)
+        )
         if not everyone:
             statement = statement.where(Job.lease_owner == self.owner)
         async with self._sessions.begin() as session:
