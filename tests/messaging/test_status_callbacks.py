@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from tests.conftest import LiveVerbal, WebhookReceiver
+from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
 from verbal.store.models import WebhookAttempt
 
 FROM = "+15550001000"
@@ -113,7 +113,15 @@ def test_timeline_shows_every_transition_and_attempt(
     sid = send(verbal, receiver, "trace me")
     receiver.wait_for(lambda rs: any(r.params["MessageStatus"] == "delivered" for r in rs))
     with verbal.http() as http:
-        timeline = http.get(f"/verbal/v1/messages/{sid}/timeline").json()
+        # The receiver hears the last callback a moment before Verbal records its attempt.
+        timeline = wait_until(
+            lambda: (
+                (t := http.get(f"/verbal/v1/messages/{sid}/timeline").json())["callbacks"]
+                and t["callbacks"][-1]["event"] == "status:delivered"
+                and t
+            ),
+            what="the delivered callback recorded",
+        )
         missing = http.get("/verbal/v1/messages/SMnope/timeline")
     assert missing.status_code == 404
     assert [e["status"] for e in timeline["events"]] == ["queued", "sending", "sent", "delivered"]
