@@ -190,8 +190,15 @@ def demo(
     settings = _settings(host=host, port=port, database_url=database_url)
 
     async def prepare(runtime: Runtime) -> None:
-        # On an empty database the first-start account is the demo account.
-        account = runtime.bootstrap_account or await runtime.directory.account_by_name("Demo")
+        # The demo account is whoever owns the demo number (a later run); on an empty
+        # database, the first-start account; else a new one.
+        owned = await runtime.directory.number(DEMO_NUMBER)
+        account = None
+        if owned is not None:
+            account = next(
+                (a for a in await runtime.directory.accounts() if a.id == owned.account_id), None
+            )
+        account = account or runtime.bootstrap_account
         if account is None:
             account = await runtime.directory.create_account("Demo")
         if not any(n.number == DEMO_NUMBER for n in await runtime.directory.numbers(account)):

@@ -509,7 +509,7 @@ def test_say_and_dial_in_a_text_session_are_logged_as_errors_and_skipped(
     assert [e["verb_index"] for e in errors] == [0, 1]
     say_error, dial_error = errors
     assert "voice call" in say_error["message"] and "text session" in say_error["message"]
-    assert "<dial>" in dial_error["message"].lower()
+    assert "'dial'" in dial_error["message"].lower()
     assert [e["body"] for e in events(log, "message")] == ["Still here: first"]
     assert log["end_reason"] == "the document ended"
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from verbal.dialects.types import AppRequest, Dialect, Progress, SessionFacts, VerbResult
 from verbal.dialects.verbs import (
     Ask,
+    Channel,
     Document,
     DocumentError,
     Hangup,
@@ -269,7 +270,7 @@ class Engine:
                 loaded,
                 document,
                 loaded.dialect.errors.voice_verb_on_text,
-                f"<{verb.kind}> needs a voice call; this is a text session",
+                f"'{verb.kind}' needs a voice call; this is a text session",
                 required=True,
             )
         return False
@@ -278,6 +279,16 @@ class Engine:
 
     async def _message(self, loaded: _Loaded, document: Document, verb: Message) -> None:
         row = loaded.row
+        if verb.channel == Channel.VOICE:
+            # A message on the voice channel is a call that speaks; calls come with voice.
+            await self._verb_failed(
+                loaded,
+                document,
+                loaded.dialect.errors.voice_verb_on_text,
+                "a voice message places a call, which this server cannot do yet",
+                required=verb.required,
+            )
+            return
         destinations = list(verb.to) or ([row.remote_number] if row.remote_number else [])
         if verb.first_only:
             destinations = destinations[:1]
@@ -399,8 +410,9 @@ class Engine:
                 required=verb.required,
             )
             return
-        await self._reply(loaded, [verb])
         async with self._sessions.begin() as session:
+            # The text and the step past this verb commit together: a crash repeats neither.
+            await self._reply(loaded, [verb], session)
             await self._advance(session, loaded.row.sid, {"event": "verb", "verb": "say"})
 
     async def _reply(
@@ -444,11 +456,9 @@ class Engine:
     async def _ask(self, loaded: _Loaded, verb: Ask, job: ClaimedJob) -> bool:
         row = loaded.row
         if row.initial_text is not None and not row.initial_text_used:
-            # Tropo hands the text that started the session to the first ask.
-            async with self._sessions.begin() as session:
-                fresh = await self._lock(session, row.sid)
-                fresh.initial_text_used = True
-            await self._answer(loaded, verb, row.initial_text, attempt=1)
+            # Tropo hands the text that started the session to the first ask; it is marked
+            # used in the transaction that records what the ask made of it.
+            await self._answer(loaded, verb, row.initial_text, attempt=1, consume_initial=True)
             return False
         async with self._sessions.begin() as session:
             await self._reply(loaded, list(verb.prompts), session)
@@ -494,10 +504,18 @@ class Engine:
             await self._answer(loaded, verb, job.payload["answer"], attempt)
         else:
             timed_out = VerbResult(name=verb.name, disposition="TIMEOUT", attempts=attempt)
-            await self._retry_or_give_up(loaded, verb, attempt, timed_out, job)
+            await self._retry_or_give_up(loaded, verb, attempt, timed_out)
         return True
 
-    async def _answer(self, loaded: _Loaded, verb: Ask, text: str, attempt: int) -> None:
+    async def _answer(
+        self,
+        loaded: _Loaded,
+        verb: Ask,
+        text: str,
+        attempt: int,
+        *,
+        consume_initial: bool = False,
+    ) -> None:
         matched = grammar.match(verb.choices.grammar, text)
         if matched is not None:
             result = VerbResult(
@@ -510,6 +528,8 @@ class Engine:
                 concept=matched.value,
             )
             async with self._sessions.begin() as session:
+                if consume_initial:
+                    (await self._lock(session, loaded.row.sid)).initial_text_used = True
                 await self._advance(
                     session,
                     loaded.row.sid,
@@ -518,7 +538,7 @@ class Engine:
                 )
             return
         result = VerbResult(name=verb.name, disposition="NOMATCH", utterance=text, attempts=attempt)
-        await self._retry_or_give_up(loaded, verb, attempt, result, None)
+        await self._retry_or_give_up(loaded, verb, attempt, result, consume_initial)
 
     async def _retry_or_give_up(
         self,
@@ -526,13 +546,14 @@ class Engine:
         verb: Ask,
         attempt: int,
         result: VerbResult,
-        job: ClaimedJob | None,
+        consume_initial: bool = False,
     ) -> None:
         row = loaded.row
         if attempt < verb.attempts:
             async with self._sessions.begin() as session:
                 await self._reply(loaded, list(verb.prompts), session)
                 fresh = await self._lock(session, row.sid)
+                fresh.initial_text_used = fresh.initial_text_used or consume_initial
                 token = secrets.token_hex(4)
                 fresh.state = "waiting"
                 fresh.waiting = {
@@ -545,6 +566,7 @@ class Engine:
             return
         async with self._sessions.begin() as session:
             fresh = await self._lock(session, row.sid)
+            fresh.initial_text_used = fresh.initial_text_used or consume_initial
             fresh.results = [*fresh.results, _result_json(result)]
             self._event(session, fresh, "incomplete", {"disposition": result.disposition})
         loaded = await self._load(row.sid) or loaded
@@ -625,8 +647,11 @@ class Engine:
             return False
         dialect = loaded.dialect
         if row.dialect == "auto":
+            # Only RCML and Plivo can be told apart; anything else stays with "auto", whose
+            # parser explains what is wrong (Tropo JSON needs a declared tropo app).
             detected = self._detect(fetched.body, fetched.content_type)
-            dialect = self._dialects.get(detected or "rcml", dialect)
+            if detected in ("rcml", "plivo"):
+                dialect = self._dialects[detected]
         async with self._sessions.begin() as session:
             fresh = await self._lock(session, row.sid)
             self._event(

@@ -49,12 +49,6 @@ class Directory:
         async with self._sessions() as session:
             return await session.scalar(select(Account).where(Account.sid == sid))
 
-    async def account_by_name(self, friendly_name: str) -> Account | None:
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Account).where(Account.friendly_name == friendly_name).limit(1)
-            )
-
     async def authenticate(self, username: str, password: str) -> Account | None:
         """The active account whose SID (or Plivo auth id) and token match, else None."""
         column = Account.plivo_auth_id if username.startswith(("MA", "SA")) else Account.sid
