@@ -408,3 +408,28 @@ def test_demo_answers_a_handset_with_its_sample_app(cli: Cli, serve: Any) -> Non
 
         [message] = wait_for(reply, 15, "the sample app's reply")
     assert message["from"] == NUMBER
+
+
+def test_apps_create_and_attach(cli: Cli) -> None:
+    cli.create_account()
+    cli.ok("numbers", "add", NUMBER)
+    app = cli.json(
+        "apps",
+        "create",
+        "--sms-url",
+        "http://127.0.0.1:9/sms",
+        "--dialect",
+        "twiml",
+        "--name",
+        "Support bot",
+    )
+    assert re.match(r"^AP[0-9a-f]{32}$", app["sid"]) and app["dialect"] == "rcml"
+    assert len(app["messaging_token"]) == 88 and app["messaging_token"] != app["voice_token"]
+    assert cli.json("apps", "list") == [app]
+    cli.ok("numbers", "attach", NUMBER, "--app", app["sid"])
+    [number] = cli.json("numbers", "list")
+    assert number["application_sid"] == app["sid"]
+    assert "unknown dialect 'klingon'" in cli.fails(
+        "apps", "create", "--sms-url", "http://x/", "--dialect", "klingon"
+    )
+    assert "no application AP" in cli.fails("numbers", "attach", NUMBER, "--app", "AP" + "0" * 32)

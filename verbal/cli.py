@@ -358,12 +358,15 @@ def accounts_list(
 # -- numbers --------------------------------------------------------------------------------
 
 
-def _number_json(number: PhoneNumber, account_sid: str) -> dict[str, Any]:
+def _number_json(
+    number: PhoneNumber, account_sid: str, application_sid: str | None = None
+) -> dict[str, Any]:
     return {
         "sid": number.sid,
         "number": number.number,
         "account_sid": account_sid,
         "friendly_name": number.friendly_name,
+        "application_sid": application_sid,
     }
 
 
@@ -407,16 +410,22 @@ def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None)
     async def go() -> list[dict[str, Any]]:
         async with _offline(settings) as runtime:
             owners = {a.id: a.sid for a in await runtime.directory.accounts()}
+            apps = {a.id: a.sid for a in await runtime.directory.applications()}
             numbers = await runtime.directory.numbers()
-            return [_number_json(n, owners[n.account_id]) for n in numbers]
+            return [
+                _number_json(n, owners[n.account_id], apps.get(n.application_id or 0))
+                for n in numbers
+            ]
 
     numbers = _run(go)
     if as_json:
         print(json.dumps(numbers))
         return
-    table = Table("Number", "Account SID", "Name", "SID")
+    table = Table("Number", "Account SID", "Application", "Name", "SID")
     for n in numbers:
-        table.add_row(n["number"], n["account_sid"], n["friendly_name"], n["sid"])
+        table.add_row(
+            n["number"], n["account_sid"], n["application_sid"] or "", n["friendly_name"], n["sid"]
+        )
     out.print(table)
 
 

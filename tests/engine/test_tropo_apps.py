@@ -29,12 +29,16 @@ def test_the_seed_blog_flow_runs_verbatim(
 
     def catcher(hit: AppHit) -> tuple[int, str, str]:
         parameters = hit.json["session"]["parameters"]
-        return tropo({"message": {
-            "channel": "TEXT",
-            "to": "tel:+1" + parameters["to"],
-            "say": [{"value": parameters["msg"]}],
-            "network": "SMS",
-        }})
+        return tropo(
+            {
+                "message": {
+                    "channel": "TEXT",
+                    "to": "tel:+1" + parameters["to"],
+                    "say": [{"value": parameters["msg"]}],
+                    "network": "SMS",
+                }
+            }
+        )
 
     app_server.routes["/"] = catcher
     application = verbal.add_app("tropo", app_server.url("/"), APP_NUMBER)
@@ -58,8 +62,10 @@ def test_the_seed_blog_flow_runs_verbatim(
     assert session["userType"] == "NONE"
     assert session["initialText"] is None and session["callId"] is None
     assert session["parameters"] == {
-        "token": application.messaging_token, "action": "create",
-        "msg": "my message to send", "to": "4075551212",
+        "token": application.messaging_token,
+        "action": "create",
+        "msg": "my message to send",
+        "to": "4075551212",
     }
     assert not {"to", "from", "headers"} & set(session)
 
@@ -69,20 +75,38 @@ def test_sessions_api_answers_json_and_refuses_bad_tokens(
 ) -> None:
     app_server.routes["/"] = lambda hit: tropo()
     application = verbal.add_app("tropo", app_server.url("/"), APP_NUMBER)
-    ok = httpx.post(f"{verbal.base_url}/1.0/sessions",
-                    json={"token": application.messaging_token, "customerName": "John"},
-                    headers={"Accept": "application/json"})
+    ok = httpx.post(
+        f"{verbal.base_url}/1.0/sessions",
+        json={"token": application.messaging_token, "customerName": "John"},
+        headers={"Accept": "application/json"},
+    )
     assert ok.status_code == 200
     assert ok.json()["success"] is True and len(ok.json()["id"]) == 32
-    log = wait_until(lambda: (s := verbal.session_log(ok.json()["id"]))["state"] == "ended" and s,
-                     what="the session to end")
+    log = wait_until(
+        lambda: (s := verbal.session_log(ok.json()["id"]))["state"] == "ended" and s,
+        what="the session to end",
+    )
     assert [e["kind"] for e in log["events"]][:3] == ["started", "request", "document"]
+    with verbal.http() as http:
+        listed = http.get("/verbal/v1/sessions").json()["sessions"]
+    assert [s["sid"] for s in listed] == [ok.json()["id"]]
+    assert listed[0]["launch"] == "token" and listed[0]["state"] == "ended"
+
+    async def stranger(runtime):  # type: ignore[no-untyped-def]
+        account = await runtime.directory.create_account("Stranger")
+        return account.sid, account.auth_token
+
+    with httpx.Client(base_url=verbal.base_url, auth=verbal.call(stranger)) as other:
+        assert other.get("/verbal/v1/sessions").json() == {"sessions": []}
+        assert other.get(f"/verbal/v1/sessions/{ok.json()['id']}").status_code == 404
 
     bad = httpx.get(f"{verbal.base_url}/v1/sessions?action=create&token=nope")
     assert bad.status_code == 401 and "<success>false</success>" in bad.text
-    garbage = httpx.post(f"{verbal.base_url}/1.0/sessions", content=b"{not json",
-                         headers={"Content-Type": "application/json",
-                                  "Accept": "application/json"})
+    garbage = httpx.post(
+        f"{verbal.base_url}/1.0/sessions",
+        content=b"{not json",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
     assert garbage.status_code == 400 and garbage.json()["success"] is False
 
 
@@ -92,10 +116,21 @@ def test_ask_over_text_collects_the_handset_answer(
     handset = "+15550002000"
     app_server.routes["/start"] = lambda hit: tropo(
         # Tropo gives the session's first text to the first ask: swallow it, as its docs say.
-        {"ask": {"say": [{"value": ""}], "choices": {"value": "[ANY]"},
-                 "name": "initial_text_capture"}},
-        {"ask": {"say": {"value": "Red or blue?"}, "choices": {"value": "red, blue(blue, b)"},
-                 "name": "color", "timeout": 30}},
+        {
+            "ask": {
+                "say": [{"value": ""}],
+                "choices": {"value": "[ANY]"},
+                "name": "initial_text_capture",
+            }
+        },
+        {
+            "ask": {
+                "say": {"value": "Red or blue?"},
+                "choices": {"value": "red, blue(blue, b)"},
+                "name": "color",
+                "timeout": 30,
+            }
+        },
         {"on": {"event": "continue", "next": "/answer"}},
     )
 
@@ -108,8 +143,9 @@ def test_ask_over_text_collects_the_handset_answer(
     verbal.add_app("tropo", app_server.url("/start"), APP_NUMBER)
     with verbal.http() as http:
         http.post(f"/sandbox/handsets/{handset}/messages", json={"to": APP_NUMBER, "body": "hi"})
-    wait_until(lambda: any(m["body"] == "Red or blue?" for m in inbox(verbal, handset)),
-               what="the prompt")
+    wait_until(
+        lambda: any(m["body"] == "Red or blue?" for m in inbox(verbal, handset)), what="the prompt"
+    )
     [start] = app_server.hits_for("/start")
     assert start.json["session"]["initialText"] == "hi"
     assert start.json["session"]["from"]["channel"] == "TEXT"
@@ -118,8 +154,10 @@ def test_ask_over_text_collects_the_handset_answer(
         http.post(f"/sandbox/handsets/{handset}/messages", json={"to": APP_NUMBER, "body": "b"})
     session_id = start.json["session"]["id"]
     try:
-        wait_until(lambda: any(m["body"] == "You picked blue" for m in inbox(verbal, handset)),
-                   what="the app's answer")
+        wait_until(
+            lambda: any(m["body"] == "You picked blue" for m in inbox(verbal, handset)),
+            what="the app's answer",
+        )
     except AssertionError:
         raise AssertionError(json.dumps(verbal.session_log(session_id), indent=1)) from None
     [result_hit] = app_server.hits_for("/answer")
@@ -127,5 +165,8 @@ def test_ask_over_text_collects_the_handset_answer(
     assert result["sequence"] == 1 and result["complete"] is True and result["error"] is None
     captured, color = result["actions"]
     assert (captured["name"], captured["value"], captured["disposition"]) == (
-        "initial_text_capture", "hi", "SUCCESS")
+        "initial_text_capture",
+        "hi",
+        "SUCCESS",
+    )
     assert (color["name"], color["value"], color["utterance"]) == ("color", "blue", "b")

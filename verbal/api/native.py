@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import not_found
-from verbal.engine.log import load_session_log
+from verbal.engine.log import load_session_log, recent_sessions
 from verbal.messaging.timeline import load_timeline
-from verbal.store.models import Account
+from verbal.store.models import Account, Session
 
 router = APIRouter(prefix="/verbal/v1", tags=["Verbal"])
 
@@ -56,14 +56,7 @@ async def message_timeline(
     }
 
 
-@router.get("/sessions/{sid}", summary="A session's state and its full event log")
-async def session_log(
-    sid: str, request: Request, account: Annotated[Account, Depends(authenticated_account)]
-) -> dict[str, Any]:
-    log = await load_session_log(runtime(request).sessions, account.id, sid)
-    if log is None:
-        raise not_found(f"session {sid}")
-    row = log.session
+def _session_summary(row: Session) -> dict[str, Any]:
     return {
         "sid": row.sid,
         "dialect": row.dialect,
@@ -75,6 +68,28 @@ async def session_log(
         "end_reason": row.end_reason,
         "started_at": row.started_at.isoformat(),
         "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+    }
+
+
+@router.get("/sessions", summary="The account's sessions, newest first")
+async def list_sessions(
+    request: Request,
+    account: Annotated[Account, Depends(authenticated_account)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    rows = await recent_sessions(runtime(request).sessions, account.id, limit)
+    return {"sessions": [_session_summary(row) for row in rows]}
+
+
+@router.get("/sessions/{sid}", summary="A session's state and its full event log")
+async def session_log(
+    sid: str, request: Request, account: Annotated[Account, Depends(authenticated_account)]
+) -> dict[str, Any]:
+    log = await load_session_log(runtime(request).sessions, account.id, sid)
+    if log is None:
+        raise not_found(f"session {sid}")
+    return {
+        **_session_summary(log.session),
         "events": [
             {"kind": e.kind, "at": e.occurred_at.isoformat(), **e.detail} for e in log.events
         ],

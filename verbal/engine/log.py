@@ -29,3 +29,17 @@ async def load_session_log(
             select(SessionEvent).where(SessionEvent.session_id == row.id).order_by(SessionEvent.id)
         )
         return SessionLog(row, list(events))
+
+
+async def recent_sessions(
+    sessions: async_sessionmaker[AsyncSession], account_id: int, limit: int
+) -> list[Session]:
+    """The account's sessions, newest first."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(Session)
+            .where(Session.account_id == account_id)
+            .order_by(Session.id.desc())
+            .limit(limit)
+        )
+        return list(rows)

@@ -212,6 +212,20 @@ class Engine:
             if loaded is None or loaded.row.state != "running":
                 await self._finish(job)
                 return
+            pending = loaded.row.waiting.get("continue")
+            if pending:
+                await self._continue_to(
+                    loaded,
+                    Target(pending["url"], pending["method"]),
+                    Progress(
+                        event=pending["event"],
+                        sequence=loaded.row.sequence + 1,
+                        duration_seconds=self._duration(loaded.row),
+                        message_sid=pending["message_sid"],
+                        message_status=pending["message_status"],
+                    ),
+                )
+                continue
             try:
                 document = self._parse_current(loaded)
             except _BadDocument as bad:
@@ -354,6 +368,10 @@ class Engine:
                 await self._advance(
                     session, row.sid, {"event": "verb", "verb": "message"}, results=results
                 )
+                if verb.action is not None:
+                    await self._pending_continuation(
+                        session, row.sid, verb.action, "message", sids[0], ACCEPTED_STATUS
+                    )
         except MessageRefused as refused:
             if verb.action is None:
                 await self._verb_failed(
@@ -376,29 +394,34 @@ class Engine:
                         "verb_index": row.verb_index,
                     },
                 )
-            await self._continue_to(
-                loaded,
-                verb.action,
-                Progress(
-                    event="message",
-                    sequence=row.sequence + 1,
-                    duration_seconds=self._duration(row),
-                    message_status="failed",
-                ),
-            )
-            return
-        if verb.action is not None:
-            await self._continue_to(
-                loaded,
-                verb.action,
-                Progress(
-                    event="message",
-                    sequence=row.sequence + 1,
-                    duration_seconds=self._duration(row),
-                    message_sid=sids[0],
-                    message_status=ACCEPTED_STATUS,
-                ),
-            )
+                await self._pending_continuation(
+                    session, row.sid, verb.action, "message", None, "failed"
+                )
+
+    async def _pending_continuation(
+        self,
+        session: AsyncSession,
+        sid: str,
+        target: Target,
+        event: str,
+        message_sid: str | None,
+        message_status: str,
+    ) -> None:
+        """Record, with the verb's effects, that the session continues at `target`.
+
+        The request itself happens after the commit (`_run` picks it up): a crash in between
+        makes the next step request it, instead of running the verbs the action replaces.
+        """
+        fresh = await self._lock(session, sid)
+        fresh.waiting = {
+            "continue": {
+                "url": target.url,
+                "method": target.method,
+                "event": event,
+                "message_sid": message_sid,
+                "message_status": message_status,
+            }
+        }
 
     async def _say(self, loaded: _Loaded, document: Document, verb: Say) -> None:
         if verb.speech_only:
@@ -674,6 +697,7 @@ class Engine:
             fresh.verb_index = 0
             fresh.documents_fetched += 1
             fresh.results = []
+            fresh.waiting = {}
             if sequence is not None:
                 fresh.sequence = sequence
         return True
