@@ -87,6 +87,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _e164(number: str) -> str:
+    try:
+        return to_e164(number)
+    except InvalidNumber as exc:
+        raise _fail(str(exc)) from None
+
+
 def _account_json(account: Account, *, secrets: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
         "account_sid": account.sid,
@@ -382,10 +389,7 @@ def numbers_add(
 ) -> None:
     """Give an account a number it can send from and receive on."""
     settings = _settings(database_url=database_url)
-    try:
-        e164 = to_e164(number)
-    except InvalidNumber as exc:
-        raise _fail(str(exc)) from None
+    e164 = _e164(number)
 
     async def go() -> tuple[PhoneNumber, str]:
         async with _offline(settings) as runtime:
@@ -639,10 +643,7 @@ def numbers_attach(
 ) -> None:
     """Send a number's inbound messages to an application."""
     settings = _settings(database_url=database_url)
-    try:
-        e164 = to_e164(number)
-    except InvalidNumber as exc:
-        raise _fail(str(exc)) from None
+    e164 = _e164(number)
 
     async def go() -> None:
         async with _offline(settings) as runtime:

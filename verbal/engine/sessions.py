@@ -349,17 +349,7 @@ class Engine:
                         direction="outbound-reply" if row.launch == "inbound" else "outbound-api",
                     )
                     sids.append(message.sid)
-                    self._event(
-                        session,
-                        row,
-                        "message",
-                        {
-                            "sid": message.sid,
-                            "to": message.to_number,
-                            "from": message.from_number,
-                            "body": body[:160],
-                        },
-                    )
+                    self._message_event(session, row, message)
                 results = (
                     [VerbResult(name=verb.name, disposition="SUCCESS", value=sids[0])]
                     if verb.name
@@ -464,17 +454,7 @@ class Engine:
                 ),
                 direction="outbound-reply",
             )
-            self._event(
-                session,
-                row,
-                "message",
-                {
-                    "sid": message.sid,
-                    "to": message.to_number,
-                    "from": message.from_number,
-                    "body": say.text[:160],
-                },
-            )
+            self._message_event(session, row, message)
 
     async def _ask(self, loaded: _Loaded, verb: Ask, job: ClaimedJob) -> bool:
         row = loaded.row
@@ -832,6 +812,19 @@ class Engine:
     @staticmethod
     def _event(session: AsyncSession, row: SessionRow, kind: str, detail: dict[str, Any]) -> None:
         session.add(SessionEvent(session_id=row.id, kind=kind, detail=detail))
+
+    def _message_event(self, session: AsyncSession, row: SessionRow, message: MessageRow) -> None:
+        self._event(
+            session,
+            row,
+            "message",
+            {
+                "sid": message.sid,
+                "to": message.to_number,
+                "from": message.from_number,
+                "body": message.body[:160],
+            },
+        )
 
     async def _app_number(self, application: Application) -> str | None:
         async with self._sessions() as session:
