@@ -19,6 +19,7 @@ from verbal.dialects.tropo import DIALECT, ERRORS, MAX_SESSION_SECONDS, sessions
 from verbal.dialects.types import Dialect, MessageFacts, Progress, SessionFacts, VerbResult
 from verbal.dialects.verbs import (
     Ask,
+    Call,
     Channel,
     Choices,
     Document,
@@ -272,14 +273,8 @@ def test_python_library_voice_verbs_keep_their_attributes() -> None:
             "choices": {"terminator": "*"},
         },
     )
-    assert call == VoiceVerb(
-        "call",
-        {
-            "to": ["+14155551212"],
-            "machineDetection": {"introduction": "hello", "voice": "kate"},
-            "channel": "text",  # names no network: Verbal reads it as text, like `message`
-        },
-    )
+    # Names no network: Verbal reads it as text, like `message`, so it opens a conversation.
+    assert call == Call(to=("+14155551212",))
     assert conference.kind == "conference" and conference.attributes["id"] == "1234"
     assert start_recording == VoiceVerb(
         "startRecording", {"url": "http://x/r", "method": "POST", "format": "audio/mp3"}
@@ -293,10 +288,7 @@ def test_call_on_the_sms_network_is_a_text_conversation() -> None:
         '"network": "SMS"}}, {"say": {"value": "Sent via call+say"}}]}'
     )
     assert document.verbs == (
-        VoiceVerb(
-            "call",
-            {"to": ["+14155550100"], "channel": "text", "from": "+14155550199", "network": "SMS"},
-        ),
+        Call(to=("+14155550100",), sender="+14155550199"),
         Say("Sent via call+say"),
     )
     mms = parse(
@@ -305,7 +297,7 @@ def test_call_on_the_sms_network_is_a_text_conversation() -> None:
         '"value": "Look at this"}}, {"wait": {"milliseconds": 500}}, {"hangup": null}]}'
     )
     call, say, wait, hangup = mms.verbs
-    assert isinstance(call, VoiceVerb) and call.attributes["channel"] == "text"
+    assert call == Call(to=("+14155550100",), sender="+14155550199")
     # A media item that is not a URL is a text part of the message.
     assert say == Say("Look at this\ncaption text", media=("http://example.com/1.jpg",))
     assert (wait, hangup) == (Wait(0.5), Hangup())

@@ -170,3 +170,38 @@ def test_ask_over_text_collects_the_handset_answer(
         "SUCCESS",
     )
     assert (color["name"], color["value"], color["utterance"]) == ("color", "blue", "b")
+
+
+def test_call_on_sms_opens_a_text_conversation(verbal: LiveVerbal, app_server: AppServer) -> None:
+    """Tropo's outbound pattern: a token launch `call`s a number on SMS, then talks to it."""
+    handset = "+15550002001"
+    app_server.routes["/launch"] = lambda hit: tropo(
+        {"call": {"to": hit.json["session"]["parameters"]["to"], "network": "SMS"}},
+        {
+            "ask": {
+                "say": {"value": "What's your name?"},
+                "choices": {"value": "[ANY]"},
+                "name": "name",
+            }
+        },
+        {"on": {"event": "continue", "next": "/hello"}},
+    )
+    app_server.routes["/hello"] = lambda hit: tropo(
+        {"say": {"value": "Hello " + hit.json["result"]["actions"]["value"]}}
+    )
+    application = verbal.add_app("tropo", app_server.url("/launch"), APP_NUMBER)
+    launched = httpx.get(
+        f"{verbal.base_url}/1.0/sessions",
+        params={"action": "create", "token": application.messaging_token, "to": handset},
+    )
+    assert "<success>true</success>" in launched.text
+
+    [prompt] = wait_until(lambda: inbox(verbal, handset), what="the prompt")
+    assert (prompt["body"], prompt["from"]) == ("What's your name?", APP_NUMBER)
+    with verbal.http() as http:
+        http.post(f"/sandbox/handsets/{handset}/messages", json={"to": APP_NUMBER, "body": "Ada"})
+    wait_until(
+        lambda: any(m["body"] == "Hello Ada" for m in inbox(verbal, handset)), what="the greeting"
+    )
+    [hello] = app_server.hits_for("/hello")
+    assert hello.json["result"]["calledid"] == APP_NUMBER.lstrip("+")

@@ -27,7 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
-from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR, message_uuid
+from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR
+from verbal.dialects.plivo import message_uuid as uuid_of
 from verbal.messaging.errors import MessageRefused, Refusal
 from verbal.messaging.service import SendRequest
 from verbal.store.models import Account, Message
@@ -158,13 +159,12 @@ def message_state(message: Message) -> str:
 
 
 def message_json(message: Message, auth_id: str) -> dict[str, Any]:
-    uuid_ = message_uuid(message.sid)
+    uuid_ = uuid_of(message.sid)
     state = message_state(message)
     error_code = None
     if state in ("failed", "undelivered"):
         error_code = str(ERROR_CODES.get(message.error_code or 0, UNKNOWN_ERROR))
     return {
-        "api_id": api_id(),
         "message_uuid": uuid_,
         "from_number": _plivo_number(message.from_number),
         "to_number": _plivo_number(message.to_number),
@@ -292,7 +292,7 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
                 first_refusal = first_refusal or refused
                 invalid.append(destination)
                 continue
-            uuids.append(message_uuid(message.sid))
+            uuids.append(uuid_of(message.sid))
     if not uuids:
         assert first_refusal is not None
         raise _refusal(first_refusal, src)
@@ -330,7 +330,7 @@ async def get_message(
             )
     if message is None:
         raise PlivoError(404, "not found")
-    return message_json(message, account.plivo_auth_id)
+    return {"api_id": api_id(), **message_json(message, account.plivo_auth_id)}
 
 
 @router.get("/{auth_id}/Message/", summary="List messages, newest first")
@@ -360,9 +360,9 @@ async def list_messages(
         query = query.where(Message.status.in_(states or ()))
         filters.append(("message_state", message_state_))
     if message_type:
-        if message_type not in TYPES + ("whatsapp",):
+        if message_type not in (*TYPES, "whatsapp"):
             raise PlivoError(400, f"invalid message_type {message_type!r}")
-        # Media lists are JSON; only message_type is kept per row, so filter after loading.
+        # The type is not stored (it is whether there is media, a JSON list): filter in Python.
         filters.append(("message_type", message_type))
     if from_number:
         query = query.where(Message.from_number == _as_e164(from_number))

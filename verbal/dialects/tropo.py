@@ -50,6 +50,7 @@ from verbal.dialects.types import (
 )
 from verbal.dialects.verbs import (
     Ask,
+    Call,
     Channel,
     Choices,
     Document,
@@ -415,8 +416,19 @@ def _voice_verb(kind: str, required: str | None = None, empty_ok: bool = False) 
             if attributes.get("from") is not None:
                 attributes["from"] = _sender(attributes, where)
         if kind == "call":
-            # With network SMS a call opens a text conversation: later `say`s are texts.
-            attributes["channel"] = _channel(attributes, where).value
+            channel = _channel(attributes, where)
+            if channel == Channel.TEXT:
+                # On the text channel a call opens a conversation: later `say`s are texts.
+                return [
+                    Call(
+                        to=tuple(attributes["to"]),
+                        sender=attributes.get("from"),
+                        channel=channel,
+                        name=_name(attributes, where),
+                        required=_flag(attributes, "required", where, True),
+                    )
+                ]
+            attributes["channel"] = channel.value
         return [VoiceVerb(kind, attributes)]
 
     return parse

@@ -49,6 +49,21 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """Start a conversation with a new party; the verbs after it talk to that party.
+
+    On text this opens a text conversation (Tropo's `call` on network SMS, then `say`);
+    on voice it places a call.
+    """
+
+    to: tuple[str, ...]
+    sender: str | None = None
+    channel: Channel = Channel.TEXT
+    name: str | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Say:
     """Output on the session's channel: a text reply on text, speech on voice.
 
@@ -126,7 +141,7 @@ class VoiceVerb:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-Verb = Message | Say | Ask | Redirect | Hangup | Reject | Wait | VoiceVerb
+Verb = Message | Call | Say | Ask | Redirect | Hangup | Reject | Wait | VoiceVerb
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from verbal.dialects.types import AppRequest, Dialect, Progress, SessionFacts, VerbResult
 from verbal.dialects.verbs import (
     Ask,
+    Call,
     Channel,
     Document,
     DocumentError,
@@ -42,6 +43,7 @@ from verbal.dialects.verbs import (
 from verbal.dispatch.queue import ClaimedJob, JobQueue
 from verbal.engine import grammar
 from verbal.engine.fetch import AppFetcher, FetchFailed
+from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
 from verbal.messaging.service import Messaging, SendRequest
 from verbal.store.models import Account, Application, PhoneNumber, SessionEvent
@@ -251,6 +253,8 @@ class Engine:
         row = loaded.row
         if isinstance(verb, Message):
             await self._message(loaded, document, verb)
+        elif isinstance(verb, Call):
+            await self._call(loaded, document, verb)
         elif isinstance(verb, Say):
             await self._say(loaded, document, verb)
         elif isinstance(verb, Ask):
@@ -412,6 +416,47 @@ class Engine:
                 "message_status": message_status,
             }
         }
+
+    async def _call(self, loaded: _Loaded, document: Document, verb: Call) -> None:
+        """Open a conversation: the verbs after this one talk to `verb.to`."""
+        row = loaded.row
+        if verb.channel == Channel.VOICE:
+            await self._verb_failed(
+                loaded,
+                document,
+                loaded.dialect.errors.voice_verb_on_text,
+                "a voice call cannot be placed by this server yet",
+                required=verb.required,
+            )
+            return
+        sender = verb.sender or row.local_number or await self._app_number(loaded.application)
+        try:
+            # A text goes to one party: like Tropo, only the first of several is reached.
+            party = to_e164(_strip_scheme(verb.to[0]))
+            local = to_e164(_strip_scheme(sender)) if sender else None
+        except InvalidNumber as bad:
+            await self._verb_failed(
+                loaded,
+                document,
+                loaded.dialect.errors.parse_failed,
+                f"the call's number is not valid: {bad}",
+                required=verb.required,
+            )
+            return
+        if local is None:
+            await self._verb_failed(
+                loaded,
+                document,
+                loaded.dialect.errors.parse_failed,
+                "the call has no 'from' and the app has no number",
+                required=verb.required,
+            )
+            return
+        async with self._sessions.begin() as session:
+            fresh = await self._lock(session, row.sid)
+            fresh.remote_number = party
+            fresh.local_number = local
+            await self._advance(session, row.sid, {"event": "verb", "verb": "call", "to": party})
 
     async def _say(self, loaded: _Loaded, document: Document, verb: Say) -> None:
         if verb.speech_only:
