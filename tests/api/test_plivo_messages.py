@@ -95,7 +95,7 @@ def test_sdk_bulk_send_makes_one_message_per_destination(
 ) -> None:
     response = client.messages.create(
         src=FROM,
-        dst=[HANDSET, OTHER_HANDSET, HANDSET],  # the SDK joins with "<"; duplicates drop
+        dst=f"{HANDSET}<{OTHER_HANDSET}<{HANDSET}",  # duplicates are dropped
         text="to everyone",
         url=receiver.url("/dlr"),
         method="GET",
@@ -109,6 +109,15 @@ def test_sdk_bulk_send_makes_one_message_per_destination(
         assert [m["body"] for m in inbox(verbal, handset)] == ["to everyone"]
     destinations = {client.messages.get(u).to_number for u in response.message_uuid}
     assert destinations == {HANDSET[1:], OTHER_HANDSET[1:]}
+
+
+def test_sdk_bulk_send_given_a_list(verbal: LiveVerbal, client: Any) -> None:
+    # plivo-python 4.63 sends a list as its repr ("['+1…', '+1…']"), not joined with "<".
+    response = client.messages.create(src=FROM, dst=[HANDSET, OTHER_HANDSET], text="listed")
+    assert len(response.message_uuid) == 2
+    for handset in (HANDSET, OTHER_HANDSET):
+        wait_until(lambda h=handset: inbox(verbal, h), what=f"a message to {handset}")
+        assert [m["body"] for m in inbox(verbal, handset)] == ["listed"]
 
 
 def test_bulk_send_lists_invalid_destinations_instead_of_failing(

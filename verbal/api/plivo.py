@@ -10,6 +10,7 @@ Verbal SIDs shown in UUID form (`verbal.dialects.plivo.message_uuid`), and deliv
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import uuid
@@ -223,6 +224,24 @@ def _text_param(params: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def _destinations(value: Any) -> str | None:
+    """`dst` as `a<b<c`. Also taken: a JSON list, and the `"['a', 'b']"` that plivo-python
+    4.x actually sends when given a list (it documents joining with `<`, but sends the
+    list's repr)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise PlivoError(400, "invalid dst") from None
+    if isinstance(value, list | tuple):
+        if not all(isinstance(item, str) for item in value):
+            raise PlivoError(400, "dst must be a string of numbers separated by <")
+        return "<".join(value)
+    if value is not None and not isinstance(value, str):
+        raise PlivoError(400, "dst must be a string of numbers separated by <")
+    return value
+
+
 def _refusal(refused: MessageRefused, src: str) -> PlivoError:
     return PlivoError(400, REFUSAL_TEXT[refused.reason].format(src=src))
 
@@ -233,7 +252,7 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
     if params.get("powerpack_uuid"):
         raise PlivoError(400, "powerpack_uuid is not supported: send with src")
     src = _text_param(params, "src")
-    dst = _text_param(params, "dst")
+    dst = _destinations(params.get("dst"))
     text = _text_param(params, "text")
     kind = (_text_param(params, "type") or "sms").lower()
     url = _text_param(params, "url")
