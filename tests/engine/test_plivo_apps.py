@@ -23,6 +23,7 @@ from tests.conftest import (
     WebhookReceiver,
     wait_until,
 )
+from tests.engine.helpers import header, inbox, text_app, wait_for_texts
 from verbal.store.models import Session as SessionRow
 
 APP_NUMBER = "+15550001000"
@@ -41,39 +42,6 @@ def plivo_xml(*elements: Any, pretty: bool = True) -> tuple[int, str, str]:
     for element in elements:
         response.add(element)
     return 200, "application/xml", response.to_string(pretty)
-
-
-def text_app(verbal: LiveVerbal, handset: str, body: str, *, media: tuple[str, ...] = ()) -> str:
-    """A handset texts the app's number; the inbound message's SID."""
-    with verbal.http() as http:
-        response = http.post(
-            f"/sandbox/handsets/{handset}/messages",
-            json={"to": APP_NUMBER, "body": body, "media_urls": list(media)},
-        )
-    assert response.status_code == 201, response.text
-    return str(response.json()["message_sid"])
-
-
-def inbox(verbal: LiveVerbal, handset: str) -> list[dict[str, Any]]:
-    """What the handset received, oldest first."""
-    with verbal.http() as http:
-        response = http.get(f"/sandbox/handsets/{handset}/inbox")
-    assert response.status_code == 200, response.text
-    return list(reversed(response.json()["messages"]))
-
-
-def wait_for_texts(verbal: LiveVerbal, handset: str, count: int) -> list[dict[str, Any]]:
-    return wait_until(
-        lambda: texts if len(texts := inbox(verbal, handset)) >= count else None,
-        timeout=10,
-        what=f"{count} text(s) on {handset}",
-    )
-
-
-def header(headers: dict[str, str], name: str) -> str:
-    """A request header, whatever case the client wrote its name in."""
-    found = {key.lower(): value for key, value in headers.items()}
-    return found[name.lower()]
 
 
 def assert_plivo_signed(verbal: LiveVerbal, request: AppHit | ReceivedRequest) -> None:
