@@ -60,8 +60,6 @@ MAX_DOCUMENTS = 50
 INLINE_WAIT_SECONDS = 2.0
 # Which status a message reports to an RCML/TwiML `action`, once accepted.
 ACCEPTED_STATUS = "queued"
-# Dialects whose messages report status callbacks in that platform's format.
-CALLBACK_FORMAT = {"rcml": "rcml", "plivo": "plivo"}
 
 
 class SessionEnded(Exception):
@@ -310,7 +308,7 @@ class Engine:
         destinations = list(verb.to) or ([row.remote_number] if row.remote_number else [])
         if verb.first_only:
             destinations = destinations[:1]
-        sender = verb.sender or row.local_number or await self._app_number(loaded.application)
+        sender = await self._sender(loaded, verb.sender)
         if not destinations or sender is None:
             missing = "to" if not destinations else "from"
             await self._verb_failed(
@@ -333,7 +331,6 @@ class Engine:
             )
             return
         callback = verb.status_callback
-        callback_format = CALLBACK_FORMAT.get(loaded.dialect.name, "twilio")
         sids: list[str] = []
         try:
             async with self._sessions.begin() as session:
@@ -348,7 +345,7 @@ class Engine:
                             media_urls=verb.media,
                             status_callback=callback.url if callback else None,
                             status_callback_method=callback.method if callback else "POST",
-                            callback_format=callback_format,
+                            callback_format=loaded.dialect.name,
                         ),
                         direction="outbound-reply" if row.launch == "inbound" else "outbound-api",
                     )
@@ -429,7 +426,7 @@ class Engine:
                 required=verb.required,
             )
             return
-        sender = verb.sender or row.local_number or await self._app_number(loaded.application)
+        sender = await self._sender(loaded, verb.sender)
         try:
             # A text goes to one party: like Tropo, only the first of several is reached.
             party = to_e164(_strip_scheme(verb.to[0]))
@@ -870,6 +867,10 @@ class Engine:
                 "body": message.body[:160],
             },
         )
+
+    async def _sender(self, loaded: _Loaded, named: str | None) -> str | None:
+        """Who a verb sends from: as named, else the session's number, else the app's."""
+        return named or loaded.row.local_number or await self._app_number(loaded.application)
 
     async def _app_number(self, application: Application) -> str | None:
         async with self._sessions() as session:
