@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     submit_retry_base_seconds: float = 1.0
     submit_retry_max_seconds: float = 300.0
     validity_period_seconds: int = 36000  # Twilio's default and maximum: 10 hours
+    # How far ahead SendAt may be: Twilio's 5 minutes to 35 days by default. Lower the
+    # minimum in development to see scheduled messages go out without waiting.
+    schedule_min_lead_seconds: float = 300.0
+    schedule_max_lead_seconds: float = 35 * 86400.0
 
     # Webhooks (status callbacks).
     webhook_timeout_seconds: float = 15.0

@@ -94,6 +94,8 @@ class Runtime:
                 submit_retry_base_seconds=settings.submit_retry_base_seconds,
                 submit_retry_max_seconds=settings.submit_retry_max_seconds,
                 validity_period_seconds=settings.validity_period_seconds,
+                schedule_min_lead_seconds=settings.schedule_min_lead_seconds,
+                schedule_max_lead_seconds=settings.schedule_max_lead_seconds,
                 rate_per_carrier={"sandbox": settings.sandbox_rate_per_second},
             ),
         )

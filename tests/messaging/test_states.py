@@ -24,6 +24,11 @@ S = Status
         (S.SENDING, S.FAILED, [S.FAILED]),
         (S.QUEUED, S.CANCELED, [S.CANCELED]),
         (S.RECEIVING, S.RECEIVED, [S.RECEIVED]),
+        # A scheduled message is released into the queue or canceled; nothing fills it in.
+        (S.ACCEPTED, S.SCHEDULED, [S.SCHEDULED]),
+        (S.SCHEDULED, S.QUEUED, [S.QUEUED]),
+        (S.SCHEDULED, S.CANCELED, [S.CANCELED]),
+        (S.SCHEDULED, S.SENT, [S.QUEUED, S.SENDING, S.SENT]),
         # Late or repeated events change nothing.
         (S.SENT, S.SENDING, []),
         (S.SENT, S.SENT, []),
@@ -38,7 +43,12 @@ def test_paths(current: Status, target: Status, steps: list[Status]) -> None:
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(S.RECEIVING, S.DELIVERED), (S.QUEUED, S.RECEIVED), (S.SENT, S.RECEIVING)],
+    [
+        (S.RECEIVING, S.DELIVERED),
+        (S.QUEUED, S.RECEIVED),
+        (S.SENT, S.RECEIVING),
+        (S.QUEUED, S.SCHEDULED),
+    ],
 )
 def test_illegal_moves_raise(current: Status, target: Status) -> None:
     with pytest.raises(IllegalTransition):

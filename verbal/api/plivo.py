@@ -57,6 +57,9 @@ REFUSAL_TEXT: dict[Refusal, str] = {
     Refusal.CALLBACK_METHOD_INVALID: "method must be GET or POST",
     Refusal.UNREACHABLE: "no route to dst",
     Refusal.VALIDITY_INVALID: "invalid message_expiry",
+    Refusal.SEND_AT_OUT_OF_RANGE: "invalid schedule time",
+    Refusal.NOT_CANCELABLE: "message cannot be canceled",
+    Refusal.IN_PROGRESS: "message is still in progress",
 }
 # Refusals that concern one destination: in a bulk send they only drop that destination.
 PER_DESTINATION = frozenset({Refusal.TO_INVALID, Refusal.UNREACHABLE})

@@ -41,6 +41,9 @@ REFUSAL_CODES: dict[Refusal, int] = {
     Refusal.CALLBACK_METHOD_INVALID: 20422,
     Refusal.UNREACHABLE: 21612,
     Refusal.VALIDITY_INVALID: 20422,
+    Refusal.SEND_AT_OUT_OF_RANGE: 35114,
+    Refusal.NOT_CANCELABLE: 30409,
+    Refusal.IN_PROGRESS: 20009,
 }
 
 router = APIRouter(prefix=PREFIX, tags=["Twilio Messages"])

@@ -161,6 +161,13 @@ class JobQueue:
             )
         return None if value is None else float(value)
 
+    async def has_ordered_jobs(self, session: AsyncSession, ordering_key: str) -> bool:
+        """Whether any job with this ordering key is still waiting or running."""
+        found = await session.scalar(
+            select(Job.id).where(Job.ordering_key == ordering_key).limit(1)
+        )
+        return found is not None
+
     async def depth(self) -> int:
         async with self._sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(Job)) or 0)

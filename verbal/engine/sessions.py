@@ -105,7 +105,7 @@ class Engine:
                 number = await session.scalar(
                     select(PhoneNumber).where(PhoneNumber.number == message.to_number)
                 )
-            if message is None or number is None or number.application_id is None:
+            if message is None or number is None or number.messaging_application_id is None:
                 await self._queue.finish(session, job)
                 return
             waiting = await session.scalar(
@@ -126,7 +126,7 @@ class Engine:
                     session, waiting.sid, answer=message.body, token=waiting.waiting.get("token")
                 )
             else:
-                application = await session.get(Application, number.application_id)
+                application = await session.get(Application, number.messaging_application_id)
                 assert application is not None
                 row = self._new_session(
                     application,
@@ -876,7 +876,10 @@ class Engine:
         async with self._sessions() as session:
             return await session.scalar(
                 select(PhoneNumber.number)
-                .where(PhoneNumber.application_id == application.id)
+                .where(
+                    (PhoneNumber.application_id == application.id)
+                    | (PhoneNumber.own_application_id == application.id)
+                )
                 .order_by(PhoneNumber.id)
                 .limit(1)
             )

@@ -19,6 +19,10 @@ class Refusal(enum.StrEnum):
     CALLBACK_METHOD_INVALID = "callback_method_invalid"
     UNREACHABLE = "unreachable"
     VALIDITY_INVALID = "validity_invalid"
+    SEND_AT_OUT_OF_RANGE = "send_at_out_of_range"
+    # Refusals of a change to a message that exists.
+    NOT_CANCELABLE = "not_cancelable"
+    IN_PROGRESS = "in_progress"
 
 
 class MessageRefused(Exception):
@@ -26,6 +30,10 @@ class MessageRefused(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+class MessageNotFound(LookupError):
+    """No message with that SID belongs to the account."""
 
 
 class NumberNotInService(LookupError):

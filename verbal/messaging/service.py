@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
@@ -33,9 +33,14 @@ from verbal.dispatch.queue import ClaimedJob, JobQueue
 from verbal.dispatch.ratelimit import RateLimiter
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.encoding import analyze
-from verbal.messaging.errors import MessageRefused, NumberNotInService, Refusal
+from verbal.messaging.errors import (
+    MessageNotFound,
+    MessageRefused,
+    NumberNotInService,
+    Refusal,
+)
 from verbal.messaging.states import Status, is_final, path_to
-from verbal.store.models import Account, Message, MessageEvent, PhoneNumber
+from verbal.store.models import Account, Message, MessageEvent, PhoneNumber, WebhookAttempt
 from verbal.webhooks.delivery import append_query
 
 log = logging.getLogger("verbal.messaging")
@@ -49,6 +54,7 @@ MAX_MEDIA = 10
 # not report it; inbound messages report nothing.
 CALLBACK_STATUSES = frozenset(
     {
+        Status.SCHEDULED,
         Status.QUEUED,
         Status.SENT,
         Status.DELIVERED,
@@ -73,6 +79,8 @@ class SendRequest:
     status_callback_method: str = "POST"
     callback_format: str = "twilio"
     validity_period: int | None = None
+    # Hold the message until then (aware datetime); None sends at once.
+    send_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +89,9 @@ class PipelineSettings:
     submit_retry_base_seconds: float = 1.0
     submit_retry_max_seconds: float = 300.0
     validity_period_seconds: int = 36000
+    # How far ahead a message may be scheduled (Twilio: 5 minutes to 35 days).
+    schedule_min_lead_seconds: float = 300.0
+    schedule_max_lead_seconds: float = 35 * 86400.0
     rate_per_carrier: dict[str, float] = field(default_factory=dict)
 
 
@@ -121,7 +132,10 @@ class Messaging:
         to, sender, body, media = await self._validate(session, account, request)
         info = analyze(body)
         now = datetime.now(UTC)
+        self._check_schedule(request.send_at, now)
         validity = request.validity_period or self._settings.validity_period_seconds
+        # A scheduled message's validity starts when it is released.
+        start = request.send_at or now
         message = Message(
             sid=ids.sid("SM"),
             account_id=account.id,
@@ -136,15 +150,91 @@ class Messaging:
             status_callback=request.status_callback or None,
             status_callback_method=request.status_callback_method,
             callback_format=request.callback_format,
-            expires_at=now + timedelta(seconds=validity),
+            expires_at=start + timedelta(seconds=validity),
+            send_at=request.send_at,
             date_created=now,
             date_updated=now,
         )
         session.add(message)
         await session.flush()
-        await self._advance(session, message, Status.QUEUED, account=account)
-        self._queue.enqueue(session, SUBMIT_JOB, {"message_sid": message.sid, "to": to})
+        delay = 0.0
+        if request.send_at is None:
+            await self._advance(session, message, Status.QUEUED, account=account)
+        else:
+            await self._advance(session, message, Status.SCHEDULED, account=account)
+            delay = (request.send_at - now).total_seconds()
+        self._queue.enqueue(
+            session, SUBMIT_JOB, {"message_sid": message.sid, "to": to}, delay=delay
+        )
         return message
+
+    def _check_schedule(self, send_at: datetime | None, now: datetime) -> None:
+        if send_at is None:
+            return
+        lead = (send_at - now).total_seconds()
+        low = self._settings.schedule_min_lead_seconds
+        high = self._settings.schedule_max_lead_seconds
+        if not low <= lead <= high:
+            raise MessageRefused(
+                Refusal.SEND_AT_OUT_OF_RANGE,
+                f"SendAt must be between {low:g} seconds and {high:g} seconds in the future.",
+            )
+
+    # -- changing an accepted message -----------------------------------------------------
+
+    async def cancel(self, account: Account, sid: str) -> Message:
+        """Cancel a scheduled message before it is released; its submit job then ends idle."""
+        async with self._sessions.begin() as session:
+            message = await self._owned(session, account, sid)
+            if message.status != Status.SCHEDULED:
+                raise MessageRefused(
+                    Refusal.NOT_CANCELABLE,
+                    f"Message {sid} is {message.status}: only scheduled messages can be canceled.",
+                )
+            await self._advance(session, message, Status.CANCELED, account=account)
+            return message
+
+    async def redact(self, account: Account, sid: str) -> Message:
+        """Blank a finished message's body (Twilio: update with an empty Body)."""
+        async with self._sessions.begin() as session:
+            message = await self._owned(session, account, sid)
+            self._require_final(message, "redacted")
+            message.body = ""
+            message.date_updated = datetime.now(UTC)
+            return message
+
+    async def delete(self, account: Account, sid: str) -> None:
+        """Delete a finished message with its timeline and callback log.
+
+        Refused while the message or one of its status callbacks is still on its way, so no
+        job ever wakes up to a message that is gone.
+        """
+        async with self._sessions.begin() as session:
+            message = await self._owned(session, account, sid)
+            self._require_final(message, "deleted")
+            if await self._queue.has_ordered_jobs(session, message.sid):
+                raise MessageRefused(
+                    Refusal.IN_PROGRESS,
+                    f"Message {sid} still has status callbacks to deliver; try again shortly.",
+                )
+            for model in (MessageEvent, WebhookAttempt):
+                await session.execute(delete(model).where(model.message_id == message.id))
+            await session.delete(message)
+
+    async def _owned(self, session: AsyncSession, account: Account, sid: str) -> Message:
+        message = await self._lock(session, sid=sid)
+        if message is None or message.account_id != account.id:
+            raise MessageNotFound(sid)
+        return message
+
+    @staticmethod
+    def _require_final(message: Message, change: str) -> None:
+        if not is_final(message.status):
+            raise MessageRefused(
+                Refusal.IN_PROGRESS,
+                f"Message {message.sid} is {message.status} and cannot be {change} until it "
+                "reaches a final status.",
+            )
 
     async def _validate(
         self, session: AsyncSession, account: Account, request: SendRequest

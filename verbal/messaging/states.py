@@ -1,6 +1,7 @@
 """The message state machine.
 
 Outbound:  accepted -> queued -> sending -> sent -> delivered | undelivered
+           accepted -> scheduled -> queued (when its time comes) | canceled
            any non-final state -> failed | canceled
 Inbound:   receiving -> received
 
@@ -17,6 +18,7 @@ import enum
 
 class Status(enum.StrEnum):
     ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -68,10 +70,16 @@ def path_to(current: Status, target: Status) -> list[Status]:
         if target == Status.RECEIVED or target == Status.FAILED:
             return [target]
         raise IllegalTransition(current, target)
-    if current not in _OUTBOUND_CHAIN:
+    if target == Status.SCHEDULED:
+        if current != Status.ACCEPTED:
+            raise IllegalTransition(current, target)
+        return [target]
+    # A scheduled message stands where an accepted one does; "scheduled" is never filled in.
+    position_of = Status.ACCEPTED if current == Status.SCHEDULED else current
+    if position_of not in _OUTBOUND_CHAIN:
         raise IllegalTransition(current, target)
 
-    position = _OUTBOUND_CHAIN.index(current)
+    position = _OUTBOUND_CHAIN.index(position_of)
     if target in _OUTBOUND_CHAIN:
         wanted = _OUTBOUND_CHAIN.index(target)
         return list(_OUTBOUND_CHAIN[position + 1 : wanted + 1])  # empty when already past

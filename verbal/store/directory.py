@@ -1,10 +1,14 @@
-"""Accounts and the numbers they own: creation and look-ups shared by the API and the CLI."""
+"""Accounts, numbers and applications: creation, configuration and look-ups shared by every
+API and the CLI, so each platform's resource is one view of the same rows."""
 
 from __future__ import annotations
 
+import enum
 import hmac
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +18,41 @@ from verbal.store.models import Account, Application, PhoneNumber
 
 class AlreadyExists(Exception):
     pass
+
+
+class Keep(enum.Enum):
+    """Marks an argument left out: keep the current value (None would mean "clear it")."""
+
+    KEEP = 0
+
+
+KEEP = Keep.KEEP
+
+# The application settings an API may change; everything else is Verbal's to manage.
+APPLICATION_SETTINGS = frozenset(
+    {
+        "friendly_name",
+        "dialect",
+        "sms_url",
+        "sms_method",
+        "sms_fallback_url",
+        "sms_fallback_method",
+        "sms_status_callback",
+        "voice_url",
+        "voice_method",
+        "voice_fallback_url",
+        "voice_fallback_method",
+        "status_callback",
+        "status_callback_method",
+        "extra",
+    }
+)
+
+
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    unknown = set(settings) - APPLICATION_SETTINGS
+    if unknown:
+        raise ValueError(f"not application settings: {', '.join(sorted(unknown))}")
 
 
 class Directory:
@@ -88,39 +127,82 @@ class Directory:
             return list(await session.scalars(query))
 
     async def create_application(
-        self,
-        account: Account,
-        friendly_name: str,
-        *,
-        dialect: str = "auto",
-        sms_url: str | None = None,
-        sms_method: str = "POST",
-        sms_fallback_url: str | None = None,
-        sms_fallback_method: str = "POST",
-        voice_url: str | None = None,
-        voice_method: str = "POST",
+        self, account: Account, friendly_name: str, **settings: Any
     ) -> Application:
-        application = Application(
-            sid=ids.sid("AP"),
-            account_id=account.id,
-            friendly_name=friendly_name,
-            dialect=dialect,
-            sms_url=sms_url,
-            sms_method=sms_method,
-            sms_fallback_url=sms_fallback_url,
-            sms_fallback_method=sms_fallback_method,
-            voice_url=voice_url,
-            voice_method=voice_method,
-            # Tropo tokens are long random strings handed to whoever may launch the app.
-            messaging_token=ids.tropo_token(),
-            voice_token=ids.tropo_token(),
-        )
+        """Create an application; `settings` are APPLICATION_SETTINGS columns."""
+        _check_settings(settings)
         async with self._sessions.begin() as session:
+            application = self._new_application(account.id, friendly_name, settings)
             session.add(application)
         return application
 
+    @staticmethod
+    def _new_application(
+        account_id: int,
+        friendly_name: str,
+        settings: Mapping[str, Any],
+        *,
+        number_owned: bool = False,
+    ) -> Application:
+        fields: dict[str, Any] = {
+            "dialect": "auto",
+            "sms_method": "POST",
+            "sms_fallback_method": "POST",
+            "voice_method": "POST",
+            "voice_fallback_method": "POST",
+            "status_callback_method": "POST",
+            "extra": {},
+            **settings,
+        }
+        return Application(
+            sid=ids.sid("AP"),
+            account_id=account_id,
+            friendly_name=friendly_name,
+            number_owned=number_owned,
+            deleted=False,
+            # Tropo tokens are long random strings handed to whoever may launch the app.
+            messaging_token=ids.tropo_token(),
+            voice_token=ids.tropo_token(),
+            **fields,
+        )
+
+    async def update_application(
+        self, application: Application, settings: Mapping[str, Any]
+    ) -> Application:
+        """Change an application's settings; returns the updated row."""
+        _check_settings(settings)
+        async with self._sessions.begin() as session:
+            row = await session.get(Application, application.id, with_for_update=True)
+            if row is None or row.deleted:
+                raise LookupError(f"application {application.sid} does not exist")
+            for name, value in settings.items():
+                setattr(row, name, value)
+            return row
+
+    async def delete_application(self, application: Application) -> None:
+        """Retire an application: numbers routed to it are detached, its tokens stop working.
+
+        The row stays (marked deleted) because the sessions it ran keep pointing at it.
+        """
+        async with self._sessions.begin() as session:
+            row = await session.get(Application, application.id, with_for_update=True)
+            if row is None:
+                return
+            row.deleted = True
+            row.messaging_token = None
+            row.voice_token = None
+            for column in (PhoneNumber.application_id, PhoneNumber.voice_application_id):
+                await session.execute(
+                    update(PhoneNumber).where(column == row.id).values({column.key: None})
+                )
+
     async def applications(self, account: Account | None = None) -> list[Application]:
-        query = select(Application).order_by(Application.id)
+        """The listed applications: not deleted, and not holding a number's own URLs."""
+        query = (
+            select(Application)
+            .where(Application.deleted.is_(False), Application.number_owned.is_(False))
+            .order_by(Application.id)
+        )
         if account is not None:
             query = query.where(Application.account_id == account.id)
         async with self._sessions() as session:
@@ -128,7 +210,9 @@ class Directory:
 
     async def application(self, sid: str) -> Application | None:
         async with self._sessions() as session:
-            return await session.scalar(select(Application).where(Application.sid == sid))
+            return await session.scalar(
+                select(Application).where(Application.sid == sid, Application.deleted.is_(False))
+            )
 
     async def application_by_token(self, token: str) -> Application | None:
         """The app a Tropo token launches (its messaging or its voice token)."""
@@ -137,7 +221,8 @@ class Directory:
         async with self._sessions() as session:
             return await session.scalar(
                 select(Application).where(
-                    (Application.messaging_token == token) | (Application.voice_token == token)
+                    (Application.messaging_token == token) | (Application.voice_token == token),
+                    Application.deleted.is_(False),
                 )
             )
 
@@ -149,3 +234,74 @@ class Directory:
                 raise LookupError(f"{number} is not a number of the application's account")
             row.application_id = application.id
             return row
+
+    async def number_by_sid(self, account: Account, sid: str) -> PhoneNumber | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(PhoneNumber).where(
+                    PhoneNumber.sid == sid, PhoneNumber.account_id == account.id
+                )
+            )
+
+    async def configure_number(
+        self,
+        number: PhoneNumber,
+        *,
+        friendly_name: str | Keep = KEEP,
+        application: Application | Keep | None = KEEP,
+        voice_application: Application | Keep | None = KEEP,
+        own_settings: Mapping[str, Any] | None = None,
+    ) -> PhoneNumber:
+        """Change what a number is called and where its messages and calls go.
+
+        `application`/`voice_application` attach a shared application (None detaches);
+        `own_settings` change the URLs the number answers on by itself (APPLICATION_SETTINGS
+        of its own application, created on first use).
+        """
+        if own_settings:
+            _check_settings(own_settings)
+        for target in (application, voice_application):
+            if isinstance(target, Application) and target.account_id != number.account_id:
+                raise LookupError(f"application {target.sid} belongs to another account")
+        async with self._sessions.begin() as session:
+            row = await session.get(PhoneNumber, number.id, with_for_update=True)
+            if row is None:
+                raise LookupError(f"number {number.number} does not exist")
+            if friendly_name is not KEEP:
+                row.friendly_name = friendly_name
+            if application is not KEEP:
+                row.application_id = application.id if application else None
+            if voice_application is not KEEP:
+                row.voice_application_id = voice_application.id if voice_application else None
+            if own_settings:
+                own = await session.get(Application, row.own_application_id or 0)
+                if own is None:
+                    own = self._new_application(
+                        row.account_id, f"{row.number} own URLs", own_settings, number_owned=True
+                    )
+                    session.add(own)
+                    await session.flush()
+                    row.own_application_id = own.id
+                else:
+                    for name, value in own_settings.items():
+                        setattr(own, name, value)
+            return row
+
+    async def own_application(self, number: PhoneNumber) -> Application | None:
+        """The application holding the number's own URLs, if it has any."""
+        if number.own_application_id is None:
+            return None
+        async with self._sessions() as session:
+            return await session.get(Application, number.own_application_id)
+
+    async def release_number(self, number: PhoneNumber) -> None:
+        """Give a number up: it stops routing, and its own URLs go with it."""
+        async with self._sessions.begin() as session:
+            row = await session.get(PhoneNumber, number.id, with_for_update=True)
+            if row is None:
+                return
+            if row.own_application_id is not None:
+                own = await session.get(Application, row.own_application_id)
+                if own is not None:
+                    own.deleted = True
+            await session.delete(row)

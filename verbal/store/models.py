@@ -81,6 +81,21 @@ class Application(Base):
     sms_fallback_method: Mapped[str] = mapped_column(String(8), default="POST")
     voice_url: Mapped[str | None] = mapped_column(String(2048))
     voice_method: Mapped[str] = mapped_column(String(8), default="POST")
+    voice_fallback_url: Mapped[str | None] = mapped_column(String(2048))
+    voice_fallback_method: Mapped[str] = mapped_column(String(8), default="POST")
+    # Call status reports (voice); stored for the voice side of the engine.
+    status_callback: Mapped[str | None] = mapped_column(String(2048))
+    status_callback_method: Mapped[str] = mapped_column(String(8), default="POST")
+    # Where status callbacks go for messages sent on behalf of this app without their own.
+    sms_status_callback: Mapped[str | None] = mapped_column(String(2048))
+    # Platform settings that Verbal keeps and shows back but does not act on (Plivo's
+    # hangup_url, Restcomm's VoiceCallerIdLookup, ...), so an SDK round trip is faithful.
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A number's own URLs (Twilio's IncomingPhoneNumber SmsUrl, ...) live in an application
+    # the number owns: it is routed like any other but not listed among the applications.
+    number_owned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Deleted applications stay for the sessions that ran them, but route nothing.
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     # Tropo launches a session by token (Sessions API): one token per channel.
     messaging_token: Mapped[str | None] = mapped_column(String(96), unique=True)
     voice_token: Mapped[str | None] = mapped_column(String(96), unique=True)
@@ -96,9 +111,18 @@ class PhoneNumber(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     friendly_name: Mapped[str] = mapped_column(String(64))
+    # The application the number's messages go to (Twilio's SmsApplicationSid, Plivo's
+    # app_id); without one, its own URLs (`own_application_id`) answer.
     application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
+    own_application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
+    voice_application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def messaging_application_id(self) -> int | None:
+        """The application that answers this number's messages, if any."""
+        return self.application_id or self.own_application_id
 
 
 class Message(Base):
@@ -128,6 +152,8 @@ class Message(Base):
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(String(512))
     expires_at: Mapped[datetime | None] = mapped_column()
+    # A scheduled message is held until then (Twilio's SendAt).
+    send_at: Mapped[datetime | None] = mapped_column()
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow)
     date_sent: Mapped[datetime | None] = mapped_column()
