@@ -26,13 +26,13 @@ from verbal.carriers.base import (
     OutboundSms,
     Receipt,
 )
+from verbal.carriers.encoding import analyze
 from verbal.dialects import CALLBACK_FORMATS
 from verbal.dialects.types import MessageFacts
 from verbal.dispatch.backoff import backoff_delay
 from verbal.dispatch.queue import ClaimedJob, JobQueue
 from verbal.dispatch.ratelimit import RateLimiter
 from verbal.messaging.addresses import InvalidNumber, to_e164
-from verbal.messaging.encoding import analyze
 from verbal.messaging.errors import (
     MessageNotFound,
     MessageRefused,

@@ -1,4 +1,4 @@
-"""Tests for verbal.messaging.encoding: SMS encoding choice and segmentation.
+"""Tests for verbal.carriers.encoding: SMS encoding choice and segmentation.
 
 Counts are checked at every carrier boundary (160/161, 306/307 septets;
 70/71, 134/135 UTF-16 code units), and the split is checked against an
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verbal.messaging.encoding import (
+from verbal.carriers.encoding import (
     Encoding,
     TextInfo,
     analyze,
