@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -24,11 +23,12 @@ from sqlalchemy import select
 
 from verbal import __version__
 from verbal.config import Settings
+from verbal.logs import configure as configure_logs
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
 from verbal.messaging.service import SendRequest
 from verbal.messaging.timeline import load_timeline
-from verbal.runtime import AlreadyServing, Runtime
+from verbal.runtime import AlreadyServing, Runtime, UnsupportedLayout
 from verbal.store import migrate
 from verbal.store.directory import AlreadyExists
 from verbal.store.models import Account, Application, Message, PhoneNumber
@@ -122,9 +122,25 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
     database_url: DatabaseOption = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="all: API and workers in one process (default). api or worker: run them "
+            "apart, any number of each, against one PostgreSQL database.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text (default) or json, one object per line.")
+    ] = None,
 ) -> None:
-    """Run the API, the workers and the sandbox network in one process."""
-    settings = _settings(host=host, port=port, database_url=database_url)
+    """Run the API, the workers and the sandbox network (all in one process by default)."""
+    if role is not None and role not in ("all", "api", "worker"):
+        raise _fail(f"unknown role {role!r}: use all, api or worker")
+    if log_format is not None and log_format not in ("text", "json"):
+        raise _fail(f"unknown log format {log_format!r}: use text or json")
+    settings = _settings(
+        host=host, port=port, database_url=database_url, role=role, log_format=log_format
+    )
     _run(lambda: _serve(settings, on_started=_announce))
 
 
@@ -139,13 +155,11 @@ OnStarted = Callable[[Runtime], Coroutine[Any, Any, None]]
 async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = False) -> None:
     from verbal.api.app import create_app
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logs(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
     try:
         await runtime.start()
-    except AlreadyServing as exc:
+    except (AlreadyServing, UnsupportedLayout) as exc:
         await runtime.close()
         raise _fail(str(exc)) from None
     try:
@@ -156,6 +170,8 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            # Our handlers (text or JSON) format uvicorn's records too.
+            log_config=None,
             access_log=False,
         )
         await _Server(config).serve()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -46,12 +47,24 @@ class Settings(BaseSettings):
         "defaults to http://HOST:PORT.",
     )
     log_level: str = "info"
+    # "text" for people, "json" (one object per line, with message and session ids) for
+    # log collectors.
+    log_format: Literal["text", "json"] = "text"
+    # What this process does: "api" serves the REST APIs, "worker" runs the queue and holds
+    # the carriers, "all" does both. Several api and worker processes may share one
+    # PostgreSQL database; a SQLite file has one process, which must be "all".
+    role: Literal["all", "api", "worker"] = "all"
 
     # Dispatch: how many jobs run at once in this process, and how long a claimed job is
     # protected from other workers before it is considered abandoned.
     worker_concurrency: int = 64
     job_lease_seconds: float = 60.0
     idle_poll_seconds: float = 1.0
+    # On PostgreSQL, workers are woken by LISTEN/NOTIFY when jobs are added; they still look
+    # this often, to pick up jobs whose worker died and whose lease has run out.
+    notified_poll_seconds: float = 10.0
+    # On shutdown, jobs in flight get this long to finish before their leases are handed back.
+    shutdown_deadline_seconds: float = 10.0
 
     # Carrier submission.
     submit_timeout_seconds: float = 10.0

@@ -22,6 +22,7 @@ from verbal.config import Settings
 from verbal.dialects import DIALECTS
 from verbal.dialects.detect import detect
 from verbal.dispatch.queue import JobQueue
+from verbal.dispatch.wakeup import JobNotifications
 from verbal.dispatch.workers import Dispatcher
 from verbal.engine.fetch import AppFetcher
 from verbal.engine.sessions import STEP_JOB, Engine
@@ -43,6 +44,10 @@ log = logging.getLogger("verbal")
 
 class AlreadyServing(RuntimeError):
     """Another Verbal process serves this SQLite database."""
+
+
+class UnsupportedLayout(RuntimeError):
+    """The settings ask for a layout the database cannot carry (split roles on SQLite)."""
 
 
 def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
@@ -110,12 +115,19 @@ class Runtime:
                 max_seconds=settings.webhook_retry_max_seconds,
             ),
         )
+        # On PostgreSQL new jobs announce themselves (LISTEN/NOTIFY): poll only as a safety net.
+        self.notifications: JobNotifications | None = None
+        idle_poll = settings.idle_poll_seconds
+        if not settings.is_sqlite and self.runs_workers:
+            idle_poll = settings.notified_poll_seconds
         self.dispatcher = Dispatcher(
             self.queue,
             self.sessions.begin,
             concurrency=settings.worker_concurrency,
-            idle_poll_seconds=settings.idle_poll_seconds,
+            idle_poll_seconds=idle_poll,
         )
+        if not settings.is_sqlite and self.runs_workers:
+            self.notifications = JobNotifications(settings.database_url, self.dispatcher.wake)
         self.interpreter = Engine(
             self.sessions,
             self.queue,
@@ -132,7 +144,20 @@ class Runtime:
         self.bootstrap_account: Account | None = None
         self._sqlite_lock: IO[bytes] | None = None
 
+    @property
+    def runs_workers(self) -> bool:
+        return self.settings.role in ("all", "worker")
+
+    @property
+    def serves_api(self) -> bool:
+        return self.settings.role in ("all", "api")
+
     async def start(self) -> None:
+        if self.settings.is_sqlite and self.settings.role != "all":
+            raise UnsupportedLayout(
+                f"role {self.settings.role!r} needs PostgreSQL: a SQLite file is served by one "
+                "process with role 'all'"
+            )
         if self.settings.is_sqlite:
             self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
         await migrate(self.engine)
@@ -142,8 +167,12 @@ class Runtime:
             released = await self.queue.release_leases(everyone=True)
             if released:
                 log.info("resuming %d jobs left in flight by the previous run", released)
+        if not self.runs_workers:
+            return
         for carrier in self.router.carriers:
             await carrier.start(self.messaging)
+        if self.notifications is not None:
+            self.notifications.start()
         self._worker = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
 
     async def _bootstrap(self) -> Account | None:
@@ -157,14 +186,22 @@ class Runtime:
         )
 
     async def stop(self) -> None:
-        await self.dispatcher.stop()
+        """Stop claiming, let jobs in flight finish within the deadline, hand back leases."""
         if self._worker is not None:
+            await self.dispatcher.stop(self.settings.shutdown_deadline_seconds)
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        for carrier in self.router.carriers:
-            await carrier.stop()
+            for carrier in self.router.carriers:
+                await carrier.stop()
+        if self.notifications is not None:
+            await self.notifications.stop()
         await self.close()
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether this process's workers are running (for readiness checks)."""
+        return self._worker is not None and not self._worker.done()
 
     async def close(self) -> None:
         """Release connections and the SQLite lock (also for a runtime that never started)."""

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from verbal import __version__
 from verbal.api import demo as demo_app
-from verbal.api import errors, native, plivo, sandbox, tropo, twilio
+from verbal.api import errors, native, openapi, ops, plivo, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.runtime import Runtime
 
@@ -27,7 +28,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
             if manage_runtime:
                 await runtime.stop()
 
-    app = FastAPI(
+    # Its /docs and /redoc pages load their scripts from this server, not from a CDN.
+    app = FastAPIOffline(
         title="Verbal",
         version=__version__,
         description="Self-hosted programmable messaging with Twilio-, Restcomm- and "
@@ -36,6 +38,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     )
     app.state.runtime = runtime
     errors.install(app)
+    openapi.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    app.include_router(ops.router)
+    if not runtime.serves_api:
+        # A worker node answers only health and metrics; the APIs live on api nodes.
+        return app
     app.include_router(twilio.router)
     app.include_router(plivo.router)
     app.include_router(sandbox.router)
@@ -43,10 +51,4 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     app.include_router(tropo.router)
     if demo:
         app.include_router(demo_app.router)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     return app

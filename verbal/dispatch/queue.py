@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, exists, func, or_, select, update
+from sqlalchemy import case, delete, event, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, aliased
 
@@ -33,6 +33,13 @@ class ClaimedJob:
     payload: dict[str, Any]
     attempts: int  # including the current one
     ordering_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    by_kind: dict[str, int]
+    due: int
+    lag_seconds: float
 
 
 class JobQueue:
@@ -154,11 +161,11 @@ class JobQueue:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def next_due(self) -> float | None:
-        """When the earliest unleased job becomes due, for an idle worker's sleep."""
+        """When the next job becomes claimable, for an idle worker's sleep: the earliest
+        run time of a free job, or the earliest lease to run out (its worker may be dead)."""
+        claimable_at = case((Job.lease_expires.is_(None), Job.run_at), else_=Job.lease_expires)
         async with self._sessions() as session:
-            value = await session.scalar(
-                select(func.min(Job.run_at)).where(Job.lease_expires.is_(None))
-            )
+            value = await session.scalar(select(func.min(claimable_at)))
         return None if value is None else float(value)
 
     async def has_ordered_jobs(self, session: AsyncSession, ordering_key: str) -> bool:
@@ -167,6 +174,29 @@ class JobQueue:
             select(Job.id).where(Job.ordering_key == ordering_key).limit(1)
         )
         return found is not None
+
+    async def stats(self) -> QueueStats:
+        """How many jobs wait, by kind; how many are due and free; the oldest due one's age."""
+        now = self._clock()
+        free_and_due = (Job.run_at <= now) & (
+            Job.lease_expires.is_(None) | (Job.lease_expires < now)
+        )
+        async with self._sessions() as session:
+            by_kind = dict(
+                (await session.execute(select(Job.kind, func.count()).group_by(Job.kind)))
+                .tuples()
+                .all()
+            )
+            due, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(Job.run_at)).where(free_and_due)
+                )
+            ).one()
+        return QueueStats(
+            by_kind={kind: int(count) for kind, count in by_kind.items()},
+            due=int(due or 0),
+            lag_seconds=max(0.0, now - float(oldest)) if oldest is not None else 0.0,
+        )
 
     async def depth(self) -> int:
         async with self._sessions() as session:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from verbal.dispatch.backoff import backoff_delay
 from verbal.dispatch.queue import ClaimedJob, JobQueue
+from verbal.metrics import JOBS_RUN
 
 Handler = Callable[[ClaimedJob], Awaitable[None]]
 log = logging.getLogger("verbal.dispatch")
@@ -92,10 +93,18 @@ class Dispatcher:
             if handler is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
             await handler(job)
+            JOBS_RUN.labels(job.kind, "ok").inc()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("job %s (%s) failed on attempt %s", job.id, job.kind, job.attempts)
+            JOBS_RUN.labels(job.kind, "error").inc()
+            log.exception(
+                "job %s (%s) failed on attempt %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                extra={"job_id": job.id, "job_kind": job.kind},
+            )
             delay = backoff_delay(job.attempts, self._retry_base, self._retry_max)
             try:
                 async with self._begin() as session:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.dispatch.backoff import backoff_delay
 from verbal.dispatch.queue import ClaimedJob, JobQueue
+from verbal.metrics import CALLBACK_SECONDS, CALLBACKS
 from verbal.store.models import WebhookAttempt
 from verbal.webhooks.delivery import WebhookRequest, deliver
 
@@ -51,6 +52,7 @@ class CallbackSender:
             headers=payload.get("headers", {}),
         )
         result = await deliver(self._client, request)
+        CALLBACK_SECONDS.observe(result.latency_ms / 1000)
         async with self._sessions.begin() as session:
             session.add(
                 WebhookAttempt(
@@ -68,8 +70,10 @@ class CallbackSender:
                 )
             )
             if result.ok:
+                CALLBACKS.labels("delivered").inc()
                 await self._queue.finish(session, job)
             elif job.attempts >= self._policy.max_attempts:
+                CALLBACKS.labels("given_up").inc()
                 log.warning(
                     "giving up %s to %s after %s attempts: %s",
                     payload.get("event"),
@@ -79,6 +83,7 @@ class CallbackSender:
                 )
                 await self._queue.finish(session, job)
             else:
+                CALLBACKS.labels("retried").inc()
                 delay = backoff_delay(
                     job.attempts, self._policy.base_seconds, self._policy.max_seconds
                 )

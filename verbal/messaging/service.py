@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,12 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
 from verbal.carriers.base import (
+    Carrier,
     CarrierRejected,
     CarrierRouter,
     CarrierTemporaryError,
     InboundSms,
     OutboundSms,
     Receipt,
+    SubmitResult,
 )
 from verbal.carriers.encoding import analyze
 from verbal.dialects import CALLBACK_FORMATS
@@ -40,6 +43,7 @@ from verbal.messaging.errors import (
     Refusal,
 )
 from verbal.messaging.states import Status, is_final, path_to
+from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS
 from verbal.store.models import Account, Message, MessageEvent, PhoneNumber, WebhookAttempt
 from verbal.webhooks.delivery import append_query
 
@@ -348,9 +352,7 @@ class Messaging:
             )
 
         try:
-            result = await asyncio.wait_for(
-                carrier.submit(sms), self._settings.submit_timeout_seconds
-            )
+            result = await self._submit(carrier, sms)
         except CarrierRejected as exc:
             async with self._sessions.begin() as session:
                 message = await self._lock(session, sid=sid)
@@ -365,7 +367,9 @@ class Messaging:
                 self._settings.submit_retry_base_seconds,
                 self._settings.submit_retry_max_seconds,
             )
-            log.info("message %s: %s; retrying in %.1fs", sid, reason, delay)
+            log.info(
+                "message %s: %s; retrying in %.1fs", sid, reason, delay, extra={"message_sid": sid}
+            )
             async with self._sessions.begin() as session:
                 await self._queue.reschedule(session, job, delay, reason)
             return
@@ -376,6 +380,25 @@ class Messaging:
                 message.carrier_message_id = message.carrier_message_id or result.carrier_message_id
                 await self._advance(session, message, Status.SENT)
             await self._queue.finish(session, job)
+
+    async def _submit(self, carrier: Carrier, sms: OutboundSms) -> SubmitResult:
+        """Hand a message to its carrier within the submit timeout, and measure it."""
+        started = time.perf_counter()
+        try:
+            return await asyncio.wait_for(
+                carrier.submit(sms), self._settings.submit_timeout_seconds
+            )
+        except CarrierRejected:
+            CARRIER_ERRORS.labels(carrier.name, "rejected").inc()
+            raise
+        except CarrierTemporaryError:
+            CARRIER_ERRORS.labels(carrier.name, "temporary").inc()
+            raise
+        except TimeoutError:
+            CARRIER_ERRORS.labels(carrier.name, "timeout").inc()
+            raise
+        finally:
+            SUBMIT_SECONDS.labels(carrier.name).observe(time.perf_counter() - started)
 
     # -- carrier events -------------------------------------------------------------------
 
@@ -456,6 +479,7 @@ class Messaging:
             return
         now = datetime.now(UTC)
         for step in steps:
+            MESSAGE_TRANSITIONS.labels(step.value, message.direction).inc()
             message.status = step.value
             message.date_updated = now
             if step == Status.SENT:

@@ -1,0 +1,47 @@
+"""Prometheus metrics: what an operator watches on every node.
+
+Counters and histograms are per process and summed across nodes by Prometheus. Queue
+figures describe the shared database, so the node answering a scrape reads them fresh
+(`verbal.api.metrics`); any node's figures will do.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGE_TRANSITIONS = Counter(
+    "verbal_message_transitions",
+    "Message status transitions recorded by this process, by new status and direction.",
+    ["status", "direction"],
+)
+SUBMIT_SECONDS = Histogram(
+    "verbal_carrier_submit_seconds",
+    "Time for a carrier to accept (or refuse) a message.",
+    ["carrier"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CARRIER_ERRORS = Counter(
+    "verbal_carrier_errors",
+    "Carrier submissions that failed, by kind: rejected (permanent), temporary, timeout.",
+    ["carrier", "kind"],
+)
+CALLBACK_SECONDS = Histogram(
+    "verbal_callback_latency_seconds",
+    "Time for an app's server to answer a status callback (every attempt).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CALLBACKS = Counter(
+    "verbal_callbacks",
+    "Status callback attempts by outcome: delivered, retried, given_up.",
+    ["outcome"],
+)
+JOBS_RUN = Counter(
+    "verbal_jobs_run",
+    "Jobs this process ran, by kind and outcome (ok, error).",
+    ["kind", "outcome"],
+)
+QUEUE_DEPTH = Gauge("verbal_queue_jobs", "Jobs in the queue, by kind.", ["kind"])
+QUEUE_DUE = Gauge("verbal_queue_due_jobs", "Jobs due now and not being worked on.")
+QUEUE_LAG = Gauge(
+    "verbal_queue_lag_seconds", "How long the oldest due, unclaimed job has been waiting."
+)
