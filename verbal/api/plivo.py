@@ -14,16 +14,17 @@ import ast
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from verbal.api.auth import authenticated_account, runtime
@@ -131,17 +132,72 @@ async def account_for_path(
 
 
 OwnAccount = Annotated[Account, Depends(account_for_path)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0)]
+
+Row = TypeVar("Row")
+
+
+# -- lists --------------------------------------------------------------------------------------
+
+
+async def fetch_page(
+    session: AsyncSession,
+    query: Select[tuple[Row]],
+    order: ColumnElement[Any],
+    limit: int,
+    offset: int,
+    keep: Callable[[Row], bool] | None = None,
+) -> tuple[list[Row], int]:
+    """One page of `query`'s rows and how many rows there are in all.
+
+    `keep` filters on what is not stored and so cannot be queried (a message's type, a
+    number's kind): then every row is read and the page is cut in Python.
+    """
+    ordered = query.order_by(order)
+    if keep is not None:
+        rows = [row for row in await session.scalars(ordered) if keep(row)]
+        return rows[offset : offset + limit], len(rows)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    return list(await session.scalars(ordered.offset(offset).limit(limit))), total
+
+
+def list_answer(
+    path: str,
+    limit: int,
+    offset: int,
+    total: int,
+    filters: Sequence[tuple[str, str]],
+    objects: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A list in Plivo's shape. `next` and `previous` carry the filters along, and the SDK's
+    auto-paging follows `next`'s own limit and offset."""
+
+    def page(at: int) -> str:
+        return f"{path}?{urlencode([('limit', limit), ('offset', at), *filters])}"
+
+    return {
+        "api_id": api_id(),
+        "meta": {
+            "limit": limit,
+            "offset": offset,
+            "next": page(offset + limit) if offset + limit < total else None,
+            "previous": page(max(offset - limit, 0)) if offset > 0 else None,
+            "total_count": total,
+        },
+        "objects": objects,
+    }
 
 
 # -- representation -----------------------------------------------------------------------------
 
 
-def _plivo_number(number: str) -> str:
+def plivo_number(number: str) -> str:
     """Plivo writes numbers as bare digits with the country code (`14151112222`)."""
     return number[1:] if number.startswith("+") and number[1:].isdigit() else number
 
 
-def _as_e164(raw: str) -> str:
+def as_e164(raw: str) -> str:
     """A number as Plivo reads it: separators stripped, always international."""
     digits = _STRIPPED.sub("", raw)
     return "+" + digits if digits.isdigit() else raw
@@ -162,6 +218,10 @@ def message_state(message: Message) -> str:
     return STATUSES.get(message.status, message.status)
 
 
+def type_of(message: Message) -> str:
+    return "mms" if message.media_urls else "sms"
+
+
 def message_json(message: Message, auth_id: str) -> dict[str, Any]:
     uuid_ = uuid_of(message.sid)
     state = message_state(message)
@@ -170,11 +230,11 @@ def message_json(message: Message, auth_id: str) -> dict[str, Any]:
         error_code = str(ERROR_CODES.get(message.error_code or 0, UNKNOWN_ERROR))
     return {
         "message_uuid": uuid_,
-        "from_number": _plivo_number(message.from_number),
-        "to_number": _plivo_number(message.to_number),
+        "from_number": plivo_number(message.from_number),
+        "to_number": plivo_number(message.to_number),
         "message_state": state,
         "message_direction": "inbound" if message.direction == "inbound" else "outbound",
-        "message_type": "mms" if message.media_urls else "sms",
+        "message_type": type_of(message),
         "message_time": plivo_time(message.date_created),
         "message_sent_time": plivo_time(message.date_sent),
         "message_updated_time": plivo_time(message.date_updated),
@@ -192,8 +252,8 @@ def message_json(message: Message, auth_id: str) -> dict[str, Any]:
 # -- send ---------------------------------------------------------------------------------------
 
 
-async def _send_params(request: Request) -> dict[str, Any]:
-    """The send body: JSON as the SDK sends it, or a form as cURL users send it."""
+async def request_params(request: Request) -> dict[str, Any]:
+    """A request's body: JSON as the SDK sends it, or a form as cURL users send it."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
@@ -218,7 +278,7 @@ async def _send_params(request: Request) -> dict[str, Any]:
     return params
 
 
-def _text_param(params: dict[str, Any], name: str) -> str | None:
+def text_param(params: dict[str, Any], name: str) -> str | None:
     value = params.get(name)
     if value is None:
         return None
@@ -251,15 +311,15 @@ def _refusal(refused: MessageRefused, src: str) -> PlivoError:
 
 @router.post("/{auth_id}/Message/", status_code=202, summary="Send a message")
 async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
-    params = await _send_params(request)
+    params = await request_params(request)
     if params.get("powerpack_uuid"):
         raise PlivoError(400, "powerpack_uuid is not supported: send with src")
-    src = _text_param(params, "src")
+    src = text_param(params, "src")
     dst = _destinations(params.get("dst"))
-    text = _text_param(params, "text")
-    kind = (_text_param(params, "type") or "sms").lower()
-    url = _text_param(params, "url")
-    method = (_text_param(params, "method") or "POST").upper()
+    text = text_param(params, "text")
+    kind = (text_param(params, "type") or "sms").lower()
+    url = text_param(params, "url")
+    method = (text_param(params, "method") or "POST").upper()
     media = params.get("media_urls") or []
     if isinstance(media, str):
         media = [media]
@@ -284,8 +344,8 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
     destinations = list(dict.fromkeys(d.strip() for d in dst.split("<") if d.strip()))
     if len(destinations) > MAX_DESTINATIONS:
         raise PlivoError(400, f"dst can hold at most {MAX_DESTINATIONS} numbers")
-    sender = _as_e164(src)
-    if sender in (_as_e164(d) for d in destinations):
+    sender = as_e164(src)
+    if sender in (as_e164(d) for d in destinations):
         raise PlivoError(400, "destination number cannot be same as source number")
 
     messaging = runtime(request).messaging
@@ -297,7 +357,7 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
     async with runtime(request).sessions.begin() as session:
         for destination in destinations:
             send = SendRequest(
-                to=_as_e164(destination),
+                to=as_e164(destination),
                 from_=sender,
                 body=text,
                 media_urls=tuple(media),
@@ -359,8 +419,8 @@ async def get_message(
 async def list_messages(
     request: Request,
     account: OwnAccount,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
     message_direction: Annotated[str | None, Query()] = None,
     message_state_: Annotated[str | None, Query(alias="message_state")] = None,
     message_type: Annotated[str | None, Query()] = None,
@@ -384,42 +444,23 @@ async def list_messages(
     if message_type:
         if message_type not in (*TYPES, "whatsapp"):
             raise PlivoError(400, f"invalid message_type {message_type!r}")
-        # The type is not stored (it is whether there is media, a JSON list): filter in Python.
         filters.append(("message_type", message_type))
     if from_number:
-        query = query.where(Message.from_number == _as_e164(from_number))
+        query = query.where(Message.from_number == as_e164(from_number))
         filters.append(("from_number", from_number))
     if to_number:
-        query = query.where(Message.to_number == _as_e164(to_number))
+        query = query.where(Message.to_number == as_e164(to_number))
         filters.append(("to_number", to_number))
 
+    # The type is not stored (it is whether there is media, a JSON list): filtered in Python.
+    keep = (lambda m: type_of(m) == message_type) if message_type else None
     async with runtime(request).sessions() as session:
-        if message_type:
-            rows = list(await session.scalars(query.order_by(Message.id.desc())))
-            rows = [m for m in rows if ("mms" if m.media_urls else "sms") == message_type]
-            total = len(rows)
-            rows = rows[offset : offset + limit]
-        else:
-            total = int(
-                await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            )
-            rows = list(
-                await session.scalars(query.order_by(Message.id.desc()).offset(offset).limit(limit))
-            )
-
-    base = f"{PREFIX}/{account.plivo_auth_id}/Message/"
-
-    def page(at: int) -> str:
-        return f"{base}?{urlencode([('limit', limit), ('offset', at), *filters])}"
-
-    return {
-        "api_id": api_id(),
-        "meta": {
-            "limit": limit,
-            "offset": offset,
-            "next": page(offset + limit) if offset + limit < total else None,
-            "previous": page(max(offset - limit, 0)) if offset > 0 else None,
-            "total_count": total,
-        },
-        "objects": [message_json(m, account.plivo_auth_id) for m in rows],
-    }
+        rows, total = await fetch_page(session, query, Message.id.desc(), limit, offset, keep)
+    return list_answer(
+        f"{PREFIX}/{account.plivo_auth_id}/Message/",
+        limit,
+        offset,
+        total,
+        filters,
+        [message_json(m, account.plivo_auth_id) for m in rows],
+    )
