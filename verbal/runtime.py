@@ -87,7 +87,9 @@ class Runtime:
         self.sandbox: SandboxCarrier | None = None
         carriers: list[Carrier] = []
         if settings.sandbox_enabled:
-            self.sandbox = SandboxCarrier(self.sessions, settings.sandbox_prefixes)
+            self.sandbox = SandboxCarrier(
+                self.sessions, settings.sandbox_prefixes, shared_database=not settings.is_sqlite
+            )
             carriers.append(self.sandbox)
         self.router = CarrierRouter(carriers)
         self.messaging = Messaging(

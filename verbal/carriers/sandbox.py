@@ -27,6 +27,7 @@ import fnmatch
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,9 +95,12 @@ class SandboxCarrier:
         prefixes: list[str],
         *,
         idle_poll_seconds: float = 1.0,
+        shared_database: bool = False,
     ) -> None:
         self._sessions = sessions
         self.prefixes = tuple(prefixes)
+        # With several workers on one PostgreSQL, each takes its own receipts to report.
+        self._shared = shared_database
         self._idle_poll = idle_poll_seconds
         self._events: CarrierEvents | None = None
         self._wake = asyncio.Event()
@@ -181,6 +185,62 @@ class SandboxCarrier:
 
     # -- receipts ------------------------------------------------------------------------
 
+    def _due(self, now: float) -> Any:
+        query = (
+            select(SandboxDelivery)
+            .where(~SandboxDelivery.receipt_reported, SandboxDelivery.receipt_due <= now)
+            .order_by(SandboxDelivery.receipt_due)
+            .limit(RECEIPT_BATCH)
+        )
+        # Rows stay locked until they are marked reported, so other workers skip them; if
+        # this process dies first, the locks go with it and another worker reports them.
+        return query.with_for_update(skip_locked=True) if self._shared else query
+
+    async def _report_batch(self) -> int:
+        """Report one batch of due receipts; return how many there were.
+
+        A receipt is marked reported only after its message took it, so a crash in between
+        reports it again, which the message's state machine absorbs.
+        """
+        if self._shared:
+            async with self._sessions.begin() as session:
+                due = (await session.scalars(self._due(time.time()))).all()
+                await self._report(due)
+                await self._mark_reported(session, due)
+        else:
+            # One process owns a SQLite file, and its single connection must be free for
+            # the messages' own transactions while receipts are reported.
+            async with self._sessions() as session:
+                due = (await session.scalars(self._due(time.time()))).all()
+            await self._report(due)
+            async with self._sessions.begin() as session:
+                await self._mark_reported(session, due)
+        return len(due)
+
+    async def _report(self, due: Sequence[SandboxDelivery]) -> None:
+        assert self._events is not None, "start() first"
+        for delivery in due:
+            code = delivery.receipt_error_code
+            await self._events.on_receipt(
+                Receipt(
+                    carrier=self.name,
+                    carrier_message_id=delivery.carrier_message_id,
+                    status=delivery.receipt_status,  # type: ignore[arg-type]
+                    error_code=code,
+                    error_message=ERROR_TEXT.get(code) if code else None,
+                    message_sid=delivery.message_sid,
+                )
+            )
+
+    @staticmethod
+    async def _mark_reported(session: AsyncSession, due: Sequence[SandboxDelivery]) -> None:
+        if due:
+            await session.execute(
+                update(SandboxDelivery)
+                .where(SandboxDelivery.id.in_([d.id for d in due]))
+                .values(receipt_reported=True)
+            )
+
     async def _report_receipts(self) -> None:
         while True:
             try:
@@ -197,41 +257,8 @@ class SandboxCarrier:
 
     async def _report_due(self) -> float | None:
         """Report every receipt that is due; return when the next one falls due."""
-        assert self._events is not None, "start() first"
-        while True:
-            now = time.time()
-            async with self._sessions() as session:
-                due = (
-                    await session.scalars(
-                        select(SandboxDelivery)
-                        .where(
-                            ~SandboxDelivery.receipt_reported, SandboxDelivery.receipt_due <= now
-                        )
-                        .order_by(SandboxDelivery.receipt_due)
-                        .limit(RECEIPT_BATCH)
-                    )
-                ).all()
-            for delivery in due:
-                code = delivery.receipt_error_code
-                await self._events.on_receipt(
-                    Receipt(
-                        carrier=self.name,
-                        carrier_message_id=delivery.carrier_message_id,
-                        status=delivery.receipt_status,  # type: ignore[arg-type]
-                        error_code=code,
-                        error_message=ERROR_TEXT.get(code) if code else None,
-                        message_sid=delivery.message_sid,
-                    )
-                )
-            if due:
-                async with self._sessions.begin() as session:
-                    await session.execute(
-                        update(SandboxDelivery)
-                        .where(SandboxDelivery.id.in_([d.id for d in due]))
-                        .values(receipt_reported=True)
-                    )
-            if len(due) < RECEIPT_BATCH:
-                break
+        while await self._report_batch() == RECEIPT_BATCH:
+            pass
         async with self._sessions() as session:
             return await session.scalar(
                 select(func.min(SandboxDelivery.receipt_due)).where(
