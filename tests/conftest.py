@@ -25,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.processes import VerbalProcess, free_port
 from verbal.config import Settings
 from verbal.runtime import Runtime
 
@@ -50,10 +51,13 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def spawned() -> Iterator[list[VerbalProcess]]:
+    """Every `verbal` process a test starts; all are ended afterwards, whatever happened."""
+    processes: list[VerbalProcess] = []
+    yield processes
+    for process in processes:
+        process.stop()
 
 
 # -- databases --------------------------------------------------------------------------------

@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.processes import VerbalProcess, free_port
 from verbal import __version__
 
 NUMBER = "+15550001000"
@@ -91,74 +91,15 @@ def cli(tmp_path: Path) -> Cli:
 # -- `verbal serve` as a subprocess ------------------------------------------------------------
 
 
-class Server:
-    """A running `verbal serve`, its output kept in files for post-mortems."""
-
-    def __init__(self, cli: Cli, name: str, command: str = "serve") -> None:
-        self.name = name
-        self.base_url = f"http://127.0.0.1:{free_port()}"
-        self.stdout_path = cli.workdir / f"{name}.stdout"
-        self.stderr_path = cli.workdir / f"{name}.stderr"
-        self._files: list[IO[bytes]] = [self.stdout_path.open("wb"), self.stderr_path.open("wb")]
-        port = self.base_url.rsplit(":", 1)[1]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "verbal", command, "--host", "127.0.0.1", "--port", port],
-            env=cli.env,
-            cwd=cli.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._files[0],
-            stderr=self._files[1],
-        )
-        self._wait_healthy()
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def tail(self, lines: int = 30) -> str:
-        parts = []
-        for path in (self.stdout_path, self.stderr_path):
-            parts.append(f"--- {path.name} ---")
-            parts.extend(path.read_text(errors="replace").splitlines()[-lines:])
-        return "\n".join(parts)
-
-    def _wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited: {self.process.returncode}\n{self.tail()}"
-                )
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} did not answer /healthz\n{self.tail()}")
-
-    def stop(self) -> int:
-        """SIGTERM, as a service manager would; SIGKILL if it does not go. The exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        for file in self._files:
-            file.close()
-        return self.process.returncode
-
-
 @pytest.fixture
 def serve(cli: Cli) -> Iterator[Any]:
     """Start `verbal serve` on the test's database; every server is stopped afterwards."""
-    started: list[Server] = []
+    started: list[VerbalProcess] = []
 
-    def start(name: str = "serve", command: str = "serve") -> Server:
-        server = Server(cli, f"{name}{len(started)}", command)
+    def start(name: str = "serve", command: str = "serve") -> VerbalProcess:
+        server = VerbalProcess(f"{name}{len(started)}", cli.env, cli.workdir, command=command)
         started.append(server)
-        return server
+        return server.wait_healthy()
 
     yield start
     for server in started:

@@ -15,21 +15,19 @@ import os
 import secrets
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import WebhookReceiver, free_port
+from tests.conftest import WebhookReceiver
+from tests.processes import VerbalProcess, run_cli
 
 MESSAGES = 1000
 FROM = "+15550001000"
@@ -47,100 +45,6 @@ STALL_SECONDS = 60
 
 def handset(i: int) -> str:
     return f"+15552{i:06d}"
-
-
-# -- the `verbal` command as a subprocess ------------------------------------------------------
-
-
-class VerbalProcess:
-    """One `python -m verbal serve` run, its output kept in files for post-mortems."""
-
-    def __init__(self, name: str, env: dict[str, str], workdir: Path, port: int) -> None:
-        self.name = name
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.stdout_path = workdir / f"{name}.stdout"
-        self.stderr_path = workdir / f"{name}.stderr"
-        self._files: list[IO[bytes]] = [self.stdout_path.open("wb"), self.stderr_path.open("wb")]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "verbal", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._files[0],
-            stderr=self._files[1],
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 40) -> str:
-        parts = []
-        for path in (self.stdout_path, self.stderr_path):
-            text = path.read_text(errors="replace") if path.exists() else ""
-            parts.append(f"--- {path.name} (last {lines} lines) ---")
-            parts.extend(text.splitlines()[-lines:])
-        return "\n".join(parts)
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited with {self.process.returncode}\n{self.tail()}"
-                )
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} did not answer /healthz in {timeout}s\n{self.tail()}")
-
-    def assert_alive(self) -> None:
-        assert self.process.poll() is None, (
-            f"{self.name} died with {self.process.returncode}\n{self.tail()}"
-        )
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM), falling back to SIGKILL."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._close_files()
-
-    def _close_files(self) -> None:
-        for file in self._files:
-            file.close()  # closing twice is harmless
-
-
-@pytest.fixture
-def spawned() -> Iterator[list[VerbalProcess]]:
-    """Every process a test starts; all of them are ended afterwards, whatever happened."""
-    processes: list[VerbalProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
-
-
-def run_cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verbal", *args],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 # -- reading the database (read-only) ----------------------------------------------------------
@@ -212,7 +116,7 @@ def test_kill_9_mid_flight_loses_no_message(
     }
 
     # First run: it creates the bootstrap account; the CLI gives it a number meanwhile.
-    first = VerbalProcess("first", env, tmp_path, free_port())
+    first = VerbalProcess("first", env, tmp_path)
     spawned.append(first)
     first.wait_healthy()
     assert "Account SID" in first.stdout(), first.tail()
@@ -270,7 +174,7 @@ def test_kill_9_mid_flight_loses_no_message(
     callbacks_at_kill = len(receiver.received())
 
     # Second run on the same database: it must finish everything the first one started.
-    second = VerbalProcess("second", env, tmp_path, free_port())
+    second = VerbalProcess("second", env, tmp_path)
     spawned.append(second)
     second.wait_healthy()
     assert "Account SID" not in second.stdout(), "credentials shown again on restart"

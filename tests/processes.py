@@ -1,0 +1,113 @@
+"""Real `verbal` processes for end-to-end tests: started, watched, stopped or killed.
+
+One harness for every test that runs the command as users do (the CLI tests, the kill -9
+recovery test, the scale-out test), with each process's output kept in files so that a
+failure shows what the server said.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class VerbalProcess:
+    """One `python -m verbal <command>` run serving HTTP on a free loopback port."""
+
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        workdir: Path,
+        *,
+        command: str = "serve",
+        args: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = workdir / f"{name}.stdout"
+        self.stderr_path = workdir / f"{name}.stderr"
+        self._files: list[IO[bytes]] = [self.stdout_path.open("wb"), self.stderr_path.open("wb")]
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "verbal", command, *address, *args],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._files[0],
+            stderr=self._files[1],
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        parts = []
+        for path in (self.stdout_path, self.stderr_path):
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"--- {path.name} (last {lines} lines) ---")
+            parts.extend(text.splitlines()[-lines:])
+        return "\n".join(parts)
+
+    def wait_healthy(self, timeout: float = 30.0) -> VerbalProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.process.returncode}\n{self.tail()}"
+                )
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} did not answer /healthz in {timeout}s\n{self.tail()}")
+
+    def assert_alive(self) -> None:
+        assert self.process.poll() is None, (
+            f"{self.name} died with {self.process.returncode}\n{self.tail()}"
+        )
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; SIGKILL if it does not go. The exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        for file in self._files:
+            file.close()  # closing twice is harmless
+        return self.process.returncode
+
+
+def run_cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "verbal", *args],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
