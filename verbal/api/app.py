@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 
 from verbal import __version__
 from verbal.api import demo as demo_app
-from verbal.api import errors, native, openapi, ops, plivo, sandbox, tropo, twilio
+from verbal.api import errors, native, ops, plivo, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.runtime import Runtime
 
@@ -28,8 +27,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
             if manage_runtime:
                 await runtime.stop()
 
-    # Its /docs and /redoc pages load their scripts from this server, not from a CDN.
-    app = FastAPIOffline(
+    app = FastAPI(
         title="Verbal",
         version=__version__,
         description="Self-hosted programmable messaging with Twilio-, Restcomm- and "
@@ -38,7 +36,6 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     )
     app.state.runtime = runtime
     errors.install(app)
-    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(ops.router)
     if not runtime.serves_api:
