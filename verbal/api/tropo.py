@@ -91,10 +91,13 @@ async def create_session(request: Request) -> Response:
     return Response(body, status_code=200, media_type=media_type)
 
 
+# One route per method: a route serving both would give both operations one operationId,
+# which OpenAPI forbids.
 for path in ("/1.0/sessions", "/v1/sessions"):
-    router.add_api_route(
-        path,
-        create_session,
-        methods=["GET", "POST"],
-        summary="Launch a session with an application's token",
-    )
+    for method in ("GET", "POST"):
+        router.add_api_route(
+            path,
+            create_session,
+            methods=[method],
+            summary="Launch a session with an application's token",
+        )

@@ -1,0 +1,247 @@
+"""The shapes of the API's JSON answers, for the OpenAPI document (see `verbal.api.openapi`).
+
+Handlers build their answers as plain dicts, in each platform's exact shape; these models
+only describe them and never filter or validate what a handler returns. The test suite
+checks every answer against them (tests/api/test_openapi.py), which is what keeps the two
+in step. Models forbid keys they do not list, so that a new key cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from verbal.carriers.encoding import Encoding
+from verbal.carriers.sandbox import Outcome
+from verbal.messaging.states import Status
+
+Direction = Literal["outbound-api", "outbound-reply", "inbound"]
+
+
+class Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class TwilioError(Shape):
+    """Every error outside Plivo's API, also for Plivo's paths when the framework answers."""
+
+    code: int = Field(description="Twilio's error code, or the HTTP status for other errors.")
+    message: str
+    more_info: str = Field(description="Twilio's page about `code`.")
+    status: int = Field(description="The HTTP status again.")
+
+
+class PlivoError(Shape):
+    api_id: str
+    error: str
+
+
+# -- Twilio's Messages API ------------------------------------------------------------------------
+
+
+class TwilioSubresourceUris(Shape):
+    media: str
+    feedback: str
+
+
+class TwilioMessage(Shape):
+    sid: str = Field(description="SM and 32 hex digits.")
+    account_sid: str
+    messaging_service_sid: None
+    from_: str = Field(alias="from", description="E.164.")
+    to: str = Field(description="E.164.")
+    body: str
+    status: Status
+    direction: Direction
+    num_segments: str = Field(description="SMS parts, as a string.")
+    num_media: str = Field(description="Media URLs, as a string.")
+    error_code: int | None
+    error_message: str | None
+    price: None
+    price_unit: Literal["USD"]
+    api_version: Literal["2010-04-01"]
+    date_created: str = Field(description="RFC 2822, UTC.")
+    date_updated: str = Field(description="RFC 2822, UTC.")
+    date_sent: str | None = Field(description="RFC 2822, UTC; null until a carrier took it.")
+    uri: str
+    subresource_uris: TwilioSubresourceUris
+
+
+class TwilioMessagePage(Shape):
+    messages: list[TwilioMessage]
+    first_page_uri: str
+    next_page_uri: str | None
+    previous_page_uri: str | None
+    page: int
+    page_size: int
+    start: int
+    end: int
+    uri: str
+
+
+# -- Plivo's Message API --------------------------------------------------------------------------
+
+
+class PlivoQueued(Shape):
+    api_id: str
+    message: str
+    message_uuid: list[str] = Field(description="One per message, in the order of `dst`.")
+    invalid_number: list[str] = Field(
+        default_factory=list, description="Only when some destinations could not be used."
+    )
+
+
+class PlivoMessage(Shape):
+    message_uuid: str
+    from_number: str = Field(description="Digits with the country code, no +.")
+    to_number: str = Field(description="Digits with the country code, no +.")
+    message_state: str = Field(
+        description="queued, sent, delivered, undelivered or failed; received when inbound."
+    )
+    message_direction: Literal["inbound", "outbound"]
+    message_type: Literal["sms", "mms"]
+    message_time: str = Field(description="`2017-05-22 21:36:14+00:00`, UTC.")
+    message_sent_time: str | None
+    message_updated_time: str
+    text: str
+    units: int
+    total_amount: str
+    total_rate: str
+    error_code: str | None = Field(description="Plivo's code, when failed or undelivered.")
+    error_message: str | None
+    powerpack_id: None
+    resource_uri: str
+
+
+class PlivoMessageFetched(PlivoMessage):
+    api_id: str
+
+
+class PlivoPageMeta(Shape):
+    limit: int
+    offset: int
+    next: str | None
+    previous: str | None
+    total_count: int
+
+
+class PlivoMessagePage(Shape):
+    api_id: str
+    meta: PlivoPageMeta
+    objects: list[PlivoMessage]
+
+
+# -- the sandbox network --------------------------------------------------------------------------
+
+
+class HandsetDelivery(Shape):
+    message_sid: str
+    from_: str = Field(alias="from")
+    to: str
+    body: str
+    media_urls: list[str]
+    received_at: str = Field(description="ISO 8601.")
+
+
+class HandsetInbox(Shape):
+    handset: str
+    messages: list[HandsetDelivery]
+
+
+class HandsetSent(Shape):
+    message_sid: str
+    from_: str = Field(alias="from")
+    to: str
+
+
+class SandboxRule(Shape):
+    id: int
+    pattern: str
+    outcome: Outcome
+    delay_seconds: float
+    error_code: int | None
+
+
+class SandboxRules(Shape):
+    rules: list[SandboxRule]
+
+
+# -- Verbal's own API -----------------------------------------------------------------------------
+
+
+class TimelineEvent(Shape):
+    status: Status
+    at: str = Field(description="ISO 8601.")
+    error_code: int | None
+
+
+class CallbackAttempt(Shape):
+    event: str
+    url: str
+    method: str
+    attempt: int
+    response_status: int | None
+    latency_ms: float | None
+    error: str | None
+    delivered: bool
+    at: str = Field(description="ISO 8601.")
+
+
+class MessageTimeline(Shape):
+    sid: str
+    direction: Direction
+    from_: str = Field(alias="from")
+    to: str
+    status: Status
+    encoding: Encoding
+    num_segments: int
+    carrier: str | None
+    carrier_message_id: str | None
+    error_code: int | None
+    error_message: str | None
+    events: list[TimelineEvent]
+    callbacks: list[CallbackAttempt]
+
+
+class SessionSummary(Shape):
+    sid: str
+    dialect: str
+    channel: str
+    launch: str
+    state: str
+    local_number: str | None
+    remote_number: str | None
+    end_reason: str | None
+    started_at: str = Field(description="ISO 8601.")
+    ended_at: str | None
+
+
+class Sessions(Shape):
+    sessions: list[SessionSummary]
+
+
+class SessionEvent(BaseModel):
+    """Each kind of event has its own further keys; docs/apps.md lists them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    at: str = Field(description="ISO 8601.")
+
+
+class SessionLog(SessionSummary):
+    events: list[SessionEvent]
+
+
+# -- Tropo's Sessions API -------------------------------------------------------------------------
+
+
+class TropoSessionReply(Shape):
+    success: bool
+    token: str
+    id: str = Field(default_factory=str, description="The new session's SID; only on success.")
+    reason: str = Field(default_factory=str, description="Why not; only on failure.")
