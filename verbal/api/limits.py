@@ -8,6 +8,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from verbal.api.errors import ApiError
 
+# Ids are INTEGER columns, 32 bits on PostgreSQL: no row has a larger one, and the database
+# drivers refuse a larger number as a parameter (a 500) rather than match nothing. Ids, page
+# numbers and offsets that clients send are bounded by it.
+MAX_ROW_ID = 2**31 - 1
+
 
 class BodyTooLarge(Exception):
     pass

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
+from verbal.api.limits import MAX_ROW_ID
 from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR
 from verbal.dialects.plivo import message_uuid as uuid_of
 from verbal.messaging.errors import MessageRefused, Refusal
@@ -133,7 +134,7 @@ async def account_for_path(
 
 OwnAccount = Annotated[Account, Depends(account_for_path)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 
 Row = TypeVar("Row")
 

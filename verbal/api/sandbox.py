@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
+from verbal.api.limits import MAX_ROW_ID
 from verbal.carriers.sandbox import NotAHandset, Outcome, Rule, SandboxCarrier
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import NumberNotInService
@@ -21,6 +22,7 @@ from verbal.store.models import Account
 
 router = APIRouter(prefix="/sandbox", tags=["Sandbox network"])
 Caller = Annotated[Account, Depends(authenticated_account)]
+RuleId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 class HandsetText(BaseModel):
@@ -127,7 +129,7 @@ async def add_rule(rule: RuleIn, carrier: Sandbox, caller: Caller) -> dict[str, 
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Delete one outcome rule")
-async def delete_rule(rule_id: int, carrier: Sandbox, caller: Caller) -> None:
+async def delete_rule(rule_id: RuleId, carrier: Sandbox, caller: Caller) -> None:
     if not await carrier.delete_rule(caller.sid, rule_id):
         raise ApiError(404, 20404, f"No sandbox rule {rule_id}")
 

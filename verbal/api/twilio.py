@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, not_found, unauthorized
+from verbal.api.limits import MAX_ROW_ID
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused, Refusal
 from verbal.messaging.service import SendRequest
@@ -160,7 +161,7 @@ async def list_messages(
     to: Annotated[str | None, Query(alias="To")] = None,
     from_: Annotated[str | None, Query(alias="From")] = None,
     page_size: Annotated[int, Query(alias="PageSize", ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    page: Annotated[int, Query(alias="Page", ge=0)] = 0,
+    page: Annotated[int, Query(alias="Page", ge=0, le=MAX_ROW_ID)] = 0,
     page_token: Annotated[str | None, Query(alias="PageToken")] = None,
 ) -> dict[str, Any]:
     # Keyset paging: "PA<id>" continues after the row with that id, "PB<id>" goes back
@@ -173,7 +174,7 @@ async def list_messages(
     backwards = False
     if page_token:
         kind, anchor = page_token[:2], page_token[2:]
-        if kind not in ("PA", "PB") or not anchor.isdigit():
+        if kind not in ("PA", "PB") or not anchor.isdigit() or int(anchor) > MAX_ROW_ID:
             raise ApiError(400, 20422, f"Invalid PageToken {page_token!r}")
         backwards = kind == "PB"
         query = query.where(Message.id > int(anchor) if backwards else Message.id < int(anchor))
