@@ -11,6 +11,7 @@ from verbal import __version__
 from verbal.api import demo as demo_app
 from verbal.api import errors, native, ops, plivo, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
+from verbal.api.restcomm import router as restcomm_router
 from verbal.runtime import Runtime
 
 
@@ -46,6 +47,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     app.include_router(sandbox.router)
     app.include_router(native.router)
     app.include_router(tropo.router)
+    app.include_router(restcomm_router)
     if demo:
         app.include_router(demo_app.router)
     return app
