@@ -55,6 +55,14 @@ def test_receiver_failing_for_a_while_gets_every_callback_once_in_order(
         order = [rank[r.params["MessageStatus"]] for r in mine]
         assert order == sorted(order), (sid, [r.params["MessageStatus"] for r in mine])
 
+    # A retry carries the idempotency token of its first attempt; each status its own.
+    tokens: dict[tuple[str, str], set[str]] = {}
+    for r in requests:
+        key = (r.params["MessageSid"], r.params["MessageStatus"])
+        tokens.setdefault(key, set()).add(r.headers["I-Twilio-Idempotency-Token"])
+    assert all(len(seen) == 1 for seen in tokens.values()), tokens
+    assert len({token for seen in tokens.values() for token in seen}) == 3 * len(sids)
+
     time.sleep(0.5)  # nothing more may arrive once all were delivered
     assert len([r for r in receiver.received() if r.status_returned == 200]) == 15
 

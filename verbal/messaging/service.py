@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,7 +46,7 @@ from verbal.messaging.errors import (
 from verbal.messaging.states import Status, is_final, path_to
 from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS
 from verbal.store.models import Account, Message, MessageEvent, PhoneNumber, WebhookAttempt
-from verbal.webhooks.delivery import append_query
+from verbal.webhooks.delivery import IDEMPOTENCY_HEADER, append_query
 
 log = logging.getLogger("verbal.messaging")
 
@@ -528,9 +529,14 @@ class Messaging:
             "method": method,
             "params": params,
             # Signed now, with the token the account has now: the job then holds no secret.
-            "headers": formatter.signature_headers(
-                signed_url, params if method == "POST" else [], account.auth_token
-            ),
+            "headers": {
+                **formatter.signature_headers(
+                    signed_url, params if method == "POST" else [], account.auth_token
+                ),
+                # One token per status event, the same on every retry: a receiver that saw
+                # it already (a worker died after the request, before recording it) skips it.
+                IDEMPOTENCY_HEADER: f"{message.sid}-{uuid.uuid4().hex}",
+            },
         }
         self._queue.enqueue(session, WEBHOOK_JOB, payload, ordering_key=message.sid)
 

@@ -14,6 +14,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 
 RESPONSE_EXCERPT_BYTES = 2048
+# Twilio's name for a webhook's retry-stable idempotency token, which receivers written for
+# Twilio already read; Verbal sends it in every callback format.
+IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 USER_AGENT = "Verbal-Webhooks/0.1"
 
 
