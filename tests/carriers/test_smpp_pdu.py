@@ -488,7 +488,7 @@ STREAM = [
 
 
 def read_all(reader: PduReader) -> list[object]:
-    out = []
+    out: list[object] = []
     while (pdu := reader.next_pdu()) is not None:
         out.append(pdu)
     return out
