@@ -261,9 +261,9 @@ class Messaging:
                 Refusal.TOO_MANY_MEDIA, f"A message can have at most {MAX_MEDIA} media URLs."
             )
         for url in request.media_urls:
-            if not _is_http_url(url):
+            if not is_http_url(url):
                 raise MessageRefused(Refusal.MEDIA_URL_INVALID, f"Media URL {url!r} is not valid.")
-        if request.status_callback and not _is_http_url(request.status_callback):
+        if request.status_callback and not is_http_url(request.status_callback):
             raise MessageRefused(
                 Refusal.CALLBACK_URL_INVALID,
                 f"StatusCallback {request.status_callback!r} is not a valid URL.",
@@ -559,6 +559,14 @@ class Messaging:
         return await session.scalar(query)
 
 
-def _is_http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, that a webhook can be sent to."""
+    # Spaces and control characters would not survive the request line; urlsplit raises
+    # on a malformed IPv6 host ("http://[").
+    if any(char.isspace() or ord(char) < 0x20 or char == "\x7f" for char in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
