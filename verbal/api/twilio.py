@@ -1,31 +1,41 @@
-"""Twilio's Messages API (2010-04-01): create, fetch and list, as the `twilio` SDK calls it.
+"""Twilio's Messages API (2010-04-01) and its Media subresource, as the `twilio` SDK calls it.
 
 Requests are form-encoded with Twilio's PascalCase names; responses are Twilio's JSON with
 RFC 2822 dates; lists page with `PageSize`, `Page` and a `PageToken`, and the page object has
 exactly the meta keys the SDK knows plus one records key (any other key breaks its parser).
+The paging, the form reading and the account checks here serve Twilio's other resources too
+(`verbal.api.twilio_resources`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Annotated, Any, NamedTuple
+from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute
+from starlette.datastructures import FormData
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, not_found, unauthorized
 from verbal.api.limits import MAX_ROW_ID
 from verbal.messaging.addresses import InvalidNumber, to_e164
-from verbal.messaging.errors import MessageRefused, Refusal
+from verbal.messaging.errors import MessageNotFound, MessageRefused, Refusal
 from verbal.messaging.service import SendRequest
-from verbal.store.models import Account, Message
+from verbal.store.models import Account, Application, Message
 
 API_VERSION = "2010-04-01"
 PREFIX = f"/{API_VERSION}/Accounts"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+FORM = "application/x-www-form-urlencoded"
 
 # Refusals in Twilio's numbers (https://www.twilio.com/docs/api/errors).
 REFUSAL_CODES: dict[Refusal, int] = {
@@ -46,10 +56,15 @@ REFUSAL_CODES: dict[Refusal, int] = {
     Refusal.NOT_CANCELABLE: 30409,
     Refusal.IN_PROGRESS: 20009,
 }
+# Scheduling errors the API itself finds, before the messaging layer sees the message.
+SCHEDULE_INCOMPLETE = 35111
+SCHEDULE_TYPE_INVALID = 35126
+INVALID_APPLICATION_SID = 21218
 
 router = APIRouter(prefix=PREFIX, tags=["Twilio Messages"])
 
 AccountSid = Annotated[str, Path(alias="AccountSid", description="The account's SID (AC…).")]
+MessageSid = Annotated[str, Path(alias="MessageSid", description="The message's SID (SM…).")]
 
 
 async def account_for_path(
@@ -64,16 +79,212 @@ async def account_for_path(
 OwnAccount = Annotated[Account, Depends(account_for_path)]
 
 
+async def account_application(request: Request, account: Account, sid: str) -> Application | None:
+    """One of the account's listed applications (never a number's own URLs), else None."""
+    application = await runtime(request).directory.application(sid)
+    if application is None or application.account_id != account.id or application.number_owned:
+        return None
+    return application
+
+
+# -- forms ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormParam:
+    name: str
+    description: str
+
+
+async def raw_form(request: Request) -> FormData:
+    """The request's form as sent.
+
+    FastAPI's Form parameters read an empty value as a missing one, but Twilio's updates give
+    `""` a meaning (clear a URL, detach an application, redact a body), so those routes read
+    the form themselves and describe it with `form_body`.
+    """
+    try:
+        return await request.form()
+    except Exception:
+        # What FastAPI does with a body it cannot parse: the client's error, not ours.
+        raise ApiError(400, 20422, "The request body is not a readable form") from None
+
+
+RawForm = Annotated[FormData, Depends(raw_form)]
+
+
+def form_body(params: Sequence[FormParam]) -> dict[str, Any]:
+    """`openapi_extra` declaring the form a `RawForm` route reads."""
+    schema = {
+        "type": "object",
+        "properties": {p.name: {"type": "string", "description": p.description} for p in params},
+    }
+    return {"requestBody": {"required": False, "content": {FORM: {"schema": schema}}}}
+
+
+def form_text(form: FormData, name: str, *, max_length: int) -> str | None:
+    """A text parameter as sent (None when absent), within the column's length."""
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        raise ApiError(400, 20422, f"Invalid parameter {name}: at most {max_length} characters")
+    return value
+
+
+# -- paging -----------------------------------------------------------------------------------
+
+
+class Paging(NamedTuple):
+    size: int
+    number: int
+    token: str | None
+
+
+def paging(
+    page_size: Annotated[int, Query(alias="PageSize", ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    page: Annotated[int, Query(alias="Page", ge=0, le=MAX_ROW_ID)] = 0,
+    page_token: Annotated[str | None, Query(alias="PageToken")] = None,
+) -> Paging:
+    return Paging(page_size, page, page_token)
+
+
+PageParams = Annotated[Paging, Depends(paging)]
+
+
+class PageSlice(NamedTuple):
+    """The records of one page and the PageTokens of the pages around it."""
+
+    rows: list[Any]
+    next_token: str | None
+    previous_token: str | None
+
+
+def _token_anchor(token: str) -> tuple[bool, int]:
+    """(backwards, anchor) of a PageToken: "PA<n>" continues after n, "PB<n>" goes back
+    before it. Offsets would skip or repeat records while new ones arrive; anchors do not."""
+    kind, anchor = token[:2], token[2:]
+    if kind not in ("PA", "PB") or not anchor.isdigit() or int(anchor) > MAX_ROW_ID:
+        raise ApiError(400, 20422, f"Invalid PageToken {token!r}")
+    return kind == "PB", int(anchor)
+
+
+async def keyset_page(
+    request: Request,
+    query: Select[Any],
+    key: InstrumentedAttribute[int],
+    paging: Paging,
+    *,
+    newest_first: bool,
+) -> PageSlice:
+    """One page of `query`'s rows in `key` order (descending when `newest_first`)."""
+    backwards = False
+    if paging.token:
+        backwards, anchor = _token_anchor(paging.token)
+        # Rows are read away from the anchor, then put back in page order.
+        descending = newest_first != backwards
+        query = query.where(key < anchor if descending else key > anchor)
+    else:
+        descending = newest_first
+        if paging.number:
+            query = query.offset(paging.number * paging.size)
+    order = key.desc() if descending else key.asc()
+    async with runtime(request).sessions() as session:
+        rows = list(await session.scalars(query.order_by(order).limit(paging.size + 1)))
+    more = len(rows) > paging.size
+    rows = rows[: paging.size]
+    if backwards:
+        rows.reverse()
+    has_next = bool(rows) if backwards else more
+    has_previous = (more if backwards else paging.number > 0) and bool(rows)
+    return PageSlice(
+        rows,
+        f"PA{getattr(rows[-1], key.key)}" if rows and has_next else None,
+        f"PB{getattr(rows[0], key.key)}" if has_previous else None,
+    )
+
+
+def position_page(items: Sequence[Any], paging: Paging) -> PageSlice:
+    """One page of a short list held in a row (a message's media), paged like keyset_page
+    with the positions as keys."""
+    total = len(items)
+    if paging.token:
+        backwards, anchor = _token_anchor(paging.token)
+        if backwards:
+            end = min(anchor, total)
+            start = max(end - paging.size, 0)
+        else:
+            start = min(anchor + 1, total)
+            end = min(start + paging.size, total)
+    else:
+        start = min(paging.number * paging.size, total)
+        end = min(start + paging.size, total)
+    return PageSlice(
+        list(items[start:end]),
+        f"PA{end - 1}" if start < end < total else None,
+        f"PB{start}" if 0 < start < end else None,
+    )
+
+
+def page_json(
+    base: str,
+    records_key: str,
+    records: list[dict[str, Any]],
+    paging: Paging,
+    page: PageSlice,
+    filters: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Twilio's page envelope around `records`; page URIs repeat the filters."""
+
+    def page_uri(number: int, token: str | None = None) -> str:
+        query = [("PageSize", str(paging.size)), ("Page", str(number)), *filters]
+        return f"{base}?{urlencode(query + ([('PageToken', token)] if token else []))}"
+
+    return {
+        records_key: records,
+        "first_page_uri": page_uri(0),
+        "next_page_uri": page_uri(paging.number + 1, page.next_token) if page.next_token else None,
+        "previous_page_uri": (
+            page_uri(max(paging.number - 1, 0), page.previous_token)
+            if page.previous_token
+            else None
+        ),
+        "page": paging.number,
+        "page_size": paging.size,
+        "start": paging.number * paging.size,
+        "end": paging.number * paging.size + max(len(records) - 1, 0),
+        "uri": page_uri(paging.number, paging.token),
+    }
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def twilio_date(value: datetime | None) -> str | None:
+    return None if value is None else format_datetime(value)
+
+
+def parse_instant(value: str) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC datetime, else None.
+
+    A date is its midnight and a time without an offset is UTC, as Twilio reads them; the
+    SDK sends `2026-11-22T00:00:00Z` for a date too.
+    """
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
 def _as_stored(number: str) -> str:
     """Filter values match however the number is written, as long as it parses."""
     try:
         return to_e164(number)
     except InvalidNumber:
         return number
-
-
-def twilio_date(value: Any) -> str | None:
-    return None if value is None else format_datetime(value)
 
 
 def message_uri(account_sid: str, sid: str) -> str:
@@ -106,11 +317,63 @@ def message_json(message: Message, account_sid: str) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "/{AccountSid}/Messages.json",
-    status_code=201,
-    summary="Send a message",
-)
+def media_sid(message_sid: str, index: int) -> str:
+    """A media item's SID: derived from its message and position, so it needs no row."""
+    return "ME" + hashlib.sha256(f"{message_sid}/{index}".encode()).hexdigest()[:32]
+
+
+def media_json(message: Message, account_sid: str, index: int) -> dict[str, Any]:
+    sid = media_sid(message.sid, index)
+    content_type, _ = mimetypes.guess_type(urlsplit(message.media_urls[index]).path)
+    return {
+        "account_sid": account_sid,
+        "content_type": content_type or "application/octet-stream",
+        "date_created": twilio_date(message.date_created),
+        "date_updated": twilio_date(message.date_created),
+        "parent_sid": message.sid,
+        "sid": sid,
+        "uri": f"{message_uri(account_sid, message.sid)}/Media/{sid}.json",
+    }
+
+
+async def _message(request: Request, account: Account, sid: str) -> Message:
+    async with runtime(request).sessions() as session:
+        message = await session.scalar(
+            select(Message).where(Message.sid == sid, Message.account_id == account.id)
+        )
+    if message is None:
+        raise not_found(message_uri(account.sid, sid) + ".json")
+    return message
+
+
+def _refused(refused: MessageRefused) -> ApiError:
+    return ApiError(400, REFUSAL_CODES[refused.reason], refused.detail)
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def _send_at(schedule_type: str | None, send_at: str | None) -> datetime | None:
+    """When a scheduled message goes out: SendAt with ScheduleType=fixed, or neither."""
+    if schedule_type is None and send_at is None:
+        return None
+    if schedule_type is not None and schedule_type != "fixed":
+        raise ApiError(
+            400, SCHEDULE_TYPE_INVALID, f"ScheduleType {schedule_type!r} is not supported"
+        )
+    if schedule_type is None or send_at is None:
+        raise ApiError(
+            400, SCHEDULE_INCOMPLETE, "A scheduled message needs SendAt and ScheduleType=fixed"
+        )
+    when = parse_instant(send_at)
+    if when is None:
+        raise ApiError(
+            400, REFUSAL_CODES[Refusal.SEND_AT_OUT_OF_RANGE], f"SendAt {send_at!r} is not ISO 8601"
+        )
+    return when
+
+
+@router.post("/{AccountSid}/Messages.json", status_code=201, summary="Send a message")
 async def create_message(
     request: Request,
     account: OwnAccount,
@@ -120,92 +383,205 @@ async def create_message(
     media_url: Annotated[list[str] | None, Form(alias="MediaUrl")] = None,
     status_callback: Annotated[str | None, Form(alias="StatusCallback")] = None,
     status_callback_method: Annotated[str, Form(alias="StatusCallbackMethod")] = "POST",
+    application_sid: Annotated[
+        str | None,
+        Form(
+            alias="ApplicationSid",
+            description="Status callbacks go to this application's status callback URL when "
+            "StatusCallback is not given.",
+        ),
+    ] = None,
     validity_period: Annotated[int | None, Form(alias="ValidityPeriod")] = None,
+    schedule_type: Annotated[
+        str | None, Form(alias="ScheduleType", description="`fixed`, with SendAt.")
+    ] = None,
+    send_at: Annotated[
+        str | None, Form(alias="SendAt", description="ISO 8601; the message is held until then.")
+    ] = None,
 ) -> dict[str, Any]:
+    when = _send_at(schedule_type, send_at)
+    method = status_callback_method.upper()
+    if application_sid is not None:
+        application = await account_application(request, account, application_sid)
+        if application is None:
+            raise ApiError(
+                400,
+                INVALID_APPLICATION_SID,
+                f"ApplicationSid {application_sid} is not an application of this account",
+            )
+        if not status_callback:
+            # Twilio posts an application's message status callbacks.
+            status_callback, method = application.sms_status_callback, "POST"
     send = SendRequest(
         to=to,
         from_=from_,
         body=body,
         media_urls=tuple(media_url or ()),
         status_callback=status_callback,
-        status_callback_method=status_callback_method.upper(),
+        status_callback_method=method,
         callback_format="twilio",
         validity_period=validity_period,
+        send_at=when,
     )
     try:
         message = await runtime(request).messaging.send(account, send)
     except MessageRefused as refused:
-        raise ApiError(400, REFUSAL_CODES[refused.reason], refused.detail) from None
+        raise _refused(refused) from None
     return message_json(message, account.sid)
 
 
 @router.get("/{AccountSid}/Messages/{MessageSid}.json", summary="Fetch a message")
 async def fetch_message(
-    request: Request,
-    account: OwnAccount,
-    message_sid: Annotated[str, Path(alias="MessageSid")],
+    request: Request, account: OwnAccount, message_sid: MessageSid
 ) -> dict[str, Any]:
-    async with runtime(request).sessions() as session:
-        message = await session.scalar(
-            select(Message).where(Message.sid == message_sid, Message.account_id == account.id)
-        )
-    if message is None:
-        raise not_found(message_uri(account.sid, message_sid) + ".json")
-    return message_json(message, account.sid)
+    return message_json(await _message(request, account, message_sid), account.sid)
+
+
+UPDATE_PARAMS = (
+    FormParam("Body", 'Only "": redact the body of a message in a final status.'),
+    FormParam("Status", "Only `canceled`: cancel a scheduled message."),
+)
+
+
+@router.post(
+    "/{AccountSid}/Messages/{MessageSid}.json",
+    summary="Cancel a scheduled message, or redact a message's body",
+    openapi_extra=form_body(UPDATE_PARAMS),
+)
+async def update_message(
+    request: Request, account: OwnAccount, message_sid: MessageSid, form: RawForm
+) -> dict[str, Any]:
+    body, status = form.get("Body"), form.get("Status")
+    if body is not None and body != "":
+        raise ApiError(400, 20422, 'Invalid parameter Body: only "" (redaction) is accepted')
+    if status is not None and status != "canceled":
+        raise ApiError(400, 20422, "Invalid parameter Status: only 'canceled' is accepted")
+    messaging = runtime(request).messaging
+    try:
+        # Canceling first lets one request cancel and redact: a canceled message is final.
+        if status is not None:
+            await messaging.cancel(account, message_sid)
+        if body is not None:
+            await messaging.redact(account, message_sid)
+    except MessageNotFound:
+        raise not_found(message_uri(account.sid, message_sid) + ".json") from None
+    except MessageRefused as refused:
+        raise _refused(refused) from None
+    return message_json(await _message(request, account, message_sid), account.sid)
+
+
+@router.delete(
+    "/{AccountSid}/Messages/{MessageSid}.json", status_code=204, summary="Delete a message"
+)
+async def delete_message(
+    request: Request, account: OwnAccount, message_sid: MessageSid
+) -> Response:
+    try:
+        await runtime(request).messaging.delete(account, message_sid)
+    except MessageNotFound:
+        raise not_found(message_uri(account.sid, message_sid) + ".json") from None
+    except MessageRefused as refused:
+        raise _refused(refused) from None
+    return Response(status_code=204)
+
+
+def _date_sent_filters(
+    on: str | None, before: str | None, after: str | None
+) -> tuple[list[Any], list[tuple[str, str]]]:
+    """DateSent conditions and the parameters that page URIs repeat.
+
+    `DateSent` is the UTC day of its value; `DateSent<` and `DateSent>` (sent by the SDK,
+    `<=`/`>=` in Twilio's docs) are on or before and on or after its instant.
+    """
+    conditions: list[Any] = []
+    given: list[tuple[str, str]] = []
+    for name, value in (("DateSent", on), ("DateSent<", before), ("DateSent>", after)):
+        if value is None:
+            continue
+        instant = parse_instant(value)
+        if instant is None:
+            raise ApiError(400, 20422, f"Invalid parameter {name}: {value!r} is not ISO 8601")
+        given.append((name, value))
+        if name == "DateSent":
+            day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
+            conditions += [Message.date_sent >= day, Message.date_sent < day + timedelta(days=1)]
+        elif name == "DateSent<":
+            conditions.append(Message.date_sent <= instant)
+        else:
+            conditions.append(Message.date_sent >= instant)
+    return conditions, given
 
 
 @router.get("/{AccountSid}/Messages.json", summary="List messages, newest first")
 async def list_messages(
     request: Request,
     account: OwnAccount,
+    paging: PageParams,
     to: Annotated[str | None, Query(alias="To")] = None,
     from_: Annotated[str | None, Query(alias="From")] = None,
-    page_size: Annotated[int, Query(alias="PageSize", ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    page: Annotated[int, Query(alias="Page", ge=0, le=MAX_ROW_ID)] = 0,
-    page_token: Annotated[str | None, Query(alias="PageToken")] = None,
+    date_sent: Annotated[
+        str | None, Query(alias="DateSent", description="Sent on this UTC day (ISO 8601).")
+    ] = None,
+    date_sent_before: Annotated[
+        str | None, Query(alias="DateSent<", description="Sent at or before (ISO 8601).")
+    ] = None,
+    date_sent_after: Annotated[
+        str | None, Query(alias="DateSent>", description="Sent at or after (ISO 8601).")
+    ] = None,
 ) -> dict[str, Any]:
-    # Keyset paging: "PA<id>" continues after the row with that id, "PB<id>" goes back
-    # before it. Offsets would skip or repeat rows while new messages arrive.
     query = select(Message).where(Message.account_id == account.id)
     filters = [(name, value) for name, value in (("To", to), ("From", from_)) if value]
     for name, value in filters:
         column = Message.to_number if name == "To" else Message.from_number
         query = query.where(column == _as_stored(value))
-    backwards = False
-    if page_token:
-        kind, anchor = page_token[:2], page_token[2:]
-        if kind not in ("PA", "PB") or not anchor.isdigit() or int(anchor) > MAX_ROW_ID:
-            raise ApiError(400, 20422, f"Invalid PageToken {page_token!r}")
-        backwards = kind == "PB"
-        query = query.where(Message.id > int(anchor) if backwards else Message.id < int(anchor))
-    elif page:
-        query = query.offset(page * page_size)
-    order = Message.id.asc() if backwards else Message.id.desc()
-    async with runtime(request).sessions() as session:
-        rows = list(await session.scalars(query.order_by(order).limit(page_size + 1)))
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    if backwards:
-        rows.reverse()
+    conditions, dates = _date_sent_filters(date_sent, date_sent_before, date_sent_after)
+    query = query.where(*conditions)
+    page = await keyset_page(request, query, Message.id, paging, newest_first=True)
+    return page_json(
+        f"{PREFIX}/{account.sid}/Messages.json",
+        "messages",
+        [message_json(m, account.sid) for m in page.rows],
+        paging,
+        page,
+        [*filters, *dates],
+    )
 
-    base = f"{PREFIX}/{account.sid}/Messages.json"
 
-    def page_uri(number: int, token: str | None = None) -> str:
-        query = [("PageSize", page_size), ("Page", number), *filters]
-        return f"{base}?{urlencode(query + ([('PageToken', token)] if token else []))}"
+# -- media ------------------------------------------------------------------------------------
 
-    has_next = bool(rows) if backwards else more
-    has_previous = (more if backwards else page > 0) and bool(rows)
-    return {
-        "messages": [message_json(m, account.sid) for m in rows],
-        "first_page_uri": page_uri(0),
-        "next_page_uri": page_uri(page + 1, f"PA{rows[-1].id}") if rows and has_next else None,
-        "previous_page_uri": (
-            page_uri(max(page - 1, 0), f"PB{rows[0].id}") if has_previous else None
-        ),
-        "page": page,
-        "page_size": page_size,
-        "start": page * page_size,
-        "end": page * page_size + max(len(rows) - 1, 0),
-        "uri": page_uri(page, page_token),
-    }
+
+@router.get(
+    "/{AccountSid}/Messages/{MessageSid}/Media.json",
+    summary="List a message's media",
+    tags=["Twilio Media"],
+)
+async def list_media(
+    request: Request, account: OwnAccount, message_sid: MessageSid, paging: PageParams
+) -> dict[str, Any]:
+    message = await _message(request, account, message_sid)
+    page = position_page(range(len(message.media_urls)), paging)
+    return page_json(
+        f"{message_uri(account.sid, message.sid)}/Media.json",
+        "media_list",
+        [media_json(message, account.sid, index) for index in page.rows],
+        paging,
+        page,
+    )
+
+
+@router.get(
+    "/{AccountSid}/Messages/{MessageSid}/Media/{MediaSid}.json",
+    summary="Fetch one media item of a message",
+    tags=["Twilio Media"],
+)
+async def fetch_media(
+    request: Request,
+    account: OwnAccount,
+    message_sid: MessageSid,
+    sid: Annotated[str, Path(alias="MediaSid", description="The media item's SID (ME…).")],
+) -> dict[str, Any]:
+    message = await _message(request, account, message_sid)
+    for index in range(len(message.media_urls)):
+        if media_sid(message.sid, index) == sid:
+            return media_json(message, account.sid, index)
+    raise not_found(f"{message_uri(account.sid, message.sid)}/Media/{sid}.json")
