@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import plivo
-import plivo.rest.client as plivo_client
 import pytest
 from plivo.exceptions import AuthenticationError, ResourceNotFoundError, ValidationError
 from plivo.utils import validate_v3_signature
@@ -18,30 +16,6 @@ from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
 FROM = "+15550001000"
 HANDSET = "+15550002000"
 OTHER_HANDSET = "+15550003000"
-BASE_URI_NAMES = (
-    "PLIVO_API_BASE_URI",
-    "API_VOICE_BASE_URI",
-    "API_VOICE_BASE_URI_FALLBACK_1",
-    "API_VOICE_BASE_URI_FALLBACK_2",
-)
-
-
-@pytest.fixture
-def auth_id(verbal: LiveVerbal) -> str:
-    async def lookup(runtime: Any) -> str:
-        account = await runtime.directory.account(verbal.account_sid)
-        return account.plivo_auth_id
-
-    return str(verbal.call(lookup))
-
-
-@pytest.fixture
-def client(verbal: LiveVerbal, auth_id: str) -> Iterator[Any]:
-    """The SDK pointed at the live server (sdks.md §2.2); the module is restored afterwards."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in BASE_URI_NAMES:
-            patch.setattr(plivo_client, name, verbal.base_url + "/v1/Account")
-        yield plivo.RestClient(auth_id, verbal.auth_token)
 
 
 def inbox(verbal: LiveVerbal, handset: str) -> list[dict[str, Any]]:
@@ -208,6 +182,8 @@ def test_errors_have_plivo_shape_and_status(verbal: LiveVerbal, auth_id: str) ->
         assert_error(http.get(f"{path}?limit=21"), 400)
         assert_error(http.get(f"{path}?offset=-1"), 400)
         assert_error(http.get(f"{path}not-a-uuid/"), 404)
+        assert_error(http.get(f"{path}?from_number=%00"), 400)
+        assert_error(http.post(path, json={"src": FROM, "dst": HANDSET, "text": "a\x00"}), 400)
         assert_error(
             http.post(path, content=b"{oops", headers={"Content-Type": "application/json"}), 400
         )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from verbal import __version__
 from verbal.api import demo as demo_app
-from verbal.api import errors, native, ops, plivo, sandbox, tropo, twilio
+from verbal.api import errors, native, ops, plivo, plivo_resources, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.api.restcomm import router as restcomm_router
 from verbal.runtime import Runtime
@@ -44,6 +44,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
         return app
     app.include_router(twilio.router)
     app.include_router(plivo.router)
+    app.include_router(plivo_resources.router)
     app.include_router(sandbox.router)
     app.include_router(native.router)
     app.include_router(tropo.router)

@@ -14,7 +14,7 @@ import ast
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
@@ -134,6 +134,8 @@ async def account_for_path(
 
 OwnAccount = Annotated[Account, Depends(account_for_path)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# A filter's text goes to the database, and PostgreSQL refuses NUL in text.
+Filter = Annotated[str | None, Query(pattern=r"^[^\x00]*$")]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 
 Row = TypeVar("Row")
@@ -279,12 +281,14 @@ async def request_params(request: Request) -> dict[str, Any]:
     return params
 
 
-def text_param(params: dict[str, Any], name: str) -> str | None:
+def text_param(params: Mapping[str, Any], name: str) -> str | None:
     value = params.get(name)
     if value is None:
         return None
     if not isinstance(value, str):
         raise PlivoError(400, f"{name} must be a string")
+    if "\x00" in value:
+        raise PlivoError(400, f"{name} must not contain NUL characters")
     return value
 
 
@@ -425,8 +429,8 @@ async def list_messages(
     message_direction: Annotated[str | None, Query()] = None,
     message_state_: Annotated[str | None, Query(alias="message_state")] = None,
     message_type: Annotated[str | None, Query()] = None,
-    from_number: Annotated[str | None, Query()] = None,
-    to_number: Annotated[str | None, Query()] = None,
+    from_number: Filter = None,
+    to_number: Filter = None,
 ) -> dict[str, Any]:
     query = select(Message).where(Message.account_id == account.id)
     filters: list[tuple[str, str]] = []
