@@ -1,9 +1,12 @@
-"""Tests for verbal.carriers.encoding: SMS encoding choice and segmentation.
+"""Tests for verbal.carriers.encoding: SMS encoding choice, segmentation and octets.
 
 Counts are checked at every carrier boundary (160/161, 306/307 septets;
 70/71, 134/135 UTF-16 code units), and the split is checked against an
 oracle that encodes with the gsm0338 codec / UTF-16 directly, so the module's
-precomputed tables cannot drift from the codec unnoticed.
+precomputed tables cannot drift from the codec unnoticed.  The octets are
+checked against independent encoders: the gsm0338 codec, Kannel's output for
+the same text (/work/shared/spec/smpp.md §1.5) and the textbook packed-GSM-7
+example.
 """
 
 from itertools import pairwise
@@ -14,14 +17,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verbal.carriers.encoding import (
+    Alphabet,
+    Concat,
     Encoding,
     TextInfo,
     analyze,
+    choose_alphabet,
+    concat_udh,
+    decode_text,
+    encode_text,
     gsm7_length,
     is_gsm7,
+    is_latin1,
+    pack_gsm7,
+    parse_udh,
+    part_capacity,
     split,
     split_gsm7,
+    split_text,
     split_ucs2,
+    text_length,
+    unpack_gsm7,
 )
 
 CODEC = gsm0338.Codec.NAME
@@ -318,3 +334,299 @@ def test_split_is_lossless_within_limits_and_matches_analyze(text: str) -> None:
     # character (an escape pair or surrogate pair) would not fit in it.
     for part, following in pairwise(parts):
         assert oracle_size(part + following[0], encoding) > limit
+
+
+# --- alphabets on the wire ------------------------------------------------------------------
+
+LATIN1_ONLY = "ça"  # "ç" is Latin-1 but not GSM-7
+
+
+def test_choose_alphabet_automatically_and_per_carrier() -> None:
+    assert choose_alphabet("Grüße aus Köln") is Alphabet.GSM7
+    assert choose_alphabet(LATIN1_ONLY) is Alphabet.UCS2
+    assert choose_alphabet("Привет") is Alphabet.UCS2
+    with_latin1 = (Alphabet.GSM7, Alphabet.LATIN1, Alphabet.UCS2)
+    assert choose_alphabet("café", with_latin1) is Alphabet.GSM7
+    assert choose_alphabet(LATIN1_ONLY, with_latin1) is Alphabet.LATIN1
+    assert choose_alphabet("€", with_latin1) is Alphabet.GSM7
+    assert choose_alphabet("€" + LATIN1_ONLY, with_latin1) is Alphabet.UCS2
+    assert choose_alphabet("plain", (Alphabet.UCS2,)) is Alphabet.UCS2
+    with pytest.raises(ValueError, match="none of GSM-7, Latin-1 can carry"):
+        choose_alphabet(EMOJI, (Alphabet.GSM7, Alphabet.LATIN1))
+
+
+def test_is_latin1() -> None:
+    assert is_latin1("") and is_latin1("ÿçé\x00")
+    assert not is_latin1("€") and not is_latin1(EMOJI)
+
+
+def test_gsm7_octets_match_independent_encoders() -> None:
+    # Kannel produced exactly these bytes for the same text.
+    assert encode_text("café €5 {x}", Alphabet.GSM7) == b"caf\x05 \x1be5 \x1b(x\x1b)"
+    sample = "Hello @£$¥ {€} [~] ^|\\"
+    assert encode_text(sample, Alphabet.GSM7) == sample.encode(CODEC)
+    assert len(encode_text(sample, Alphabet.GSM7)) == 31
+
+
+def test_gsm7_octets_agree_with_the_codec_for_the_whole_alphabet() -> None:
+    everything = "".join(GSM_ALPHABET)
+    octets = encode_text(everything, Alphabet.GSM7)
+    assert octets == everything.encode(CODEC)
+    assert decode_text(octets, Alphabet.GSM7) == everything
+
+
+def test_gsm7_encoding_refuses_what_it_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="'ç' at position 0"):
+        encode_text(LATIN1_ONLY, Alphabet.GSM7)
+    with pytest.raises(ValueError, match="GSM-7"):
+        encode_text("a\x1be", Alphabet.GSM7)  # a literal ESC would merge with the "e"
+
+
+def test_gsm7_decoding_tolerates_what_carriers_send() -> None:
+    assert decode_text(b"\x1b\x0a", Alphabet.GSM7) == "\f"
+    # An unassigned extension septet shows as its basic character (TS 23.038 §6.2.1.1).
+    assert decode_text(b"\x1bA", Alphabet.GSM7) == "A"
+    assert decode_text(b"\x1b\x00", Alphabet.GSM7) == "@"
+    # ESC ESC is reserved and shows as a space; so does a final ESC.
+    assert decode_text(b"a\x1b\x1bb", Alphabet.GSM7) == "a b"
+    assert decode_text(b"ab\x1b", Alphabet.GSM7) == "ab "
+    # Octets above 0x7F are not septets.
+    assert decode_text(b"a\x80b", Alphabet.GSM7) == "a\ufffdb"
+    assert decode_text(b"", Alphabet.GSM7) == ""
+
+
+def test_latin1_octets() -> None:
+    assert encode_text("café ÿ", Alphabet.LATIN1) == b"caf\xe9 \xff"
+    assert decode_text(b"caf\xe9 \xff", Alphabet.LATIN1) == "café ÿ"
+    with pytest.raises(ValueError, match="'€' at position 2 is not in Latin-1"):
+        encode_text("ab€", Alphabet.LATIN1)
+
+
+def test_ucs2_octets() -> None:
+    assert encode_text("Ał", Alphabet.UCS2) == b"\x00A\x01\x42"
+    assert encode_text(EMOJI, Alphabet.UCS2) == bytes.fromhex("D83D DE00")
+    assert decode_text(bytes.fromhex("D83D DE00 0041"), Alphabet.UCS2) == EMOJI + "A"
+    # Carrier input that isn't valid UTF-16 degrades instead of raising.
+    assert decode_text(b"\x00A\x00", Alphabet.UCS2) == "A\ufffd"
+    assert decode_text(bytes.fromhex("D83D 0041"), Alphabet.UCS2) == "\ufffdA"
+
+
+# --- packed GSM-7 -------------------------------------------------------------------------
+
+
+def test_packing_matches_the_textbook_example() -> None:
+    # "hellohello": the worked example of packing found throughout the GSM literature.
+    assert pack_gsm7(encode_text("hellohello", Alphabet.GSM7)) == bytes.fromhex(
+        "E8329BFD4697D9EC37"
+    )
+    assert unpack_gsm7(bytes.fromhex("E8329BFD4697D9EC37")) == b"hellohello"
+
+
+def test_160_septets_pack_into_140_octets() -> None:
+    assert len(pack_gsm7(b"a" * 160)) == 140
+    assert len(pack_gsm7(b"a" * 153, udh_octets=6)) == 134
+    assert len(pack_gsm7(b"a" * 152, udh_octets=7)) == 133
+
+
+def test_text_after_a_udh_starts_on_a_septet_boundary() -> None:
+    # After 6 octets (48 bits), one fill bit brings the text to bit 49 = 7 septets.
+    assert pack_gsm7(b"\x01", udh_octets=6) == b"\x02"
+    assert unpack_gsm7(b"\x02", udh_octets=6) == b"\x01"
+    # After 7 octets (56 bits) no fill is needed.
+    assert pack_gsm7(b"\x01", udh_octets=7) == b"\x01"
+
+
+def test_seven_spare_bits_are_filled_with_cr() -> None:
+    # 7 septets leave 7 spare bits in the 7th octet: zeros would read as "@".
+    packed = pack_gsm7(b"1234567")
+    assert len(packed) == 7
+    assert packed[-1] >> 1 == 0x0D
+    assert unpack_gsm7(packed) == b"1234567"
+    assert unpack_gsm7(packed, count=8) == b"1234567\r"
+
+
+def test_a_final_cr_on_an_octet_boundary_is_doubled() -> None:
+    # Otherwise a receiver would take the wanted CR for padding and drop it.
+    packed = pack_gsm7(b"1234567\r")
+    assert len(packed) == 8
+    assert unpack_gsm7(packed) == b"1234567\r\r"
+    assert unpack_gsm7(packed, count=8) == b"1234567\r"
+
+
+def test_nothing_packs_to_nothing() -> None:
+    assert pack_gsm7(b"") == pack_gsm7(b"", udh_octets=6) == b""
+    assert unpack_gsm7(b"", udh_octets=6) == b""
+
+
+def test_pack_refuses_octets_that_are_not_septets() -> None:
+    with pytest.raises(ValueError, match="septets"):
+        pack_gsm7(b"\x80")
+
+
+septet_strings = st.binary(max_size=170).map(lambda data: bytes(b & 0x7F for b in data))
+
+
+@settings(max_examples=300)
+@given(septet_strings, st.sampled_from([0, 6, 7]))
+def test_pack_then_unpack_gives_the_septets_back(septets: bytes, udh_octets: int) -> None:
+    packed = pack_gsm7(septets, udh_octets)
+    bits = _fill(udh_octets) + 7 * len(septets) if septets else 0
+    wanted_cr_on_boundary = bits % 8 == 0 and septets.endswith(b"\r")
+    assert len(packed) == -(-(bits + 7 * wanted_cr_on_boundary) // 8)
+    assert unpack_gsm7(packed, udh_octets, count=len(septets)) == septets
+    if wanted_cr_on_boundary:
+        # The one case the octet count can't settle: the CR is doubled (see below).
+        assert unpack_gsm7(packed, udh_octets) == septets + b"\r"
+    else:
+        assert unpack_gsm7(packed, udh_octets) == septets
+
+
+def _fill(udh_octets: int) -> int:
+    return (7 - udh_octets * 8 % 7) % 7
+
+
+# --- capacities and splitting per alphabet and header ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alphabet", "single", "udh8", "udh16"),
+    [
+        (Alphabet.GSM7, 160, 153, 152),
+        (Alphabet.LATIN1, 140, 134, 133),
+        (Alphabet.UCS2, 70, 67, 66),
+    ],
+)
+def test_part_capacities(alphabet: Alphabet, single: int, udh8: int, udh16: int) -> None:
+    # /work/shared/spec/smpp.md §4.4.
+    assert part_capacity(alphabet) == single
+    assert part_capacity(alphabet, 6) == udh8
+    assert part_capacity(alphabet, 7) == udh16
+
+
+@pytest.mark.parametrize(
+    ("alphabet", "char", "single", "udh8", "udh16"),
+    [
+        (Alphabet.GSM7, "a", 160, 153, 152),
+        (Alphabet.LATIN1, "ç", 140, 134, 133),
+        (Alphabet.UCS2, NON_GSM, 70, 67, 66),
+    ],
+)
+def test_split_text_boundaries(
+    alphabet: Alphabet, char: str, single: int, udh8: int, udh16: int
+) -> None:
+    assert split_text(char * single, alphabet) == [char * single]
+    over = char * (single + 1)
+    assert [len(p) for p in split_text(over, alphabet, 6)] == [udh8, single + 1 - udh8]
+    assert [len(p) for p in split_text(over, alphabet, 7)] == [udh16, single + 1 - udh16]
+
+
+def test_split_text_keeps_pairs_whole_at_the_16bit_boundary() -> None:
+    gsm = "a" * 151 + "€" + "b" * 10
+    assert [gsm7_length(p) for p in split_text(gsm, Alphabet.GSM7, 7)] == [151, 12]
+    ucs2 = NON_GSM * 65 + EMOJI + NON_GSM * 5
+    assert [utf16_units(p) for p in split_text(ucs2, Alphabet.UCS2, 7)] == [65, 7]
+
+
+def test_split_text_agrees_with_split_for_the_automatic_choice() -> None:
+    for text in ("a" * 400, "€" * 81, NON_GSM * 135, EMOJI * 36, ""):
+        alphabet = Alphabet.GSM7 if is_gsm7(text) else Alphabet.UCS2
+        assert split_text(text, alphabet) == split(text)
+
+
+def test_at_most_255_parts() -> None:
+    assert len(split_text("a" * 153 * 255, Alphabet.GSM7)) == 255
+    with pytest.raises(ValueError, match="256 parts"):
+        split_text("a" * (153 * 255 + 1), Alphabet.GSM7)
+
+
+def test_text_length_per_alphabet() -> None:
+    assert text_length("a€", Alphabet.GSM7) == 3
+    assert text_length("a€", Alphabet.UCS2) == 2
+    assert text_length("aç", Alphabet.LATIN1) == 2
+    assert text_length(EMOJI, Alphabet.UCS2) == 2
+    with pytest.raises(ValueError, match="Latin-1"):
+        text_length(EMOJI, Alphabet.LATIN1)
+
+
+# --- the concatenation header ---------------------------------------------------------------
+
+
+def test_concat_udh_layouts() -> None:
+    assert concat_udh(Concat(0x2A, 3, 1)) == bytes.fromhex("05 00 03 2A 03 01")
+    assert concat_udh(Concat(0xBEEF, 3, 2), wide_reference=True) == bytes.fromhex(
+        "06 08 04 BE EF 03 02"
+    )
+    for bad in (Concat(1, 2, 0), Concat(1, 2, 3), Concat(1, 256, 1)):
+        with pytest.raises(ValueError, match="sequence <= total"):
+            concat_udh(bad)
+    with pytest.raises(OverflowError):
+        concat_udh(Concat(256, 2, 1))
+
+
+def test_parse_udh() -> None:
+    assert parse_udh(bytes.fromhex("05 00 03 2A 03 01") + b"text") == (Concat(0x2A, 3, 1), 6)
+    assert parse_udh(bytes.fromhex("06 08 04 BE EF 03 02")) == (Concat(0xBEEF, 3, 2), 7)
+    # Other elements (here application port addressing, IEI 0x05) are skipped.
+    ports_then_concat = bytes.fromhex("0B 05 04 0B 84 23 F0 00 03 07 02 02")
+    assert parse_udh(ports_then_concat + b"x") == (Concat(7, 2, 2), 12)
+    assert parse_udh(bytes.fromhex("06 05 04 0B 84 23 F0")) == (None, 7)
+    # A sequence of 0 or beyond the total: the element is ignored (TS 23.040).
+    assert parse_udh(bytes.fromhex("05 00 03 01 02 00")) == (None, 6)
+    assert parse_udh(bytes.fromhex("05 00 03 01 02 03")) == (None, 6)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "empty"),
+        (bytes.fromhex("05 00 03 2A"), "overruns the 3 octets"),
+        (bytes.fromhex("01 00"), "inside an information element header"),
+        (bytes.fromhex("03 00 05 2A"), "0x00 overruns"),
+    ],
+)
+def test_parse_udh_refuses_broken_headers(data: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_udh(data)
+
+
+# --- properties of the wire split -----------------------------------------------------------
+
+alphabet_texts = st.one_of(
+    st.tuples(st.just(Alphabet.GSM7), st.text(alphabet=GSM_ALPHABET, max_size=700)),
+    st.tuples(st.just(Alphabet.GSM7), st.text(alphabet="ab€[\n", min_size=100, max_size=500)),
+    st.tuples(st.just(Alphabet.LATIN1), st.text(alphabet=st.characters(max_codepoint=255))),
+    st.tuples(
+        st.just(Alphabet.LATIN1),
+        st.text(alphabet=st.characters(max_codepoint=255), min_size=130, max_size=600),
+    ),
+    st.tuples(st.just(Alphabet.UCS2), st.text(min_size=60, max_size=400)),
+    st.tuples(
+        st.just(Alphabet.UCS2),
+        st.text(alphabet=st.sampled_from("ab" + EMOJI + NON_GSM), min_size=30, max_size=300),
+    ),
+)
+
+
+def air_octets(part: str, alphabet: Alphabet, udh_octets: int) -> int:
+    """What the part occupies over the air, beside its UDH, with GSM-7 packed."""
+    octets = encode_text(part, alphabet)
+    if alphabet is Alphabet.GSM7:
+        octets = pack_gsm7(octets, udh_octets)
+    return udh_octets + len(octets)
+
+
+@settings(max_examples=400)
+@given(alphabet_texts, st.sampled_from([6, 7]))
+def test_split_text_parts_fit_and_stand_alone(case: tuple[Alphabet, str], udh_octets: int) -> None:
+    alphabet, text = case
+    parts = split_text(text, alphabet, udh_octets)
+    assert "".join(parts) == text
+    header = udh_octets if len(parts) > 1 else 0
+    for part in parts:
+        assert air_octets(part, alphabet, header) <= 140
+        # Each part decodes on its own: no escape or surrogate pair was cut.
+        assert decode_text(encode_text(part, alphabet), alphabet) == part
+        if alphabet is Alphabet.GSM7:
+            assert not encode_text(part, alphabet).endswith(b"\x1b")
+        if alphabet is Alphabet.UCS2 and part:
+            assert not "\ud800" <= part[-1] <= "\udbff"
