@@ -476,6 +476,22 @@ def test_credentials_accounts_and_sids_are_checked_without_leaking_or_crashing(
         assert weird.status_code == 400
         not_json = http.post(path(verbal, "Messages"), content=b"{nope")
         assert restcomm_error(not_json) == (400, "The request body is not valid JSON", 20422)
+        too_deep = http.post(path(verbal, "Messages"), content=b"[" * 100_000)
+        assert restcomm_error(too_deep) == (400, "The request body is not valid JSON", 20422)
+        # What the database could not store is refused before it gets there.
+        for response in (
+            http.post(path(verbal, "Applications"), data={"FriendlyName": "a\x00b"}),
+            http.post(path(verbal, "Applications"), data={"FriendlyName": "x" * 65}),
+            http.post(
+                path(verbal, "Applications"),
+                data={"FriendlyName": "x", "RcmlUrl": "http://e.x/" + "a" * 2048},
+            ),
+            http.post(
+                path(verbal, "Messages"),
+                json={"from": FROM, "to": f"sms:{HANDSET}", "body": "a\x00b"},
+            ),
+        ):
+            assert restcomm_error(response)[0::2] == (400, 20422)
         assert http.get(messages, params={"Page": "x"}).status_code == 400
 
 
@@ -603,6 +619,12 @@ def test_numbers_are_created_read_updated_and_released_with_restcomm_fields(
         # Nothing half-made by the refusals above.
         listed = http.get(path(verbal, "IncomingPhoneNumbers.json")).json()
         assert [n["phone_number"] for n in listed["incomingPhoneNumbers"]] == [FROM, "+15550001001"]
+        # Without a name, a number is called by itself, as in Restcomm.
+        unnamed = http.post(
+            path(verbal, "IncomingPhoneNumbers.json"),
+            data={"PhoneNumber": "15550001002", "FriendlyName": ""},
+        ).json()
+        assert unnamed["friendly_name"] == unnamed["phone_number"] == "+15550001002"
 
     deleted = client.request("DELETE", one)
     assert (deleted.status_code, deleted.text) == (204, "")

@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -55,8 +55,12 @@ API_VERSION = "2012-04-24"
 PREFIX = f"/restcomm/{API_VERSION}/Accounts"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# The store's column sizes: longer values are refused here, not by the database.
+MAX_URL_LENGTH = 2048
+MAX_NAME_LENGTH = 64
 XML = "application/xml"
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 
 # Error codes: Twilio's numbers, which Restcomm's API and interpreters reuse.
 INVALID_PARAMETER = 20422
@@ -82,6 +86,25 @@ NUMBER_METHODS = {
     "SmsFallbackMethod": "sms_fallback_method",
 }
 CALLER_ID_LOOKUP = "voice_caller_id_lookup"
+# The parameters each kind of request takes, for the OpenAPI document.
+SMS_PARAMETERS = ("From", "To", "Body", "StatusCallback", "StatusCallbackMethod")
+MESSAGE_PARAMETERS = (
+    "from",
+    "to",
+    "body",
+    "media_urls",
+    "status_callback",
+    "status_callback_method",
+)
+APPLICATION_PARAMETERS = ("FriendlyName", "RcmlUrl", "Kind", "VoiceCallerIdLookup")
+NUMBER_PARAMETERS = (
+    "FriendlyName",
+    *NUMBER_URLS,
+    *NUMBER_METHODS,
+    "VoiceCallerIdLookup",
+    "SmsApplicationSid",
+    "VoiceApplicationSid",
+)
 
 # Restcomm's message statuses are Twilio's older set: Verbal's newer ones are shown as the
 # Restcomm status a client can act on (a canceled message was never sent: failed).
@@ -219,10 +242,30 @@ def _answers(description: str, status: int = 200) -> dict[int | str, dict[str, A
 Endpoint = Callable[..., Awaitable[Response]]
 
 
+def _request_body(parameters: Iterable[str], media_type: str) -> dict[str, Any]:
+    """The OpenAPI description of a body the handler reads itself (a form or JSON)."""
+    properties = {
+        name: {"type": "array", "items": {"type": "string"}}
+        if name == "media_urls"
+        else {"type": "string"}
+        for name in parameters
+    }
+    schema = {"type": "object", "properties": properties}
+    return {"requestBody": {"required": False, "content": {media_type: {"schema": schema}}}}
+
+
 def _route(
-    method: str, path: str, summary: str, *, status: int = 200, json_only: bool = False
+    method: str,
+    path: str,
+    summary: str,
+    *,
+    takes: tuple[str, ...] = (),
+    status: int = 200,
+    json_only: bool = False,
 ) -> Callable[[Endpoint], Endpoint]:
-    """Register an endpoint at `path` and, unless it is JSON only, at `path.json` as well."""
+    """Register an endpoint at `path` and, unless it is JSON only, at `path.json` as well;
+    `takes` names the parameters of its body."""
+    extra = _request_body(takes, JSON if json_only else FORM) if takes else None
 
     def register(endpoint: Endpoint) -> Endpoint:
         # The `.json` form first: `{Sid}` alone would also match `SM….json`.
@@ -234,6 +277,7 @@ def _route(
                 summary=summary,
                 status_code=status,
                 responses=_answers(summary, status),
+                openapi_extra=extra,
                 route_class_override=JsonRoute if json_only else None,
             )
         return endpoint
@@ -467,24 +511,40 @@ def _list_response(
 # -- request parameters -----------------------------------------------------------------------
 
 
+def _clean(value: str, name: str) -> str:
+    # PostgreSQL's text cannot hold NUL: refuse it at the door rather than fail in the store.
+    if "\x00" in value:
+        raise _invalid(f"{name} contains a NUL character")
+    return value
+
+
 async def _form(request: Request) -> dict[str, str]:
     try:
         form = await request.form()
     except (AssertionError, ValueError, UnicodeDecodeError):
         raise _invalid("The request body is not a valid form") from None
-    return {name: value for name, value in form.items() if isinstance(value, str)}
+    fields = {name: _clean(value, name) for name, value in form.items() if isinstance(value, str)}
+    if len(fields.get("FriendlyName", "")) > MAX_NAME_LENGTH:
+        raise _invalid(f"FriendlyName is longer than {MAX_NAME_LENGTH} characters")
+    return fields
 
 
-def _url(form: Mapping[str, str], name: str) -> str | None:
+def _checked_url(value: str, name: str) -> str | None:
     """An http(s) URL, or None for an empty value (which clears the setting)."""
-    value = form[name].strip()
+    value = value.strip()
     if not value:
         return None
     try:
         _HTTP_URL.validate_python(value)
     except ValidationError:
         raise _invalid(f"{name} {value!r} is not an http or https URL") from None
+    if len(value) > MAX_URL_LENGTH:
+        raise _invalid(f"{name} is longer than {MAX_URL_LENGTH} characters")
     return value
+
+
+def _url(form: Mapping[str, str], name: str) -> str | None:
+    return _checked_url(form[name], name)
 
 
 def _method(form: Mapping[str, str], name: str) -> str:
@@ -551,7 +611,7 @@ async def _send(request: Request, account: Account, send: SendRequest) -> Messag
         raise _refused(refused) from None
 
 
-@_route("POST", "/{AccountSid}/SMS/Messages", "Send an SMS")
+@_route("POST", "/{AccountSid}/SMS/Messages", "Send an SMS", takes=SMS_PARAMETERS)
 async def send_sms(request: Request, account: OwnAccount) -> Response:
     form = await _form(request)
     # Restcomm's order and texts; `Encoding` and `X-` headers are Restcomm's SIP details.
@@ -659,7 +719,7 @@ def _channel_address(value: Any, name: str, *, required_channel: bool) -> tuple[
     if not isinstance(value, str) or not value.strip():
         missing = Refusal.TO_MISSING if name == "to" else Refusal.FROM_MISSING
         raise RestcommError(400, REFUSAL_CODES[missing], f"'{name}' is required")
-    scheme, separator, address = value.strip().partition(":")
+    scheme, separator, address = _clean(value, name).strip().partition(":")
     if not separator:
         if required_channel:
             raise _invalid(f"'{name}' must be a channel URI such as sms:+15550002000")
@@ -676,16 +736,24 @@ def _channel_address(value: Any, name: str, *, required_channel: bool) -> tuple[
 
 def _optional_text(params: Mapping[str, Any], name: str) -> str | None:
     value = params.get(name)
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise _invalid(f"'{name}' must be a string")
-    return value
+    return _clean(value, name)
 
 
-@_route("POST", "/{AccountSid}/Messages", "Send a message (JSON, channel URIs)", json_only=True)
+@_route(
+    "POST",
+    "/{AccountSid}/Messages",
+    "Send a message (JSON, channel URIs)",
+    takes=MESSAGE_PARAMETERS,
+    json_only=True,
+)
 async def send_message(request: Request, account: OwnAccount) -> Response:
     try:
         params = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _invalid("The request body is not valid JSON") from None
     if not isinstance(params, dict):
         raise _invalid("The request body must be a JSON object")
@@ -696,15 +764,17 @@ async def send_message(request: Request, account: OwnAccount) -> Response:
         media = [media]
     if not isinstance(media, list) or not all(isinstance(url, str) for url in media):
         raise _invalid("'media_urls' must be a list of URLs")
+    media = [_clean(url, "media_urls") for url in media]
     if media and channel != "mms":
         raise _invalid("'media_urls' needs the mms channel: write 'to' as mms:+1…")
     method = _optional_text(params, "status_callback_method") or "POST"
+    callback = _optional_text(params, "status_callback") or ""
     send = SendRequest(
         to=to,
         from_=sender,
         body=_optional_text(params, "body"),
         media_urls=tuple(media),
-        status_callback=_optional_text(params, "status_callback") or None,
+        status_callback=_checked_url(callback, "status_callback"),
         status_callback_method=method.upper(),
         callback_format="rcml",
     )
@@ -876,7 +946,7 @@ async def _application_for_path(request: Request, account: Account, sid: str) ->
     return application
 
 
-@_route("POST", "/{AccountSid}/Applications", "Create an application")
+@_route("POST", "/{AccountSid}/Applications", "Create an application", takes=APPLICATION_PARAMETERS)
 async def create_application(request: Request, account: OwnAccount) -> Response:
     form = await _form(request)
     name = _required(form, "FriendlyName", "Friendly name can not be null.", INVALID_PARAMETER)
@@ -913,14 +983,24 @@ async def _update_application(request: Request, account: Account, sid: str) -> R
     return await _application_response(request, account, updated, None)
 
 
-@_route("POST", "/{AccountSid}/Applications/{ApplicationSid}", "Update an application")
+@_route(
+    "POST",
+    "/{AccountSid}/Applications/{ApplicationSid}",
+    "Update an application",
+    takes=APPLICATION_PARAMETERS,
+)
 async def update_application_post(
     request: Request, account: OwnAccount, sid: ApplicationSid
 ) -> Response:
     return await _update_application(request, account, sid)
 
 
-@_route("PUT", "/{AccountSid}/Applications/{ApplicationSid}", "Update an application")
+@_route(
+    "PUT",
+    "/{AccountSid}/Applications/{ApplicationSid}",
+    "Update an application",
+    takes=APPLICATION_PARAMETERS,
+)
 async def update_application_put(
     request: Request, account: OwnAccount, sid: ApplicationSid
 ) -> Response:
@@ -1107,17 +1187,29 @@ async def _number_changes(
     )
 
 
-async def _apply(request: Request, number: PhoneNumber, changes: NumberChanges) -> PhoneNumber:
-    return await runtime(request).directory.configure_number(
-        number,
-        friendly_name=changes.friendly_name,
-        application=changes.application,
-        voice_application=changes.voice_application,
-        own_settings=changes.own_settings,
-    )
+async def _apply(
+    request: Request, account: Account, number: PhoneNumber, changes: NumberChanges
+) -> PhoneNumber:
+    try:
+        return await runtime(request).directory.configure_number(
+            number,
+            friendly_name=changes.friendly_name,
+            application=changes.application,
+            voice_application=changes.voice_application,
+            own_settings=changes.own_settings,
+        )
+    except LookupError:
+        # Released while this request ran.
+        path = f"/{API_VERSION}/Accounts/{account.sid}/IncomingPhoneNumbers/{number.sid}"
+        raise _not_found(path) from None
 
 
-@_route("POST", "/{AccountSid}/IncomingPhoneNumbers", "Add a number to the account")
+@_route(
+    "POST",
+    "/{AccountSid}/IncomingPhoneNumbers",
+    "Add a number to the account",
+    takes=("PhoneNumber", *NUMBER_PARAMETERS),
+)
 async def create_number(request: Request, account: OwnAccount) -> Response:
     form = await _form(request)
     raw = _required(form, "PhoneNumber", "Phone number can not be null.", INVALID_PARAMETER)
@@ -1133,7 +1225,8 @@ async def create_number(request: Request, account: OwnAccount) -> Response:
         raise RestcommError(
             400, NUMBER_UNAVAILABLE, f"{e164} is not available: it already belongs to an account"
         ) from None
-    number = await _apply(request, number, changes)
+    # The name is set; what is left is where the number's texts and calls go.
+    number = await _apply(request, account, number, replace(changes, friendly_name=KEEP))
     return await _number_response(request, account, number)
 
 
@@ -1158,24 +1251,28 @@ async def _update_number(request: Request, account: Account, sid: str) -> Respon
     form = await _form(request)
     own = await runtime(request).directory.own_application(number)
     changes = await _number_changes(request, account, form, own)
-    try:
-        number = await _apply(request, number, changes)
-    except LookupError:
-        # Released, or an attached application deleted, while this request ran.
-        raise _not_found(
-            f"/{API_VERSION}/Accounts/{account.sid}/IncomingPhoneNumbers/{sid}"
-        ) from None
+    number = await _apply(request, account, number, changes)
     return await _number_response(request, account, number)
 
 
-@_route("POST", "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}", "Update a number")
+@_route(
+    "POST",
+    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
+    "Update a number",
+    takes=NUMBER_PARAMETERS,
+)
 async def update_number_post(
     request: Request, account: OwnAccount, sid: PhoneNumberSid
 ) -> Response:
     return await _update_number(request, account, sid)
 
 
-@_route("PUT", "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}", "Update a number")
+@_route(
+    "PUT",
+    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
+    "Update a number",
+    takes=NUMBER_PARAMETERS,
+)
 async def update_number_put(request: Request, account: OwnAccount, sid: PhoneNumberSid) -> Response:
     return await _update_number(request, account, sid)
 
