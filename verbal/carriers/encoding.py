@@ -504,9 +504,10 @@ def pack_gsm7(septets: bytes, udh_octets: int = 0) -> bytes:
 
     A receiver that only knows the octet count (SMPP's sm_length) can't tell 7
     spare bits from a last septet, and zeros would read as "@".  So, as TS
-    23.038 §6.1.2.3.1 has it, 7 spare bits hold a CR, which `unpack_gsm7`
-    drops again; and a text that really ends in CR on an octet boundary gets a
-    second CR, so that the one it meant survives (CR CR displays as CR).
+    23.038 §6.1.2.3.1 has it for USSD, which has the same problem, 7 spare
+    bits hold a CR, which `unpack_gsm7` drops again; and a text that really
+    ends in CR on an octet boundary gets a second CR, so that the one it meant
+    survives (CR CR displays as CR).
     """
     if max(septets, default=0) > 0x7F:
         msg = "septets must be 0x00-0x7F"

@@ -7,7 +7,7 @@ and asks `Session.next_deadline` when to call `Session.handle_timeout` next.
 
 What the session decides:
 
-* **Legality.** Which role may send which request in which state (SMPP 3.4 §2.3, §2.4):
+* **Legality.** Which role may send which request in which state (SMPP 3.4 §2, §4):
   an ESME binds, submits and unbinds, an SMSC delivers and outbinds, both ask
   enquire_link. Sending something illegal raises `LocalProtocolError`; receiving it
   yields a `ProtocolError` event whose ``reply`` is the right refusal (ESME_RINVBNDSTS,
@@ -233,7 +233,7 @@ Event = (
 )
 
 
-# --- legality (SMPP 3.4 §2.3 and the "required state" of each PDU in §4) -------------------
+# --- legality (SMPP 3.4 §2 and each PDU's description in §4) --------------------------------
 
 _BOUND = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
 _ESME_TRANSMITS = frozenset({State.BOUND_TX, State.BOUND_TRX})
@@ -338,8 +338,8 @@ class Session:
     def send(self, pdu: Pdu, *, now: float) -> bytes:
         """The bytes to write for ``pdu``, after checking it is legal now.
 
-        Raises `LocalProtocolError` if it isn't (and `pdu.PduError` if a field can't be
-        encoded); either way nothing changed.
+        Raises `LocalProtocolError` if it isn't, or `PduError` if a field can't be
+        encoded; either way nothing changed.
         """
         if isinstance(pdu, Request):
             return self._send_request(pdu, now)

@@ -2,7 +2,7 @@
 
 `verbal.carriers.encoding` knows alphabets, part sizes and the concatenation UDH; this
 module knows how SMPP carries them (SMPP 3.4 §5.2.19 data_coding, §5.2.12 esm_class,
-§5.3.2.22-24 the sar_* TLVs, §5.3.2.32 message_payload). A carrier's quirks live in one
+§5.3.2 the sar_* and message_payload TLVs). A carrier's quirks live in one
 `TextCoding` value: which alphabets to use, what its data_coding 0 means, whether it wants
 GSM-7 packed, and how it takes long messages:
 
