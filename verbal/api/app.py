@@ -12,6 +12,7 @@ from verbal.api import demo as demo_app
 from verbal.api import errors, native, ops, plivo, plivo_resources, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.api.restcomm import router as restcomm_router
+from verbal.api.twilio_resources import router as twilio_resources_router
 from verbal.runtime import Runtime
 
 
@@ -43,6 +44,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
         # A worker node answers only health and metrics; the APIs live on api nodes.
         return app
     app.include_router(twilio.router)
+    app.include_router(twilio_resources_router)
     app.include_router(plivo.router)
     app.include_router(plivo_resources.router)
     app.include_router(sandbox.router)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,9 +79,19 @@ async def account_for_path(
 
 OwnAccount = Annotated[Account, Depends(account_for_path)]
 
+# PostgreSQL refuses a NUL in any text, as a value to store or to compare with.
+NO_NUL = r"^[^\x00]*$"
+
+
+def well_formed_sid(prefix: str, sid: str) -> bool:
+    """Whether `sid` can name a resource at all: a SID that cannot is not looked up."""
+    return re.fullmatch(prefix + "[0-9a-fA-F]{32}", sid) is not None
+
 
 async def account_application(request: Request, account: Account, sid: str) -> Application | None:
     """One of the account's listed applications (never a number's own URLs), else None."""
+    if not well_formed_sid("AP", sid):
+        return None
     application = await runtime(request).directory.application(sid)
     if application is None or application.account_id != account.id or application.number_owned:
         return None
@@ -336,13 +347,25 @@ def media_json(message: Message, account_sid: str, index: int) -> dict[str, Any]
     }
 
 
+def _message_not_found(account: Account, sid: str) -> ApiError:
+    return not_found(message_uri(account.sid, sid) + ".json")
+
+
+def _message_sid(account: Account, sid: str) -> str:
+    """`sid` if it can name a message, else the 404 at once."""
+    if not well_formed_sid("(SM|MM)", sid):
+        raise _message_not_found(account, sid)
+    return sid
+
+
 async def _message(request: Request, account: Account, sid: str) -> Message:
+    _message_sid(account, sid)
     async with runtime(request).sessions() as session:
         message = await session.scalar(
             select(Message).where(Message.sid == sid, Message.account_id == account.id)
         )
     if message is None:
-        raise not_found(message_uri(account.sid, sid) + ".json")
+        raise _message_not_found(account, sid)
     return message
 
 
@@ -379,7 +402,7 @@ async def create_message(
     account: OwnAccount,
     to: Annotated[str | None, Form(alias="To")] = None,
     from_: Annotated[str | None, Form(alias="From")] = None,
-    body: Annotated[str | None, Form(alias="Body")] = None,
+    body: Annotated[str | None, Form(alias="Body", pattern=NO_NUL)] = None,
     media_url: Annotated[list[str] | None, Form(alias="MediaUrl")] = None,
     status_callback: Annotated[str | None, Form(alias="StatusCallback")] = None,
     status_callback_method: Annotated[str, Form(alias="StatusCallbackMethod")] = "POST",
@@ -456,6 +479,7 @@ async def update_message(
         raise ApiError(400, 20422, 'Invalid parameter Body: only "" (redaction) is accepted')
     if status is not None and status != "canceled":
         raise ApiError(400, 20422, "Invalid parameter Status: only 'canceled' is accepted")
+    _message_sid(account, message_sid)
     messaging = runtime(request).messaging
     try:
         # Canceling first lets one request cancel and redact: a canceled message is final.
@@ -464,7 +488,7 @@ async def update_message(
         if body is not None:
             await messaging.redact(account, message_sid)
     except MessageNotFound:
-        raise not_found(message_uri(account.sid, message_sid) + ".json") from None
+        raise _message_not_found(account, message_sid) from None
     except MessageRefused as refused:
         raise _refused(refused) from None
     return message_json(await _message(request, account, message_sid), account.sid)
@@ -477,9 +501,9 @@ async def delete_message(
     request: Request, account: OwnAccount, message_sid: MessageSid
 ) -> Response:
     try:
-        await runtime(request).messaging.delete(account, message_sid)
+        await runtime(request).messaging.delete(account, _message_sid(account, message_sid))
     except MessageNotFound:
-        raise not_found(message_uri(account.sid, message_sid) + ".json") from None
+        raise _message_not_found(account, message_sid) from None
     except MessageRefused as refused:
         raise _refused(refused) from None
     return Response(status_code=204)
@@ -517,8 +541,8 @@ async def list_messages(
     request: Request,
     account: OwnAccount,
     paging: PageParams,
-    to: Annotated[str | None, Query(alias="To")] = None,
-    from_: Annotated[str | None, Query(alias="From")] = None,
+    to: Annotated[str | None, Query(alias="To", pattern=NO_NUL)] = None,
+    from_: Annotated[str | None, Query(alias="From", pattern=NO_NUL)] = None,
     date_sent: Annotated[
         str | None, Query(alias="DateSent", description="Sent on this UTC day (ISO 8601).")
     ] = None,
