@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     sandbox_enabled: bool = True
     sandbox_prefixes: list[str] = Field(default_factory=lambda: ["+1555"])
     sandbox_rate_per_second: float = 0.0  # 0 means unlimited
+    # Messages per second from any one sender number, across all workers (0: unlimited).
+    sender_rate_per_second: float = 0.0
 
     # First start: the account created on an empty database may be given fixed credentials,
     # which is how scripts and the demo get known credentials.

@@ -22,6 +22,7 @@ from verbal.config import Settings
 from verbal.dialects import DIALECTS
 from verbal.dialects.detect import detect
 from verbal.dispatch.queue import JobQueue
+from verbal.dispatch.ratelimit import DatabaseBuckets, MemoryBuckets
 from verbal.dispatch.wakeup import JobNotifications
 from verbal.dispatch.workers import Dispatcher
 from verbal.engine.fetch import AppFetcher
@@ -104,7 +105,11 @@ class Runtime:
                 schedule_min_lead_seconds=settings.schedule_min_lead_seconds,
                 schedule_max_lead_seconds=settings.schedule_max_lead_seconds,
                 rate_per_carrier={"sandbox": settings.sandbox_rate_per_second},
+                rate_per_sender=settings.sender_rate_per_second,
             ),
+            # One SQLite process keeps its buckets in memory; workers sharing PostgreSQL
+            # share them in the database, so a limit holds across every node.
+            MemoryBuckets() if settings.is_sqlite else DatabaseBuckets(self.sessions),
         )
         self.http = new_client(settings.webhook_timeout_seconds)
         self.callbacks = CallbackSender(

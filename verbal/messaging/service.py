@@ -35,7 +35,7 @@ from verbal.dialects import CALLBACK_FORMATS
 from verbal.dialects.types import MessageFacts
 from verbal.dispatch.backoff import backoff_delay
 from verbal.dispatch.queue import ClaimedJob, JobQueue
-from verbal.dispatch.ratelimit import RateLimiter
+from verbal.dispatch.ratelimit import Buckets
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import (
     MessageNotFound,
@@ -98,6 +98,8 @@ class PipelineSettings:
     schedule_min_lead_seconds: float = 300.0
     schedule_max_lead_seconds: float = 35 * 86400.0
     rate_per_carrier: dict[str, float] = field(default_factory=dict)
+    # Messages per second from any one sender number (0: no limit).
+    rate_per_sender: float = 0.0
 
 
 class Messaging:
@@ -107,15 +109,13 @@ class Messaging:
         queue: JobQueue,
         router: CarrierRouter,
         settings: PipelineSettings,
+        buckets: Buckets,
     ) -> None:
         self._sessions = sessions
         self._queue = queue
         self._router = router
         self._settings = settings
-        self._limiters = {
-            carrier.name: RateLimiter(settings.rate_per_carrier.get(carrier.name, 0.0))
-            for carrier in router.carriers
-        }
+        self._buckets = buckets
 
     # -- accepting ------------------------------------------------------------------------
 
@@ -169,7 +169,10 @@ class Messaging:
             await self._advance(session, message, Status.SCHEDULED, account=account)
             delay = (request.send_at - now).total_seconds()
         self._queue.enqueue(
-            session, SUBMIT_JOB, {"message_sid": message.sid, "to": to}, delay=delay
+            session,
+            SUBMIT_JOB,
+            {"message_sid": message.sid, "to": to, "from": sender},
+            delay=delay,
         )
         return message
 
@@ -315,16 +318,8 @@ class Messaging:
         """Run one submit job: hand the message to its carrier and record the outcome."""
         sid = job.payload["message_sid"]
         carrier = self._router.route(job.payload["to"])
-        if carrier is not None:
-            wait = self._limiters[carrier.name].reserve()
-            while 0 < wait <= RATE_WAIT_IN_PLACE_SECONDS:
-                await asyncio.sleep(wait)
-                wait = self._limiters[carrier.name].reserve()
-            if wait > 0:
-                # A long wait would outlive the job's lease: give the job back instead.
-                async with self._sessions.begin() as session:
-                    await self._queue.reschedule(session, job, wait, "rate limited")
-                return
+        if carrier is not None and not await self._within_rate(job, carrier):
+            return
         async with self._sessions.begin() as session:
             message = await self._lock(session, sid=sid)
             if message is None or is_final(message.status):
@@ -381,6 +376,26 @@ class Messaging:
                 message.carrier_message_id = message.carrier_message_id or result.carrier_message_id
                 await self._advance(session, message, Status.SENT)
             await self._queue.finish(session, job)
+
+    async def _within_rate(self, job: ClaimedJob, carrier: Carrier) -> bool:
+        """Take a token for the carrier and one for the sender, waiting briefly if need be.
+
+        False means the wait would be long and the job was put back for later.
+        """
+        limits = [(f"carrier:{carrier.name}", self._settings.rate_per_carrier.get(carrier.name, 0))]
+        if job.payload.get("from"):
+            limits.append((f"sender:{job.payload['from']}", self._settings.rate_per_sender))
+        for key, rate in limits:
+            wait = await self._buckets.reserve(key, rate)
+            while 0 < wait <= RATE_WAIT_IN_PLACE_SECONDS:
+                await asyncio.sleep(wait)
+                wait = await self._buckets.reserve(key, rate)
+            if wait > 0:
+                # A long wait would outlive the job's lease: give the job back instead.
+                async with self._sessions.begin() as session:
+                    await self._queue.reschedule(session, job, wait, f"rate limited ({key})")
+                return False
+        return True
 
     async def _submit(self, carrier: Carrier, sms: OutboundSms) -> SubmitResult:
         """Hand a message to its carrier within the submit timeout, and measure it."""

@@ -310,3 +310,14 @@ class SandboxDelivery(Base):
     receipt_due: Mapped[float | None] = mapped_column(Float)
     receipt_reported: Mapped[bool] = mapped_column(Boolean, default=False)
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateBucket(Base):
+    """A token bucket shared by every worker node (a rate limit that spans processes)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    # Epoch seconds of the last refill.
+    updated: Mapped[float] = mapped_column(Float)
