@@ -38,7 +38,7 @@ from verbal.messaging.service import (
 from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
 from verbal.store.models import Account
-from verbal.webhooks.delivery import new_client
+from verbal.webhooks.client import HttpClient
 
 log = logging.getLogger("verbal")
 
@@ -111,7 +111,7 @@ class Runtime:
             # share them in the database, so a limit holds across every node.
             MemoryBuckets() if settings.is_sqlite else DatabaseBuckets(self.sessions),
         )
-        self.http = new_client(settings.webhook_timeout_seconds)
+        self.http = HttpClient(settings.webhook_timeout_seconds)
         self.callbacks = CallbackSender(
             self.sessions,
             self.queue,

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import httpx
+from yarl import URL
 
 from verbal.dialects.types import AppRequest
+from verbal.webhooks.client import REQUEST_ERRORS, HttpClient, exact_url, read_up_to
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -31,6 +32,10 @@ class Fetched:
     latency_ms: float
 
 
+class _TooManyRedirects(Exception):
+    pass
+
+
 class FetchFailed(Exception):
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
@@ -39,7 +44,7 @@ class FetchFailed(Exception):
 
 
 class AppFetcher:
-    def __init__(self, client: httpx.AsyncClient, timeout_seconds: float) -> None:
+    def __init__(self, client: HttpClient, timeout_seconds: float) -> None:
         self._client = client
         self._timeout = timeout_seconds
 
@@ -62,11 +67,9 @@ class AppFetcher:
                 response = await self._send(request.method, url, headers, content)
         except TimeoutError:
             raise FetchFailed(f"no answer within {self._timeout:g} s") from None
-        except httpx.TooManyRedirects:
+        except _TooManyRedirects:
             raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
-        except httpx.TimeoutException:
-            raise FetchFailed(f"no answer within {self._timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except REQUEST_ERRORS as exc:
             raise FetchFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         latency = round((time.perf_counter() - started) * 1000, 2)
         body, status, final_url, content_type = response
@@ -77,24 +80,25 @@ class AppFetcher:
     async def _send(
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> tuple[bytes, int, str, str]:
+        target = exact_url(url)
         for _ in range(MAX_REDIRECTS + 1):
-            async with self._client.stream(
-                method, url, headers=headers, content=content, timeout=self._timeout
+            async with self._client.session.request(
+                method, target, headers=headers, data=content, allow_redirects=False
             ) as response:
-                if response.is_redirect and "location" in response.headers:
-                    url = str(response.url.join(response.headers["location"]))
+                location = response.headers.get("Location")
+                if 300 <= response.status < 400 and location:
+                    target = response.url.join(URL(location))
                     # As browsers do: after 301/302/303 a POST becomes a bodiless GET.
-                    if response.status_code in (301, 302, 303):
+                    if response.status in (301, 302, 303):
                         method, content = "GET", None
                         headers = {k: v for k, v in headers.items() if k != "Content-Type"}
                     continue
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise FetchFailed(
-                            f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB"
-                        )
-                content_type = response.headers.get("content-type", "")
-                return bytes(body), response.status_code, str(response.url), content_type
-        raise httpx.TooManyRedirects("too many redirects")
+                # One byte over the limit is enough to know the document is too large.
+                body = await read_up_to(response.content, MAX_DOCUMENT_BYTES + 1)
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise FetchFailed(
+                        f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB"
+                    )
+                content_type = response.headers.get("Content-Type", "")
+                return body, response.status, str(response.url), content_type
+        raise _TooManyRedirects

