@@ -130,14 +130,24 @@ _PLIVO_SEND = {
     },
 }
 
+_PLIVO_EXAMPLE = {"src": "15550001000", "dst": "15550002000", "text": "Hello from Verbal"}
+
+NUMBER = "+15550001000"
+HANDSET = "+15550002000"
 TWILIO = "/2010-04-01/Accounts/{AccountSid}"
 PLIVO = PLIVO_PREFIX + "/{auth_id}"
 
 # What FastAPI cannot infer, by (method, path): merged into FastAPI's operation. Error
-# statuses given with a description only get their body from `_error_content`.
+# statuses given with a description only get their body from `_error_model`. Examples use
+# the numbers of the README's walkthrough.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", f"{TWILIO}/Messages.json"): {
-        "responses": {"201": json_answer("The message, queued.", schemas.TwilioMessage)}
+        "requestBody": {
+            "content": {
+                FORM: {"example": {"To": HANDSET, "From": NUMBER, "Body": "Hello from Verbal"}}
+            }
+        },
+        "responses": {"201": json_answer("The message, queued.", schemas.TwilioMessage)},
     },
     ("get", f"{TWILIO}/Messages.json"): {
         "responses": {"200": json_answer("A page of messages.", schemas.TwilioMessagePage)}
@@ -148,7 +158,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", f"{PLIVO}/Message/"): {
         "requestBody": {
             "required": True,
-            "content": {JSON: {"schema": _PLIVO_SEND}, FORM: {"schema": _PLIVO_SEND}},
+            "content": {
+                JSON: {"schema": _PLIVO_SEND, "example": _PLIVO_EXAMPLE},
+                FORM: {"schema": _PLIVO_SEND, "example": _PLIVO_EXAMPLE},
+            },
         },
         "responses": {"202": json_answer("The messages, queued.", schemas.PlivoQueued)},
     },
@@ -165,10 +178,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         }
     },
     ("post", "/sandbox/handsets/{number}/messages"): {
+        "requestBody": {"content": {JSON: {"example": {"to": NUMBER, "body": "Hello back"}}}},
         "responses": {
             "201": json_answer("The text, received by the network.", schemas.HandsetSent),
             "404": {"description": f"{SANDBOX_OFF} Or `to` is not one of the account's numbers."},
-        }
+        },
     },
     ("get", "/sandbox/rules"): {
         "responses": {

@@ -23,6 +23,9 @@ from verbal.store.models import Account
 router = APIRouter(prefix="/sandbox", tags=["Sandbox network"])
 Caller = Annotated[Account, Depends(authenticated_account)]
 RuleId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+Handset = Annotated[
+    str, Path(description="A sandbox handset's number (+1555…).", examples=["+15550002000"])
+]
 
 
 class HandsetText(BaseModel):
@@ -73,7 +76,7 @@ def rule_json(rule: Rule) -> dict[str, Any]:
 
 @router.get("/handsets/{number}/inbox", summary="Messages a handset received, newest first")
 async def read_inbox(
-    number: str, carrier: Sandbox, caller: Caller, limit: int = 100
+    number: Handset, carrier: Sandbox, caller: Caller, limit: int = 100
 ) -> dict[str, Any]:
     handset = handset_number(number, carrier)
     deliveries = await carrier.inbox(caller.sid, handset, limit=max(1, min(limit, 1000)))
@@ -95,7 +98,7 @@ async def read_inbox(
 
 @router.post("/handsets/{number}/messages", status_code=201, summary="Text from a handset")
 async def send_from_handset(
-    number: str, text: HandsetText, carrier: Sandbox, caller: Caller, request: Request
+    number: Handset, text: HandsetText, carrier: Sandbox, caller: Caller, request: Request
 ) -> dict[str, Any]:
     handset = handset_number(number, carrier)
     try:
