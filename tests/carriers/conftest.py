@@ -1,0 +1,47 @@
+"""Fixtures for the carrier tests: the node-smpp peers, installed once per run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.peers.node import NodeSmsc, install
+
+
+@pytest.fixture(scope="session")
+def node_peers() -> None:
+    """The npm packages of tests/peers, installed with `npm ci` when missing.
+
+    Tests that use a node peer are skipped when node or npm is not installed.
+    """
+    problem = install()
+    if problem is not None:
+        pytest.skip(f"node-smpp peers unavailable: {problem}")
+
+
+class Smscs:
+    """The node-smpp SMSCs (`tests/peers/smsc.js`) of one test; all stopped after it."""
+
+    def __init__(self) -> None:
+        self.started: list[NodeSmsc] = []
+
+    def start(self, **config: Any) -> NodeSmsc:
+        smsc = NodeSmsc(config)
+        self.started.append(smsc)
+        return smsc
+
+    def restart(self, old: NodeSmsc, **changes: Any) -> NodeSmsc:
+        """A new SMSC process on ``old``'s port, once ``old`` has been stopped or killed."""
+        smsc = old.restarted(**changes)
+        self.started.append(smsc)
+        return smsc
+
+
+@pytest.fixture
+def smscs(node_peers: None) -> Iterator[Smscs]:
+    peers = Smscs()
+    yield peers
+    for smsc in peers.started:
+        smsc.stop()
