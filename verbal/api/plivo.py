@@ -274,7 +274,7 @@ async def request_params(request: Request) -> dict[str, Any]:
         return {}
     try:
         params = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise PlivoError(400, "invalid json data sent in raw POST") from None
     if not isinstance(params, dict):
         raise PlivoError(400, "invalid json data sent in raw POST")

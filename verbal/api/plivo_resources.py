@@ -77,7 +77,6 @@ FLAGS = {
 NAME_LENGTH = 64  # the friendly_name column
 # Each number added is its own transaction: a bound keeps one request from holding the API.
 MAX_NUMBERS = 1000
-URL_LENGTH = 2048  # the URL columns
 SERVICES = ("sms", "voice", "mms")
 NUMBER_TYPES = {PhoneNumberType.TOLL_FREE: "tollfree", PhoneNumberType.MOBILE: "mobile"}
 _APP_ID = re.compile(r"[0-9]{1,39}")
@@ -121,7 +120,7 @@ def _url_param(params: Mapping[str, Any], name: str) -> str | None:
     url = text_param(params, name)
     if not url:
         return None
-    if not is_http_url(url) or len(url) > URL_LENGTH:
+    if not is_http_url(url):
         raise PlivoError(400, f"invalid {name}: {url!r} is not an http or https URL")
     return url
 

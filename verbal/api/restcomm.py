@@ -36,7 +36,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import HttpUrl, TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,7 +45,7 @@ from verbal.api.errors import ApiError
 from verbal.api.twilio import REFUSAL_CODES
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused, Refusal
-from verbal.messaging.service import SendRequest
+from verbal.messaging.service import MAX_URL_LENGTH, SendRequest, is_http_url
 from verbal.messaging.states import Status
 from verbal.store.directory import KEEP, AlreadyExists, Keep
 from verbal.store.models import Account, Application, Message, PhoneNumber
@@ -56,7 +55,6 @@ PREFIX = f"/restcomm/{API_VERSION}/Accounts"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 # The store's column sizes: longer values are refused here, not by the database.
-MAX_URL_LENGTH = 2048
 MAX_NAME_LENGTH = 64
 XML = "application/xml"
 JSON = "application/json"
@@ -118,7 +116,6 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Restcomm matches To/From filters as suffixes, so `5550002000` finds `+15550002000`.
 _NUMBER_SEPARATORS = re.compile(r"[\s().-]")
-_HTTP_URL = TypeAdapter(HttpUrl)
 
 
 def restcomm_status(status: str) -> str:
@@ -534,12 +531,10 @@ def _checked_url(value: str, name: str) -> str | None:
     value = value.strip()
     if not value:
         return None
-    try:
-        _HTTP_URL.validate_python(value)
-    except ValidationError:
-        raise _invalid(f"{name} {value!r} is not an http or https URL") from None
-    if len(value) > MAX_URL_LENGTH:
-        raise _invalid(f"{name} is longer than {MAX_URL_LENGTH} characters")
+    if not is_http_url(value):
+        raise _invalid(
+            f"{name} {value!r} is not an http or https URL of at most {MAX_URL_LENGTH} characters"
+        )
     return value
 
 

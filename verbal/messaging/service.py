@@ -55,6 +55,7 @@ WEBHOOK_JOB = "webhook"
 INBOUND_JOB = "inbound"
 MAX_BODY_CHARS = 1600  # Twilio's limit for one message, however many segments
 MAX_MEDIA = 10
+MAX_URL_LENGTH = 2048  # the size of every URL column
 # Transitions that produce a status callback. "sending" lasts milliseconds and Twilio does
 # not report it; inbound messages report nothing.
 CALLBACK_STATUSES = frozenset(
@@ -575,7 +576,10 @@ class Messaging:
 
 
 def is_http_url(url: str) -> bool:
-    """An absolute http(s) URL with a host, that a webhook can be sent to."""
+    """An absolute http(s) URL with a host, that a webhook can be sent to and a URL column
+    (2,048 characters) can hold."""
+    if len(url) > MAX_URL_LENGTH:
+        return False
     # Spaces and control characters would not survive the request line; urlsplit raises
     # on a malformed IPv6 host ("http://[").
     if any(char.isspace() or ord(char) < 0x20 or char == "\x7f" for char in url):
