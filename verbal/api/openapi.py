@@ -1,7 +1,7 @@
 """The OpenAPI document at /openapi.json: FastAPI's, completed with what FastAPI cannot see.
 
 FastAPI derives paths, parameters, form and model bodies and the security scheme from the
-routes. Three things it cannot know, and `install` adds:
+routes. What it cannot know, `install` adds:
 
 - the errors each operation really answers. They come from exception handlers
   (`verbal.api.errors`), the body-size middleware and Plivo's route class, not from the
@@ -18,8 +18,9 @@ routes. Three things it cannot know, and `install` adds:
 - that a form field cannot be null: FastAPI documents an optional `Form` parameter as
   "string or null", which a client can only send as the text "null".
 
-Handlers are left as they are: a `response_model` would filter their output, and they
-return their platforms' exact shapes.
+What a route declares itself (`responses=`, `openapi_extra=`, as Restcomm's routes do) is
+kept: this only fills in what is missing. Handlers are left as they are: a `response_model`
+would filter their output, and they return their platforms' exact shapes.
 """
 
 from __future__ import annotations
