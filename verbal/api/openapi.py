@@ -156,6 +156,45 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", f"{TWILIO}/Messages/{{MessageSid}}.json"): {
         "responses": {"200": json_answer("The message.", schemas.TwilioMessage)}
     },
+    ("post", f"{TWILIO}/Messages/{{MessageSid}}.json"): {
+        "responses": {"200": json_answer("The message, updated.", schemas.TwilioMessage)}
+    },
+    ("get", f"{TWILIO}/Messages/{{MessageSid}}/Media.json"): {
+        "responses": {"200": json_answer("A page of the message's media.", schemas.TwilioMediaPage)}
+    },
+    ("get", f"{TWILIO}/Messages/{{MessageSid}}/Media/{{MediaSid}}.json"): {
+        "responses": {"200": json_answer("The media item.", schemas.TwilioMedia)}
+    },
+    ("get", "/2010-04-01/Accounts.json"): {
+        "responses": {"200": json_answer("The caller's account.", schemas.TwilioAccountPage)}
+    },
+    ("get", f"{TWILIO}.json"): {
+        "responses": {"200": json_answer("The account.", schemas.TwilioAccount)}
+    },
+    ("post", f"{TWILIO}/Applications.json"): {
+        "responses": {"201": json_answer("The application.", schemas.TwilioApplication)}
+    },
+    ("get", f"{TWILIO}/Applications.json"): {
+        "responses": {"200": json_answer("A page of applications.", schemas.TwilioApplicationPage)}
+    },
+    ("get", f"{TWILIO}/Applications/{{ApplicationSid}}.json"): {
+        "responses": {"200": json_answer("The application.", schemas.TwilioApplication)}
+    },
+    ("post", f"{TWILIO}/Applications/{{ApplicationSid}}.json"): {
+        "responses": {"200": json_answer("The application, updated.", schemas.TwilioApplication)}
+    },
+    ("post", f"{TWILIO}/IncomingPhoneNumbers.json"): {
+        "responses": {"201": json_answer("The number, claimed.", schemas.TwilioNumber)}
+    },
+    ("get", f"{TWILIO}/IncomingPhoneNumbers.json"): {
+        "responses": {"200": json_answer("A page of numbers.", schemas.TwilioNumberPage)}
+    },
+    ("get", f"{TWILIO}/IncomingPhoneNumbers/{{IncomingPhoneNumberSid}}.json"): {
+        "responses": {"200": json_answer("The number.", schemas.TwilioNumber)}
+    },
+    ("post", f"{TWILIO}/IncomingPhoneNumbers/{{IncomingPhoneNumberSid}}.json"): {
+        "responses": {"200": json_answer("The number, updated.", schemas.TwilioNumber)}
+    },
     ("post", f"{PLIVO}/Message/"): {
         "requestBody": {
             "required": True,
@@ -171,6 +210,30 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("get", f"{PLIVO}/Message/{{message_uuid}}/"): {
         "responses": {"200": json_answer("The message.", schemas.PlivoMessageFetched)}
+    },
+    ("post", f"{PLIVO}/Application/"): {
+        "responses": {"201": json_answer("The application's id.", schemas.PlivoCreated)}
+    },
+    ("get", f"{PLIVO}/Application/"): {
+        "responses": {"200": json_answer("A page of applications.", schemas.PlivoApplicationPage)}
+    },
+    ("get", f"{PLIVO}/Application/{{app_id}}/"): {
+        "responses": {"200": json_answer("The application.", schemas.PlivoApplicationFetched)}
+    },
+    ("post", f"{PLIVO}/Application/{{app_id}}/"): {
+        "responses": {"202": json_answer("Changed.", schemas.PlivoChanged)}
+    },
+    ("post", f"{PLIVO}/Number/"): {
+        "responses": {"202": json_answer("Added.", schemas.PlivoChanged)}
+    },
+    ("get", f"{PLIVO}/Number/"): {
+        "responses": {"200": json_answer("A page of numbers.", schemas.PlivoNumberPage)}
+    },
+    ("get", f"{PLIVO}/Number/{{number}}/"): {
+        "responses": {"200": json_answer("The number.", schemas.PlivoNumberFetched)}
+    },
+    ("post", f"{PLIVO}/Number/{{number}}/"): {
+        "responses": {"202": json_answer("Changed.", schemas.PlivoChanged)}
     },
     ("get", "/sandbox/handsets/{number}/inbox"): {
         "responses": {

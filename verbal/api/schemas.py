@@ -71,8 +71,9 @@ class TwilioMessage(Shape):
     subresource_uris: TwilioSubresourceUris
 
 
-class TwilioMessagePage(Shape):
-    messages: list[TwilioMessage]
+class TwilioPage(Shape):
+    """Twilio's page envelope; each list adds its one records key."""
+
     first_page_uri: str
     next_page_uri: str | None
     previous_page_uri: str | None
@@ -81,6 +82,129 @@ class TwilioMessagePage(Shape):
     start: int
     end: int
     uri: str
+
+
+class TwilioMessagePage(TwilioPage):
+    messages: list[TwilioMessage]
+
+
+class TwilioMedia(Shape):
+    account_sid: str
+    content_type: str
+    date_created: str
+    date_updated: str
+    parent_sid: str
+    sid: str
+    uri: str
+
+
+class TwilioMediaPage(TwilioPage):
+    media_list: list[TwilioMedia]
+
+
+# -- Twilio's Accounts, Applications and IncomingPhoneNumbers -----------------------------------
+
+
+class TwilioAccountUris(Shape):
+    applications: str
+    incoming_phone_numbers: str
+    messages: str
+
+
+class TwilioAccount(Shape):
+    auth_token: str
+    date_created: str
+    date_updated: str
+    friendly_name: str
+    owner_account_sid: str
+    sid: str
+    status: str
+    subresource_uris: TwilioAccountUris
+    type: Literal["Full"]
+    uri: str
+
+
+class TwilioAccountPage(TwilioPage):
+    accounts: list[TwilioAccount]
+
+
+class TwilioApplication(Shape):
+    account_sid: str
+    api_version: Literal["2010-04-01"]
+    date_created: str
+    date_updated: str
+    friendly_name: str
+    message_status_callback: str | None
+    sid: str
+    sms_fallback_method: str
+    sms_fallback_url: str | None
+    sms_method: str
+    sms_status_callback: str | None
+    sms_url: str | None
+    status_callback: str | None
+    status_callback_method: str
+    uri: str
+    voice_caller_id_lookup: bool
+    voice_fallback_method: str
+    voice_fallback_url: str | None
+    voice_method: str
+    voice_url: str | None
+    public_application_connect_enabled: bool
+
+
+class TwilioApplicationPage(TwilioPage):
+    applications: list[TwilioApplication]
+
+
+class TwilioCapabilities(Shape):
+    voice: bool
+    sms: bool
+    mms: bool
+    fax: bool
+
+
+class TwilioNumber(Shape):
+    """URLs and methods are the number's own; "" when it has none."""
+
+    account_sid: str
+    address_sid: None
+    address_requirements: str
+    api_version: Literal["2010-04-01"]
+    beta: bool
+    capabilities: TwilioCapabilities
+    date_created: str
+    date_updated: str
+    friendly_name: str
+    identity_sid: None
+    phone_number: str = Field(description="E.164.")
+    origin: str
+    sid: str
+    sms_application_sid: str = Field(description='The attached application, or "".')
+    sms_fallback_method: str
+    sms_fallback_url: str
+    sms_method: str
+    sms_url: str
+    status_callback: str
+    status_callback_method: str
+    trunk_sid: None
+    uri: str
+    voice_receive_mode: str
+    voice_application_sid: str
+    voice_caller_id_lookup: bool
+    voice_fallback_method: str
+    voice_fallback_url: str
+    voice_method: str
+    voice_url: str
+    emergency_status: str
+    emergency_address_sid: None
+    emergency_address_status: str
+    bundle_sid: None
+    status: str
+    type: str
+
+
+class TwilioNumberPage(TwilioPage):
+    incoming_phone_numbers: list[TwilioNumber]
 
 
 # -- Plivo's Message API --------------------------------------------------------------------------
@@ -133,6 +257,91 @@ class PlivoMessagePage(Shape):
     api_id: str
     meta: PlivoPageMeta
     objects: list[PlivoMessage]
+
+
+# -- Plivo's Application and Number resources -----------------------------------------------------
+
+
+class PlivoCreated(Shape):
+    api_id: str
+    app_id: str
+    message: Literal["created"]
+
+
+class PlivoChanged(Shape):
+    api_id: str
+    message: Literal["changed"]
+
+
+class PlivoApplication(Shape):
+    answer_method: str
+    answer_url: str | None
+    app_id: str
+    app_name: str
+    application_type: Literal["XML"]
+    default_app: bool
+    default_endpoint_app: bool
+    enabled: bool
+    fallback_answer_url: str | None
+    fallback_method: str
+    hangup_method: str
+    hangup_url: str | None
+    log_incoming_message: bool
+    message_method: str
+    message_url: str | None
+    public_uri: bool
+    resource_uri: str
+    sip_uri: None
+    sub_account: str | None
+
+
+class PlivoApplicationFetched(PlivoApplication):
+    api_id: str
+
+
+class PlivoApplicationPage(Shape):
+    api_id: str
+    meta: PlivoPageMeta
+    objects: list[PlivoApplication]
+
+
+class PlivoNumber(Shape):
+    active: bool
+    added_on: str = Field(description="YYYY-MM-DD.")
+    alias: str | None
+    application: str | None = Field(description="The attached application's resource URI.")
+    carrier: str | None
+    city: None
+    cnam_lookup: str
+    compliance_application_id: None
+    compliance_status: None
+    country: str | None
+    mms_enabled: bool
+    mms_rate: str
+    monthly_rental_rate: str
+    number: str = Field(description="Digits with the country code, no +.")
+    number_type: str
+    region: None
+    renewal_date: None
+    resource_uri: str
+    sms_enabled: bool
+    sms_rate: str
+    sub_account: None
+    tendlc_campaign_id: None
+    tendlc_registration_status: None
+    toll_free_sms_verification: None
+    voice_enabled: bool
+    voice_rate: str
+
+
+class PlivoNumberFetched(PlivoNumber):
+    api_id: str
+
+
+class PlivoNumberPage(Shape):
+    api_id: str
+    meta: PlivoPageMeta
+    objects: list[PlivoNumber]
 
 
 # -- the sandbox network --------------------------------------------------------------------------
