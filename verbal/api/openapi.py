@@ -36,6 +36,7 @@ from pydantic.json_schema import models_json_schema
 
 from verbal.api import schemas
 from verbal.api.plivo import PREFIX as PLIVO_PREFIX
+from verbal.api.restcomm import PREFIX as RESTCOMM_PREFIX
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -132,6 +133,20 @@ _PLIVO_SEND = {
 }
 
 _PLIVO_EXAMPLE = {"src": "15550001000", "dst": "15550002000", "text": "Hello from Verbal"}
+
+RESTCOMM = RESTCOMM_PREFIX + "/{AccountSid}"
+
+
+def _restcomm_json(model: type[BaseModel]) -> dict[str, Any]:
+    # Restcomm's routes declare their XML and their errors; this adds the JSON's shape.
+    return {"responses": {"200": {"content": {JSON: {"schema": model}}}}}
+
+
+def _restcomm(method: str, path: str, model: type[BaseModel]) -> dict[tuple[str, str], Any]:
+    """Restcomm serves each path also with `.json`, the same answer in JSON."""
+    entry = _restcomm_json(model)
+    return {(method, RESTCOMM + path): entry, (method, RESTCOMM + path + ".json"): entry}
+
 
 NUMBER = "+15550001000"
 HANDSET = "+15550002000"
@@ -273,6 +288,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/verbal/v1/sessions/{sid}"): {
         "responses": {"200": json_answer("The session and its log.", schemas.SessionLog)}
     },
+    ("post", f"{RESTCOMM}/Messages"): _restcomm_json(schemas.RestcommMessage),
+    **_restcomm("post", "/SMS/Messages", schemas.RestcommSms),
+    **_restcomm("get", "/SMS/Messages", schemas.RestcommSmsPage),
+    **_restcomm("get", "/SMS/Messages/{MessageSid}", schemas.RestcommSms),
+    **_restcomm("post", "/Applications", schemas.RestcommApplication),
+    **_restcomm("get", "/Applications", schemas.RestcommApplicationPage),
+    **_restcomm("get", "/Applications/{ApplicationSid}", schemas.RestcommApplication),
+    **_restcomm("post", "/Applications/{ApplicationSid}", schemas.RestcommApplication),
+    **_restcomm("put", "/Applications/{ApplicationSid}", schemas.RestcommApplication),
+    **_restcomm("post", "/IncomingPhoneNumbers", schemas.RestcommNumber),
+    **_restcomm("get", "/IncomingPhoneNumbers", schemas.RestcommNumberPage),
+    **_restcomm("get", "/IncomingPhoneNumbers/{PhoneNumberSid}", schemas.RestcommNumber),
+    **_restcomm("post", "/IncomingPhoneNumbers/{PhoneNumberSid}", schemas.RestcommNumber),
+    **_restcomm("put", "/IncomingPhoneNumbers/{PhoneNumberSid}", schemas.RestcommNumber),
     ("get", "/1.0/sessions"): _TROPO_GET,
     ("post", "/1.0/sessions"): _TROPO_POST,
     ("get", "/v1/sessions"): _TROPO_GET,

@@ -344,6 +344,122 @@ class PlivoNumberPage(Shape):
     objects: list[PlivoNumber]
 
 
+# -- Restcomm's REST API (its JSON; the XML is the same fields in PascalCase) ---------------------
+
+
+class RestcommSms(Shape):
+    sid: str
+    date_created: str
+    date_updated: str
+    date_sent: str | None = Field(description="ISO 8601.")
+    account_sid: str
+    from_: str = Field(alias="from")
+    to: str
+    body: str
+    status: str
+    direction: str
+    error_code: int | None
+    error_message: str | None
+    price: str
+    price_unit: str
+    api_version: Literal["2012-04-24"]
+    uri: str
+
+
+class RestcommMessage(RestcommSms):
+    media_urls: list[str]
+
+
+class RestcommPage(Shape):
+    """Restcomm's list envelope; absent links are the string "null", as Restcomm writes them."""
+
+    page: int
+    num_pages: int
+    page_size: int
+    total: int
+    start: str
+    end: str
+    uri: str
+    first_page_uri: str
+    previous_page_uri: str
+    next_page_uri: str
+    last_page_uri: str
+
+
+class RestcommSmsPage(RestcommPage):
+    messages: list[RestcommSms]
+
+
+class RestcommNumberSummary(Shape):
+    sid: str
+    friendly_name: str
+    phone_number: str
+    voice_application_sid: str | None
+    sms_application_sid: str | None
+
+
+class RestcommApplication(Shape):
+    sid: str
+    date_created: str
+    date_updated: str
+    friendly_name: str
+    account_sid: str
+    api_version: Literal["2012-04-24"]
+    voice_caller_id_lookup: bool
+    uri: str
+    rcml_url: str | None
+    kind: str | None
+    numbers: list[RestcommNumberSummary] = Field(
+        default_factory=list, description="Only when asked for."
+    )
+
+
+class RestcommApplicationPage(RestcommPage):
+    applications: list[RestcommApplication]
+
+
+class RestcommCapabilities(Shape):
+    voice_capable: bool
+    sms_capable: bool
+    mms_capable: bool
+    fax_capable: bool
+
+
+class RestcommNumber(Shape):
+    sid: str
+    account_sid: str
+    friendly_name: str
+    phone_number: str
+    voice_url: str | None
+    voice_method: str
+    voice_fallback_url: str | None
+    voice_fallback_method: str
+    status_callback: str | None
+    status_callback_method: str
+    voice_caller_id_lookup: bool
+    voice_application_sid: str | None
+    voice_application_name: str = Field(
+        default_factory=str, description="Only with a voice application."
+    )
+    date_created: str
+    date_updated: str
+    sms_url: str | None
+    sms_method: str
+    sms_fallback_url: str | None
+    sms_fallback_method: str
+    sms_application_sid: str | None
+    sms_application_name: str = Field(
+        default_factory=str, description="Only with an SMS application."
+    )
+    capabilities: RestcommCapabilities
+    api_version: Literal["2012-04-24"]
+    uri: str
+
+
+class RestcommNumberPage(RestcommPage):
+    incoming_phone_numbers: list[RestcommNumber] = Field(alias="incomingPhoneNumbers")
+
+
 # -- the sandbox network --------------------------------------------------------------------------
 
 
