@@ -146,6 +146,21 @@ def test_every_operation_answers_as_documented(
     case.call_and_validate(session=http)
 
 
+def test_every_json_answer_has_a_documented_shape(verbal: LiveVerbal) -> None:
+    """FastAPI documents a handler's plain dict as "any object": a new route's answers need
+    a model, in `OPERATIONS` or in the route's own `responses`, for this run to check them."""
+    document = httpx.get(verbal.base_url + "/openapi.json").json()
+    shapeless = [
+        f"{method.upper()} {path} {status}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, answer in operation["responses"].items()
+        for media_type, content in answer.get("content", {}).items()
+        if media_type.endswith("json") and not {"$ref", "properties"} & content["schema"].keys()
+    ]
+    assert shapeless == []
+
+
 def test_every_entry_of_operations_names_an_operation(verbal: LiveVerbal) -> None:
     """An entry left behind by a renamed or removed route would document nothing."""
     document = httpx.get(verbal.base_url + "/openapi.json").json()
