@@ -3,21 +3,17 @@ refused them with a 500 (found by the schemathesis run); they are a 400 now."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.conftest import LiveVerbal
 
 
 @pytest.mark.parametrize("value", [str(2**31), "1" + "0" * 30])
-def test_ids_pages_and_offsets_beyond_any_row_are_refused(verbal: LiveVerbal, value: str) -> None:
-    async def plivo_auth_id(runtime: Any) -> str:
-        account = await runtime.directory.account(verbal.account_sid)
-        return str(account.plivo_auth_id)
-
+def test_ids_pages_and_offsets_beyond_any_row_are_refused(
+    verbal: LiveVerbal, auth_id: str, value: str
+) -> None:
     twilio = f"/2010-04-01/Accounts/{verbal.account_sid}/Messages.json"
-    plivo = f"/v1/Account/{verbal.call(plivo_auth_id)}/Message/"
+    plivo = f"/v1/Account/{auth_id}/Message/"
     with verbal.http() as http:
         answers = [
             http.delete(f"/sandbox/rules/{value}"),
