@@ -321,3 +321,45 @@ class RateBucket(Base):
     tokens: Mapped[float] = mapped_column(Float)
     # Epoch seconds of the last refill.
     updated: Mapped[float] = mapped_column(Float)
+
+
+class SmscPart(Base):
+    """One part of a long message an ESME is submitting to the sandbox SMSC, kept until
+    the rest arrive (or they stop coming), so a restart loses no acknowledged part."""
+
+    __tablename__ = "smsc_parts"
+    __table_args__ = (
+        Index("ix_smsc_parts_group", "system_id", "source_addr", "destination_addr", "reference"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[str] = mapped_column(String(16))
+    source_addr: Mapped[str] = mapped_column(String(65))
+    destination_addr: Mapped[str] = mapped_column(String(65))
+    reference: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str] = mapped_column(String(65), unique=True)
+    # The submit_sm (or data_sm) as it arrived on the wire.
+    pdu: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class SmscOutbox(Base):
+    """A deliver_sm the sandbox SMSC owes an ESME (a receipt, or a handset's text), kept
+    until the ESME acknowledges it, however long it stays unbound."""
+
+    __tablename__ = "smsc_outbox"
+    __table_args__ = (Index("ix_smsc_outbox_due", "system_id", "not_before"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[str] = mapped_column(String(16))
+    # The encoded deliver_sm; its sequence number is assigned when it is sent.
+    pdu: Mapped[bytes] = mapped_column(LargeBinary)
+    # Epoch seconds: not sent before (a receipt's delay, a retry's backoff), and reserved
+    # for the sender that claimed it until `leased_until`.
+    not_before: Mapped[float] = mapped_column(Float)
+    leased_until: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+
