@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from verbal import __version__
 from verbal.api import demo as demo_app
-from verbal.api import errors, native, ops, plivo, plivo_resources, sandbox, tropo, twilio
+from verbal.api import errors, native, openapi, ops, plivo, plivo_resources, sandbox, tropo, twilio
 from verbal.api.limits import BodySizeLimit
 from verbal.api.restcomm import router as restcomm_router
 from verbal.api.twilio_resources import router as twilio_resources_router
@@ -29,7 +30,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
             if manage_runtime:
                 await runtime.stop()
 
-    app = FastAPI(
+    # Its /docs and /redoc pages load their scripts from this server, not from a CDN.
+    app = FastAPIOffline(
         title="Verbal",
         version=__version__,
         description="Self-hosted programmable messaging with Twilio-, Restcomm- and "
@@ -38,6 +40,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     )
     app.state.runtime = runtime
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(ops.router)
     if not runtime.serves_api:
