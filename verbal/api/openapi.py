@@ -132,6 +132,50 @@ _PLIVO_SEND = {
     },
 }
 
+# What Plivo's Application and Number resources take, as JSON or a form.
+_URL = {"type": "string", "description": 'An http(s) URL; "" clears it.'}
+_METHOD = {"type": "string", "enum": ["GET", "POST"]}
+_PLIVO_FLAGS = ("default_number_app", "default_endpoint_app", "log_incoming_messages", "public_uri")
+_PLIVO_APPLICATION = {
+    "type": "object",
+    "properties": {
+        "app_name": {"type": "string", "maxLength": 64},
+        **{
+            name: _URL
+            for name in ("message_url", "answer_url", "fallback_answer_url", "hangup_url")
+        },
+        **{
+            name: _METHOD
+            for name in ("message_method", "answer_method", "fallback_method", "hangup_method")
+        },
+        **{name: {"type": "boolean"} for name in _PLIVO_FLAGS},
+        "subaccount": {"type": "string"},
+    },
+}
+_PLIVO_NEW_APPLICATION = {**_PLIVO_APPLICATION, "required": ["app_name"]}
+_PLIVO_NEW_NUMBERS = {
+    "type": "object",
+    "required": ["numbers", "carrier", "region"],
+    "properties": {
+        "numbers": {"type": "string", "description": "Comma-separated, with country codes."},
+        "carrier": {"type": "string", "description": "Required by Plivo; not kept."},
+        "region": {"type": "string", "description": "Required by Plivo; not kept."},
+        "app_id": {"type": "string", "description": "Else the default number app."},
+    },
+}
+_PLIVO_NUMBER = {
+    "type": "object",
+    "properties": {
+        "app_id": {"type": "string", "description": 'Attach an application; "" detaches it.'},
+        "alias": {"type": "string", "maxLength": 64},
+    },
+}
+
+
+def _json_or_form(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {JSON: {"schema": schema}, FORM: {"schema": schema}}}
+
+
 _PLIVO_EXAMPLE = {"src": "15550001000", "dst": "15550002000", "text": "Hello from Verbal"}
 
 RESTCOMM = RESTCOMM_PREFIX + "/{AccountSid}"
@@ -227,7 +271,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": json_answer("The message.", schemas.PlivoMessageFetched)}
     },
     ("post", f"{PLIVO}/Application/"): {
-        "responses": {"201": json_answer("The application's id.", schemas.PlivoCreated)}
+        "requestBody": {"required": True, **_json_or_form(_PLIVO_NEW_APPLICATION)},
+        "responses": {"201": json_answer("The application's id.", schemas.PlivoCreated)},
     },
     ("get", f"{PLIVO}/Application/"): {
         "responses": {"200": json_answer("A page of applications.", schemas.PlivoApplicationPage)}
@@ -236,10 +281,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": json_answer("The application.", schemas.PlivoApplicationFetched)}
     },
     ("post", f"{PLIVO}/Application/{{app_id}}/"): {
-        "responses": {"202": json_answer("Changed.", schemas.PlivoChanged)}
+        "requestBody": _json_or_form(_PLIVO_APPLICATION),
+        "responses": {"202": json_answer("Changed.", schemas.PlivoChanged)},
     },
     ("post", f"{PLIVO}/Number/"): {
-        "responses": {"202": json_answer("Added.", schemas.PlivoChanged)}
+        "requestBody": {"required": True, **_json_or_form(_PLIVO_NEW_NUMBERS)},
+        "responses": {"202": json_answer("Added.", schemas.PlivoChanged)},
     },
     ("get", f"{PLIVO}/Number/"): {
         "responses": {"200": json_answer("A page of numbers.", schemas.PlivoNumberPage)}
@@ -248,7 +295,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": json_answer("The number.", schemas.PlivoNumberFetched)}
     },
     ("post", f"{PLIVO}/Number/{{number}}/"): {
-        "responses": {"202": json_answer("Changed.", schemas.PlivoChanged)}
+        "requestBody": _json_or_form(_PLIVO_NUMBER),
+        "responses": {"202": json_answer("Changed.", schemas.PlivoChanged)},
     },
     ("get", "/sandbox/handsets/{number}/inbox"): {
         "responses": {
