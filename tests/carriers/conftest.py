@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.peers.node import NodeSmsc, install
+from tests.peers.node import NodeEsme, NodeSmsc, install
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +45,24 @@ def smscs(node_peers: None) -> Iterator[Smscs]:
     yield peers
     for smsc in peers.started:
         smsc.stop()
+
+
+class Esmes:
+    """The node-smpp ESMEs (`tests/peers/esme.js`) of one test; all stopped after it."""
+
+    def __init__(self) -> None:
+        self.started: list[NodeEsme] = []
+
+    def connect(self, port: int) -> NodeEsme:
+        esme = NodeEsme(port)
+        self.started.append(esme)
+        esme.wait_event("connected")
+        return esme
+
+
+@pytest.fixture
+def esmes(node_peers: None) -> Iterator[Esmes]:
+    peers = Esmes()
+    yield peers
+    for esme in peers.started:
+        esme.stop()

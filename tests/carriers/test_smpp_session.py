@@ -671,10 +671,17 @@ def test_events_do_not_depend_on_how_bytes_arrive() -> None:
         assert conversation(chunk) == whole
 
 
+# The asyncio shells that drive the core (the ESME's binds, the SMSC's server): the only
+# modules of the package that do I/O.
+IO_SHELLS = {"client.py", "server.py"}
+
+
 def test_the_smpp_package_has_no_io() -> None:
     # The rule for sans-I/O modules: no sockets, no event loop, no clock.
     forbidden = {"asyncio", "socket", "time", "selectors", "threading"}
     for path in Path(smpp_package.__file__).parent.glob("*.py"):
+        if path.name in IO_SHELLS:
+            continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []

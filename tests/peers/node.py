@@ -153,3 +153,28 @@ class NodeSmsc(NodePeer):
 
     def submits(self) -> list[Event]:
         return self.of("submit")
+
+
+class NodeEsme(NodePeer):
+    """`esme.js`: one ESME connection to 127.0.0.1:``port`` (see the script's header)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__("esme.js", {"port": port})
+        self._tags = 0
+
+    def request(self, cmd: str, answer: str, timeout: float = 10.0, **args: Any) -> Event:
+        """Send a command and wait for the ``answer`` event carrying its tag."""
+        self._tags += 1
+        self.send(cmd, tag=self._tags, **args)
+        return self.wait_event(answer, timeout, tag=self._tags)
+
+    def bind(self, system_id: str, password: str, mode: str = "transceiver", **args: Any) -> int:
+        """Bind; returns the bind_resp's command_status."""
+        event = self.request(
+            "bind", "bind_resp", system_id=system_id, password=password, mode=mode, **args
+        )
+        return int(event["status"])
+
+    def submit(self, **args: Any) -> Event:
+        """Submit one short message; returns its submit_resp event (status, message_id)."""
+        return self.request("submit", "submit_resp", **args)
