@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
 from verbal.api.limits import MAX_ROW_ID
-from verbal.carriers.sandbox import NotAHandset, Outcome, Rule, SandboxCarrier
-from verbal.messaging.addresses import InvalidNumber, to_e164
-from verbal.messaging.errors import NumberNotInService
+from verbal.carriers.sandbox import Outcome, Rule, SandboxCarrier
+from verbal.messaging import handsets
+from verbal.messaging.handsets import HandsetProblem, HandsetTextRefused
 from verbal.store.models import Account
 
 router = APIRouter(prefix="/sandbox", tags=["Sandbox network"])
@@ -55,13 +55,27 @@ def sandbox(request: Request) -> SandboxCarrier:
 Sandbox = Annotated[SandboxCarrier, Depends(sandbox)]
 
 
+# Twilio's status and code for each reason a handset's text is refused.
+HANDSET_ERRORS: dict[HandsetProblem, tuple[int, int]] = {
+    HandsetProblem.NOT_A_HANDSET: (400, 21211),
+    HandsetProblem.TO_INVALID: (400, 21211),
+    HandsetProblem.BODY_MISSING: (400, 21602),
+    HandsetProblem.BODY_TOO_LONG: (400, 21617),
+    HandsetProblem.TOO_MANY_MEDIA: (400, 21623),
+    HandsetProblem.MEDIA_URL_INVALID: (400, 21620),
+    HandsetProblem.NOT_OWNED: (404, 21606),
+}
+
+
+def _refused(refused: HandsetTextRefused) -> ApiError:
+    return ApiError(*HANDSET_ERRORS[refused.problem], refused.detail)
+
+
 def handset_number(raw: str, carrier: SandboxCarrier) -> str:
     try:
-        number = to_e164(raw)
-        carrier.check_handset(number)
-    except (InvalidNumber, NotAHandset) as exc:
-        raise ApiError(400, 21211, str(exc)) from None
-    return number
+        return handsets.handset_number(raw, carrier)
+    except HandsetTextRefused as refused:
+        raise _refused(refused) from None
 
 
 def rule_json(rule: Rule) -> dict[str, Any]:
@@ -100,22 +114,13 @@ async def read_inbox(
 async def send_from_handset(
     number: Handset, text: HandsetText, carrier: Sandbox, caller: Caller, request: Request
 ) -> dict[str, Any]:
-    handset = handset_number(number, carrier)
     try:
-        to = to_e164(text.to)
-    except InvalidNumber as exc:
-        raise ApiError(400, 21211, str(exc)) from None
-    if not text.body and not text.media_urls:
-        raise ApiError(400, 21602, "Message body is required.")
-    # A handset may text any number, but an account may only script texts to its own.
-    owned = await runtime(request).directory.number(to)
-    if owned is None or owned.account_id != caller.id:
-        raise ApiError(404, 21606, f"{to} is not one of this account's numbers")
-    try:
-        sid = await carrier.send_from_handset(handset, to, text.body, tuple(text.media_urls))
-    except NumberNotInService as exc:
-        raise ApiError(404, 21606, str(exc)) from None
-    return {"message_sid": sid, "from": handset, "to": to}
+        sent = await handsets.text_from_handset(
+            carrier, runtime(request).directory, caller, number, text.to, text.body, text.media_urls
+        )
+    except HandsetTextRefused as refused:
+        raise _refused(refused) from None
+    return {"message_sid": sent.message_sid, "from": sent.handset, "to": sent.to}
 
 
 @router.get("/rules", summary="Outcome rules, in the order they are tried")
