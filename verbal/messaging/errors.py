@@ -36,5 +36,9 @@ class MessageNotFound(LookupError):
     """No message with that SID belongs to the account."""
 
 
+class CallbackNotFound(LookupError):
+    """No status callback attempt with that id belongs to the account's messages."""
+
+
 class NumberNotInService(LookupError):
     """An inbound message was addressed to a number no account owns."""

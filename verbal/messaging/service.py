@@ -38,6 +38,7 @@ from verbal.dispatch.queue import ClaimedJob, JobQueue
 from verbal.dispatch.ratelimit import Buckets
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import (
+    CallbackNotFound,
     MessageNotFound,
     MessageRefused,
     NumberNotInService,
@@ -534,13 +535,30 @@ class Messaging:
             num_segments=message.num_segments,
             date_updated=message.date_updated,
         )
-        params = formatter.params(facts)
+        self._enqueue_callback(
+            session,
+            message,
+            account,
+            f"status:{message.status}",
+            message.status_callback_method,
+            formatter.params(facts),
+        )
+
+    def _enqueue_callback(
+        self,
+        session: AsyncSession,
+        message: Message,
+        account: Account,
+        event: str,
+        method: str,
+        params: list[tuple[str, str]],
+    ) -> None:
         url = message.status_callback or ""
-        method = message.status_callback_method
         signed_url = url if method == "POST" else append_query(url, params)
+        formatter = CALLBACK_FORMATS[message.callback_format]
         payload: dict[str, Any] = {
             "message_id": message.id,
-            "event": f"status:{message.status}",
+            "event": event,
             "url": url,
             "method": method,
             "params": params,
@@ -555,6 +573,25 @@ class Messaging:
             },
         }
         self._queue.enqueue(session, WEBHOOK_JOB, payload, ordering_key=message.sid)
+
+    async def redeliver_callback(self, account: Account, attempt_id: int) -> None:
+        """Send a recorded status callback again, durably, after the message's pending ones.
+
+        The parameters are the ones that attempt carried; the signature is made anew with the
+        account's current token, and the idempotency token is new: the developer asked for
+        this delivery, so a receiver must not drop it as a repeat. Raises CallbackNotFound.
+        """
+        async with self._sessions.begin() as session:
+            attempt = await session.get(WebhookAttempt, attempt_id)
+            message = None
+            if attempt is not None and attempt.message_id is not None:
+                message = await session.get(Message, attempt.message_id)
+            if attempt is None or message is None or message.account_id != account.id:
+                raise CallbackNotFound(f"no status callback attempt {attempt_id}")
+            if not message.status_callback:
+                raise CallbackNotFound(f"message {message.sid} has no status callback URL")
+            params = [(str(k), str(v)) for k, v in attempt.request_params.items()]
+            self._enqueue_callback(session, message, account, attempt.event, attempt.method, params)
 
     async def _lock(
         self,
