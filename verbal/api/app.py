@@ -14,6 +14,7 @@ from verbal.api import errors, native, openapi, ops, plivo, plivo_resources, san
 from verbal.api.limits import BodySizeLimit
 from verbal.api.restcomm import router as restcomm_router
 from verbal.api.twilio_resources import router as twilio_resources_router
+from verbal.console import router as console_router
 from verbal.runtime import Runtime
 
 
@@ -54,6 +55,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     app.include_router(native.router)
     app.include_router(tropo.router)
     app.include_router(restcomm_router)
+    app.include_router(console_router)
     if demo:
         app.include_router(demo_app.router)
     return app

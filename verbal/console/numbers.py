@@ -1,0 +1,196 @@
+"""Numbers and apps: which app answers each number, the apps' URLs and dialects, a test text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+from starlette.datastructures import FormData
+
+from verbal.console.auth import User
+from verbal.console.web import ConsoleUser, PageError, console_router, redirect, render, runtime
+from verbal.messaging.addresses import InvalidNumber, to_e164
+from verbal.messaging.errors import MessageRefused
+from verbal.messaging.service import SendRequest, is_http_url
+from verbal.store.directory import AlreadyExists
+from verbal.store.models import Application
+
+router = console_router()
+
+DIALECTS = {
+    "auto": "Detect: RCML/TwiML or Plivo XML, from the first answer",
+    "rcml": "RCML / TwiML (Restcomm, Twilio)",
+    "plivo": "Plivo XML",
+    "tropo": "Tropo WebAPI (JSON)",
+}
+METHODS = ("POST", "GET")
+# Column sizes in the store.
+MAX_NAME = 64
+MAX_URL = 2048
+NOTICES = {
+    "number-added": "The number was added.",
+    "number-routed": "The number's app was changed.",
+    "app-created": "The app was created.",
+    "app-saved": "The app's settings were saved.",
+}
+
+
+class FormProblem(Exception):
+    """A form's input the console refuses; `form` says which form gets the words."""
+
+    def __init__(self, form: str, message: str) -> None:
+        super().__init__(message)
+        self.form = form
+        self.message = message
+
+
+async def _page(
+    request: Request,
+    user: ConsoleUser,
+    *,
+    notice: str = "",
+    problem: FormProblem | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    directory = runtime(request).directory
+    apps = await directory.applications(user.account)
+    return render(
+        request,
+        "numbers.html",
+        user,
+        status=400 if problem else 200,
+        numbers=await directory.numbers(user.account),
+        apps=apps,
+        app_by_id={app.id: app for app in apps},
+        dialects=DIALECTS,
+        methods=METHODS,
+        notice=NOTICES.get(notice, ""),
+        problem=problem,
+        values=values or {},
+    )
+
+
+@router.get("/numbers")
+async def numbers_page(request: Request, user: User, notice: str = "") -> Response:
+    return await _page(request, user, notice=notice)
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+async def _refusing(
+    request: Request, user: ConsoleUser, form: FormData, problem: FormProblem
+) -> Response:
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    values.pop("csrf_token", None)
+    return await _page(request, user, problem=problem, values=values)
+
+
+@router.post("/numbers")
+async def add_number(request: Request, user: User) -> Response:
+    form = await request.form()
+    raw = _text(form, "number")
+    try:
+        if not raw:
+            raise FormProblem("add-number", "Enter the number to add.")
+        try:
+            number = to_e164(raw)
+        except InvalidNumber:
+            raise FormProblem("add-number", f"{raw!r} is not a phone number.") from None
+        try:
+            await runtime(request).directory.add_number(user.account, number)
+        except AlreadyExists:
+            raise FormProblem("add-number", f"{number} already belongs to an account.") from None
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    return redirect("/numbers?notice=number-added")
+
+
+async def _own_app(request: Request, user: ConsoleUser, sid: str, form: str) -> Application:
+    application = await runtime(request).directory.application(sid)
+    if application is None or application.account_id != user.account.id:
+        raise FormProblem(form, f"This account has no app {sid}.")
+    return application
+
+
+@router.post("/numbers/{sid}/app")
+async def route_number(request: Request, user: User, sid: str) -> Response:
+    directory = runtime(request).directory
+    number = await directory.number_by_sid(user.account, sid)
+    if number is None:
+        raise PageError(404, f"This account has no number {sid}.")
+    form = await request.form()
+    app_sid = _text(form, "application")
+    try:
+        application = await _own_app(request, user, app_sid, f"number-{sid}") if app_sid else None
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    await directory.configure_number(number, application=application)
+    return redirect("/numbers?notice=number-routed")
+
+
+def app_settings(form: FormData, form_name: str) -> dict[str, Any]:
+    """An app form's fields as application settings, or FormProblem in words."""
+    name = _text(form, "friendly_name")
+    dialect = _text(form, "dialect")
+    sms_url = _text(form, "sms_url")
+    sms_method = _text(form, "sms_method") or "POST"
+    fallback = _text(form, "sms_fallback_url")
+    if len(name) > MAX_NAME:
+        raise FormProblem(form_name, f"The name is longer than {MAX_NAME} characters.")
+    if dialect not in DIALECTS:
+        raise FormProblem(form_name, "Choose one of the listed dialects.")
+    for label, url in (("SMS URL", sms_url), ("fallback URL", fallback)):
+        if url and (len(url) > MAX_URL or not is_http_url(url)):
+            raise FormProblem(
+                form_name, f"The {label} {url!r} is not an http:// or https:// address."
+            )
+    if not sms_url:
+        raise FormProblem(form_name, "Enter the SMS URL: where Verbal asks the app what to do.")
+    if sms_method not in METHODS:
+        raise FormProblem(form_name, "The SMS URL's method must be POST or GET.")
+    return {
+        "friendly_name": name or "Console app",
+        "dialect": dialect,
+        "sms_url": sms_url,
+        "sms_method": sms_method,
+        "sms_fallback_url": fallback or None,
+    }
+
+
+@router.post("/apps")
+async def create_app(request: Request, user: User) -> Response:
+    form = await request.form()
+    try:
+        settings = app_settings(form, "app-new")
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    name = settings.pop("friendly_name")
+    await runtime(request).directory.create_application(user.account, name, **settings)
+    return redirect("/numbers?notice=app-created")
+
+
+@router.post("/apps/{sid}")
+async def update_app(request: Request, user: User, sid: str) -> Response:
+    form = await request.form()
+    try:
+        application = await _own_app(request, user, sid, f"app-{sid}")
+        settings = app_settings(form, f"app-{sid}")
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    await runtime(request).directory.update_application(application, settings)
+    return redirect("/numbers?notice=app-saved")
+
+
+@router.post("/test-message")
+async def send_test_message(request: Request, user: User) -> Response:
+    """Send a text from one of the account's numbers, as the Messages API would."""
+    form = await request.form()
+    send = SendRequest(to=_text(form, "to"), from_=_text(form, "from"), body=_text(form, "body"))
+    try:
+        message = await runtime(request).messaging.send(user.account, send)
+    except MessageRefused as refused:
+        return await _refusing(request, user, form, FormProblem("test", refused.detail))
+    return redirect(f"/messages/{message.sid}")
