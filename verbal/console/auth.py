@@ -50,7 +50,7 @@ router = console_router()
 
 def _serializer(account: Account) -> URLSafeTimedSerializer:
     key = hmac.new(account.auth_token.encode(), _KEY_PURPOSE, hashlib.sha256).digest()
-    return URLSafeTimedSerializer(key, salt=_SALT)
+    return URLSafeTimedSerializer(key, salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
 
 def session_cookie_value(account: Account, csrf_token: str) -> str:
