@@ -515,7 +515,8 @@ def test_a_test_message_is_sent_or_refused_in_words(
 
 def read_events(response: httpx.Response, until: float) -> list[tuple[str, str, str]]:
     """(id, event, data) of each SSE event, read until the stream ends or `until`."""
-    events, fields = [], {}
+    events: list[tuple[str, str, str]] = []
+    fields: dict[str, str] = {}
     for line in response.iter_lines():
         if line == "":
             if "event" in fields:
