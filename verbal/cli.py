@@ -28,7 +28,7 @@ from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
 from verbal.messaging.service import SendRequest
 from verbal.messaging.timeline import load_timeline
-from verbal.runtime import AlreadyServing, Runtime, UnsupportedLayout
+from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
 from verbal.store import migrate
 from verbal.store.directory import AlreadyExists
 from verbal.store.models import Account, Application, Message, PhoneNumber
@@ -159,7 +159,7 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
     runtime = Runtime(settings)
     try:
         await runtime.start()
-    except (AlreadyServing, UnsupportedLayout) as exc:
+    except (AlreadyServing, UnsupportedLayout, SmscUnavailable) as exc:
         await runtime.close()
         raise _fail(str(exc)) from None
     try:

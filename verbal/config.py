@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,38 @@ def config_file() -> Path | None:
         return Path(named)
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.exists() else None
+
+
+class SmscEsmeSettings(BaseModel):
+    """An ESME that may bind to the sandbox's SMSC, as declared in `smsc_esmes` (TOML
+    ``[[smsc_esmes]]`` tables, or `VERBAL_SMSC_ESMES` as a JSON list of objects with these
+    keys). See docs/sandbox.md."""
+
+    # Errors must not echo what was given: it holds the password.
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
+
+    system_id: str = Field(min_length=1, max_length=15)
+    password: SecretStr = Field(description="At most 8 characters (SMPP 3.4).")
+    # The account whose sandbox the ESME plays in: its rules, its handsets' inboxes.
+    # Empty: the database's only account.
+    account_sid: str = ""
+    # Numbers (or globs such as +1555000*) whose handsets' texts go to this ESME.
+    numbers: list[str] = Field(default_factory=list)
+
+    @field_validator("system_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not (value.isascii() and value.isprintable()):
+            raise ValueError("a system_id is printable ASCII")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_fits(cls, value: SecretStr) -> SecretStr:
+        # A bind's password field holds 8 characters and its NUL (SMPP 3.4 §4.1.1).
+        if not 1 <= len(value.get_secret_value().encode("latin-1", "replace")) <= 8:
+            raise ValueError("an SMPP password has 1 to 8 characters")
+        return value
 
 
 class Settings(BaseSettings):
@@ -89,6 +121,29 @@ class Settings(BaseSettings):
     sandbox_enabled: bool = True
     sandbox_prefixes: list[str] = Field(default_factory=lambda: ["+1555"])
     sandbox_rate_per_second: float = 0.0  # 0 means unlimited
+    # The sandbox's SMSC: ESMEs bind to it to use the sandbox network over SMPP 3.4. It runs
+    # in the worker process (role all or worker) that has it enabled.
+    smsc_enabled: bool = False
+    smsc_host: str = "127.0.0.1"
+    smsc_port: int = Field(2775, ge=0, le=65535)
+    smsc_esmes: list[SmscEsmeSettings] = Field(default_factory=list)
+    # deliver_sm awaiting a response, per bind; binds at once; keepalive and timeouts.
+    smsc_window: int = Field(10, ge=1, le=1000)
+    smsc_max_connections: int = Field(200, ge=1)
+    smsc_max_binds_per_esme: int = Field(10, ge=1)
+    smsc_enquire_link_seconds: float = Field(30.0, gt=0)
+    smsc_response_timeout_seconds: float = Field(30.0, gt=0)
+    smsc_idle_timeout_seconds: float = Field(300.0, gt=0)
+
+    @field_validator("smsc_esmes")
+    @classmethod
+    def _system_ids_unique(cls, esmes: list[SmscEsmeSettings]) -> list[SmscEsmeSettings]:
+        ids = [esme.system_id for esme in esmes]
+        repeated = sorted({system_id for system_id in ids if ids.count(system_id) > 1})
+        if repeated:
+            raise ValueError(f"smsc_esmes: system_ids must be unique; repeated: {repeated}")
+        return esmes
+
     # Messages per second from any one sender number, across all workers (0: unlimited).
     sender_rate_per_second: float = 0.0
 

@@ -17,7 +17,9 @@ from typing import IO
 from sqlalchemy.engine import make_url
 
 from verbal.carriers.base import Carrier, CarrierRouter
-from verbal.carriers.sandbox import SandboxCarrier
+from verbal.carriers.sandbox import SandboxCarrier, SandboxNetwork
+from verbal.carriers.sandbox_smsc import EsmeAccount, SandboxSmsc
+from verbal.carriers.smpp.server import ServerLimits
 from verbal.config import Settings
 from verbal.dialects import DIALECTS
 from verbal.dialects.detect import detect
@@ -51,6 +53,10 @@ class UnsupportedLayout(RuntimeError):
     """The settings ask for a layout the database cannot carry (split roles on SQLite)."""
 
 
+class SmscUnavailable(RuntimeError):
+    """The sandbox's SMSC cannot listen where the settings say."""
+
+
 def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
     """Take the one-server lock beside a SQLite file; the returned file holds it.
 
@@ -72,6 +78,34 @@ def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
     return lock
 
 
+def sandbox_smsc(network: SandboxNetwork, settings: Settings) -> SandboxSmsc:
+    """The sandbox's SMPP front door, as the `smsc_*` settings describe it."""
+    return SandboxSmsc(
+        network,
+        [
+            EsmeAccount(
+                system_id=esme.system_id,
+                password=esme.password.get_secret_value(),
+                account_sid=esme.account_sid,
+                numbers=tuple(esme.numbers),
+            )
+            for esme in settings.smsc_esmes
+        ],
+        host=settings.smsc_host,
+        port=settings.smsc_port,
+        limits=ServerLimits(
+            max_connections=settings.smsc_max_connections,
+            max_binds_per_system_id=settings.smsc_max_binds_per_esme,
+            window=settings.smsc_window,
+            response_timeout=settings.smsc_response_timeout_seconds,
+            enquire_link_interval=settings.smsc_enquire_link_seconds,
+            idle_timeout=settings.smsc_idle_timeout_seconds,
+        ),
+        poll_seconds=settings.idle_poll_seconds,
+        shared_database=not settings.is_sqlite,
+    )
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -85,13 +119,15 @@ class Runtime:
             lease_seconds=settings.job_lease_seconds,
             skip_locked=not settings.is_sqlite,
         )
-        self.sandbox: SandboxCarrier | None = None
+        # The sandbox network, and its SMPP front door when enabled.
+        self.sandbox: SandboxNetwork | None = None
+        self.smsc: SandboxSmsc | None = None
         carriers: list[Carrier] = []
         if settings.sandbox_enabled:
-            self.sandbox = SandboxCarrier(
-                self.sessions, settings.sandbox_prefixes, shared_database=not settings.is_sqlite
-            )
-            carriers.append(self.sandbox)
+            self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes)
+            carriers.append(SandboxCarrier(self.sandbox, shared_database=not settings.is_sqlite))
+            if settings.smsc_enabled:
+                self.smsc = sandbox_smsc(self.sandbox, settings)
         self.router = CarrierRouter(carriers)
         self.messaging = Messaging(
             self.sessions,
@@ -176,6 +212,16 @@ class Runtime:
                 log.info("resuming %d jobs left in flight by the previous run", released)
         if not self.runs_workers:
             return
+        if self.settings.smsc_enabled and self.smsc is None:
+            raise SmscUnavailable("the SMSC is the sandbox's front door: enable the sandbox too")
+        if self.smsc is not None:
+            try:
+                await self.smsc.start()
+            except OSError as exc:
+                raise SmscUnavailable(
+                    f"the sandbox SMSC cannot listen on {self.settings.smsc_host}:"
+                    f"{self.settings.smsc_port}: {exc.strerror or exc}"
+                ) from None
         for carrier in self.router.carriers:
             await carrier.start(self.messaging)
         if self.notifications is not None:
@@ -199,6 +245,8 @@ class Runtime:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+            if self.smsc is not None:
+                await self.smsc.stop()
             for carrier in self.router.carriers:
                 await carrier.stop()
         if self.notifications is not None:

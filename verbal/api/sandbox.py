@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
 from verbal.api.limits import MAX_ROW_ID
-from verbal.carriers.sandbox import Outcome, Rule, SandboxCarrier
+from verbal.carriers.sandbox import Outcome, Rule, SandboxNetwork
 from verbal.messaging import handsets
 from verbal.messaging.handsets import HandsetProblem, HandsetTextRefused
 from verbal.store.models import Account
@@ -45,14 +45,14 @@ class RuleIn(BaseModel):
     )
 
 
-def sandbox(request: Request) -> SandboxCarrier:
+def sandbox(request: Request) -> SandboxNetwork:
     carrier = runtime(request).sandbox
     if carrier is None:
         raise ApiError(404, 20404, "The sandbox network is disabled on this server")
     return carrier
 
 
-Sandbox = Annotated[SandboxCarrier, Depends(sandbox)]
+Sandbox = Annotated[SandboxNetwork, Depends(sandbox)]
 
 
 # Twilio's status and code for each reason a handset's text is refused.
@@ -71,7 +71,7 @@ def _refused(refused: HandsetTextRefused) -> ApiError:
     return ApiError(*HANDSET_ERRORS[refused.problem], refused.detail)
 
 
-def handset_number(raw: str, carrier: SandboxCarrier) -> str:
+def handset_number(raw: str, carrier: SandboxNetwork) -> str:
     try:
         return handsets.handset_number(raw, carrier)
     except HandsetTextRefused as refused:
@@ -112,11 +112,11 @@ async def read_inbox(
 
 @router.post("/handsets/{number}/messages", status_code=201, summary="Text from a handset")
 async def send_from_handset(
-    number: Handset, text: HandsetText, carrier: Sandbox, caller: Caller, request: Request
+    number: Handset, text: HandsetText, carrier: Sandbox, caller: Caller
 ) -> dict[str, Any]:
     try:
         sent = await handsets.text_from_handset(
-            carrier, runtime(request).directory, caller, number, text.to, text.body, text.media_urls
+            carrier, caller, number, text.to, text.body, text.media_urls
         )
     except HandsetTextRefused as refused:
         raise _refused(refused) from None

@@ -16,6 +16,13 @@ A handset can also send: its message arrives as an inbound message on the number
 Rules and inboxes belong to an account: a rule scripts only that account's messages, and an
 inbox shows only what that account's numbers sent. Deliveries and pending receipts are rows
 in the database, so a restart loses none of them.
+
+`SandboxNetwork` is the network itself: handsets, rules and the verdict they give, the
+deliveries and inboxes. Messages reach it through *front doors*, which differ only in how
+they speak: `SandboxCarrier` is the door of Verbal's own pipeline (a `Carrier`: outcomes
+become carrier errors, receipts become `on_receipt` calls), and
+`verbal.carriers.sandbox_smsc.SandboxSmsc` the door for any ESME over SMPP. A handset's
+text goes out through the first door that serves the number it texts.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,9 +49,10 @@ from verbal.carriers.base import (
     InboundSms,
     OutboundSms,
     Receipt,
+    ReceiptStatus,
     SubmitResult,
 )
-from verbal.store.models import SandboxDelivery, SandboxRule
+from verbal.store.models import Account, PhoneNumber, SandboxDelivery, SandboxRule
 
 log = logging.getLogger("verbal.carriers.sandbox")
 
@@ -86,30 +94,249 @@ class NotAHandset(ValueError):
     pass
 
 
+class NotServed(LookupError):
+    """A handset texted a number that no front door serves for the account."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the network does with one message to a handset, as the account's rules say."""
+
+    outcome: Outcome
+    delay_seconds: float = 0.0
+    # The 300xx code of an undeliverable or failed message.
+    error_code: int | None = None
+
+    @property
+    def receipt(self) -> ReceiptStatus | None:
+        """The receipt the message earns, if any."""
+        return _RECEIPTS.get(self.outcome)
+
+    @property
+    def error_text(self) -> str:
+        return ERROR_TEXT.get(self.error_code or 30008, "Unknown error")
+
+
+_RECEIPTS: dict[Outcome, ReceiptStatus] = {
+    Outcome.DELIVER: "delivered",
+    Outcome.UNDELIVERABLE: "undelivered",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HandsetText:
+    """A handset texting ``to``, scripted by ``account_sid``."""
+
+    account_sid: str
+    handset: str
+    to: str
+    body: str
+    media_urls: tuple[str, ...] = ()
+
+
+class FrontDoor(Protocol):
+    """How messages enter and leave the network (see the module docstring)."""
+
+    async def serves(self, session: AsyncSession, account_sid: str, number: str) -> bool:
+        """Whether texts to ``number``, scripted by ``account_sid``, leave through this door."""
+        ...
+
+    async def handset_text(self, text: HandsetText) -> str:
+        """Take a handset's text out of the network; returns the id it was given."""
+        ...
+
+
+class SandboxNetwork:
+    """The simulated network: handsets, rules, deliveries and inboxes. See the module doc."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], prefixes: list[str]) -> None:
+        self.sessions = sessions
+        self.prefixes = tuple(prefixes)
+        self._doors: list[FrontDoor] = []
+
+    def add_door(self, door: FrontDoor) -> None:
+        """Open a front door; doors are asked in the order they were added."""
+        self._doors.append(door)
+
+    def reaches(self, number: str) -> bool:
+        return number.startswith(self.prefixes)
+
+    def check_handset(self, number: str) -> None:
+        if not self.reaches(number):
+            raise NotAHandset(
+                f"{number} is not a sandbox handset; handsets start with "
+                + " or ".join(self.prefixes)
+            )
+
+    # -- messages into the network ---------------------------------------------------------
+
+    async def verdict(self, session: AsyncSession, account_sid: str, handset: str) -> Verdict:
+        """The fate of ``account_sid``'s next message to ``handset``: its first matching
+        rule, or delivery."""
+        rule = await self._rule_for(session, account_sid, handset)
+        if rule is None:
+            return Verdict(Outcome.DELIVER)
+        code = rule.error_code or DEFAULT_ERROR_CODES.get(rule.outcome)
+        return Verdict(rule.outcome, rule.delay_seconds, code)
+
+    @staticmethod
+    def delivery(
+        sms: OutboundSms, carrier_id: str, verdict: Verdict, *, receipt_pending: bool
+    ) -> SandboxDelivery:
+        """The row recording that the network took ``sms``; add it to the session.
+
+        ``receipt_pending`` leaves the receipt for `SandboxCarrier`'s receipt loop to
+        report; a door that hands its receipts over itself passes False.
+        """
+        now = time.time()
+        receipt = verdict.receipt
+        return SandboxDelivery(
+            message_sid=sms.message_sid,
+            carrier_message_id=carrier_id,
+            account_sid=sms.account_sid,
+            handset=sms.recipient,
+            sender=sms.sender,
+            body=sms.body,
+            media_urls=list(sms.media_urls),
+            outcome=verdict.outcome.value,
+            in_inbox=verdict.outcome in (Outcome.DELIVER, Outcome.SILENT),
+            visible_at=now + verdict.delay_seconds,
+            receipt_status=receipt,
+            receipt_error_code=verdict.error_code if receipt == "undelivered" else None,
+            receipt_due=now + verdict.delay_seconds if receipt else None,
+            receipt_reported=not (receipt and receipt_pending),
+        )
+
+    # -- messages out of the network --------------------------------------------------------
+
+    async def owner(self, session: AsyncSession, number: str) -> str | None:
+        """The SID of the account that holds ``number`` as a Verbal number, if one does."""
+        return await session.scalar(
+            select(Account.sid)
+            .join(PhoneNumber, PhoneNumber.account_id == Account.id)
+            .where(PhoneNumber.number == number)
+        )
+
+    async def send_from_handset(
+        self,
+        handset: str,
+        to: str,
+        body: str,
+        media_urls: tuple[str, ...] = (),
+        *,
+        account_sid: str,
+    ) -> str:
+        """``handset`` texts ``to``, on ``account_sid``'s script; returns the id of the
+        message the serving door made of it. Raises `NotServed` when no door serves ``to``
+        for that account."""
+        self.check_handset(handset)
+        async with self.sessions() as session:
+            door = None
+            for candidate in self._doors:
+                if await candidate.serves(session, account_sid, to):
+                    door = candidate
+                    break
+        if door is None:
+            raise NotServed(f"{to} is not one of this account's numbers")
+        return await door.handset_text(HandsetText(account_sid, handset, to, body, media_urls))
+
+    async def inbox(
+        self, account_sid: str, handset: str, limit: int = 100
+    ) -> list[SandboxDelivery]:
+        """Messages the handset has received from `account_sid`'s numbers, newest first."""
+        self.check_handset(handset)
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(SandboxDelivery)
+                .where(
+                    SandboxDelivery.account_sid == account_sid,
+                    SandboxDelivery.handset == handset,
+                    SandboxDelivery.in_inbox,
+                    SandboxDelivery.visible_at <= time.time(),
+                )
+                .order_by(SandboxDelivery.id.desc())
+                .limit(limit)
+            )
+            return list(rows)
+
+    # -- rules -------------------------------------------------------------------------------
+
+    async def rules(self, account_sid: str) -> list[Rule]:
+        async with self.sessions() as session:
+            return await self._rules(session, account_sid)
+
+    async def add_rule(
+        self,
+        account_sid: str,
+        pattern: str,
+        outcome: Outcome,
+        delay_seconds: float = 0.0,
+        error_code: int | None = None,
+    ) -> Rule:
+        async with self.sessions.begin() as session:
+            row = SandboxRule(
+                account_sid=account_sid,
+                pattern=pattern,
+                outcome=outcome.value,
+                delay_seconds=delay_seconds,
+                error_code=error_code,
+            )
+            session.add(row)
+            await session.flush()
+            return self._rule(row)
+
+    async def delete_rule(self, account_sid: str, rule_id: int | None = None) -> int:
+        """Delete one rule, or all the account's when `rule_id` is None; returns how many."""
+        statement = delete(SandboxRule).where(SandboxRule.account_sid == account_sid)
+        if rule_id is not None:
+            statement = statement.where(SandboxRule.id == rule_id)
+        async with self.sessions.begin() as session:
+            result: Any = await session.execute(statement)
+        return int(result.rowcount or 0)
+
+    async def _rules(self, session: AsyncSession, account_sid: str) -> list[Rule]:
+        rows = await session.scalars(
+            select(SandboxRule)
+            .where(SandboxRule.account_sid == account_sid)
+            .order_by(SandboxRule.id)
+        )
+        return [self._rule(row) for row in rows]
+
+    async def _rule_for(self, session: AsyncSession, account_sid: str, number: str) -> Rule | None:
+        rules = await self._rules(session, account_sid)
+        return next((rule for rule in rules if rule.matches(number)), None)
+
+    @staticmethod
+    def _rule(row: SandboxRule) -> Rule:
+        return Rule(row.id, row.pattern, Outcome(row.outcome), row.delay_seconds, row.error_code)
+
+
 class SandboxCarrier:
+    """The network's front door for Verbal's own pipeline: the sandbox as a `Carrier`."""
+
     name = "sandbox"
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
-        prefixes: list[str],
+        network: SandboxNetwork,
         *,
         idle_poll_seconds: float = 1.0,
         shared_database: bool = False,
     ) -> None:
-        self._sessions = sessions
-        self.prefixes = tuple(prefixes)
+        self.network = network
+        self._sessions = network.sessions
         # With several workers on one PostgreSQL, each takes its own receipts to report.
         self._shared = shared_database
         self._idle_poll = idle_poll_seconds
         self._events: CarrierEvents | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        network.add_door(self)
 
     # -- the carrier interface ------------------------------------------------------------
 
     def reaches(self, number: str) -> bool:
-        return number.startswith(self.prefixes)
+        return self.network.reaches(number)
 
     async def start(self, events: CarrierEvents) -> None:
         self._events = events
@@ -136,18 +363,15 @@ class SandboxCarrier:
             known = await self._known_submission(session, sms.message_sid)
             if known is not None:
                 return SubmitResult(known)
-            rule = await self._rule_for(session, sms.account_sid, sms.recipient)
-            outcome = rule.outcome if rule else Outcome.DELIVER
-            delay = rule.delay_seconds if rule else 0.0
-            code = (rule.error_code if rule else None) or DEFAULT_ERROR_CODES.get(outcome)
-            if outcome == Outcome.FAIL:
-                raise CarrierRejected(code or 30008, ERROR_TEXT.get(code or 30008, "Rejected"))
-            if outcome == Outcome.THROTTLE:
+            verdict = await self.network.verdict(session, sms.account_sid, sms.recipient)
+            if verdict.outcome == Outcome.FAIL:
+                raise CarrierRejected(verdict.error_code or 30008, verdict.error_text)
+            if verdict.outcome == Outcome.THROTTLE:
                 raise CarrierTemporaryError(30001, "Sandbox carrier is throttling")
-            if outcome != Outcome.TIMEOUT:
+            if verdict.outcome != Outcome.TIMEOUT:
                 carrier_id = "SB" + secrets.token_hex(12)
-                session.add(self._delivery(sms, carrier_id, outcome, delay, code))
-        if outcome == Outcome.TIMEOUT:
+                session.add(self.network.delivery(sms, carrier_id, verdict, receipt_pending=True))
+        if verdict.outcome == Outcome.TIMEOUT:
             await asyncio.Event().wait()  # never answers; the caller's timeout ends this
         self._wake.set()
         return SubmitResult(carrier_id)
@@ -160,27 +384,23 @@ class SandboxCarrier:
             )
         )
 
-    @staticmethod
-    def _delivery(
-        sms: OutboundSms, carrier_id: str, outcome: Outcome, delay: float, code: int | None
-    ) -> SandboxDelivery:
-        now = time.time()
-        receipt = {Outcome.DELIVER: "delivered", Outcome.UNDELIVERABLE: "undelivered"}
-        return SandboxDelivery(
-            message_sid=sms.message_sid,
-            carrier_message_id=carrier_id,
-            account_sid=sms.account_sid,
-            handset=sms.recipient,
-            sender=sms.sender,
-            body=sms.body,
-            media_urls=list(sms.media_urls),
-            outcome=outcome.value,
-            in_inbox=outcome in (Outcome.DELIVER, Outcome.SILENT),
-            visible_at=now + delay,
-            receipt_status=receipt.get(outcome),
-            receipt_error_code=code if outcome == Outcome.UNDELIVERABLE else None,
-            receipt_due=now + delay if outcome in receipt else None,
-            receipt_reported=outcome not in receipt,
+    # -- handsets' texts to Verbal's numbers ----------------------------------------------
+
+    async def serves(self, session: AsyncSession, account_sid: str, number: str) -> bool:
+        """Texts to the account's own Verbal numbers arrive through Verbal's pipeline."""
+        return await self.network.owner(session, number) == account_sid
+
+    async def handset_text(self, text: HandsetText) -> str:
+        assert self._events is not None, "start() first"
+        return await self._events.on_inbound(
+            InboundSms(
+                carrier=self.name,
+                sender=text.handset,
+                recipient=text.to,
+                body=text.body,
+                media_urls=text.media_urls,
+                carrier_message_id="SB" + secrets.token_hex(12),
+            )
         )
 
     # -- receipts ------------------------------------------------------------------------
@@ -265,97 +485,3 @@ class SandboxCarrier:
                     ~SandboxDelivery.receipt_reported
                 )
             )
-
-    # -- what the sandbox API offers ------------------------------------------------------
-
-    def check_handset(self, number: str) -> None:
-        if not self.reaches(number):
-            raise NotAHandset(
-                f"{number} is not a sandbox handset; handsets start with "
-                + " or ".join(self.prefixes)
-            )
-
-    async def inbox(
-        self, account_sid: str, handset: str, limit: int = 100
-    ) -> list[SandboxDelivery]:
-        """Messages the handset has received from `account_sid`'s numbers, newest first."""
-        self.check_handset(handset)
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(SandboxDelivery)
-                .where(
-                    SandboxDelivery.account_sid == account_sid,
-                    SandboxDelivery.handset == handset,
-                    SandboxDelivery.in_inbox,
-                    SandboxDelivery.visible_at <= time.time(),
-                )
-                .order_by(SandboxDelivery.id.desc())
-                .limit(limit)
-            )
-            return list(rows)
-
-    async def send_from_handset(
-        self, handset: str, to: str, body: str, media_urls: tuple[str, ...] = ()
-    ) -> str:
-        """A handset texts `to`; returns the SID of the inbound message Verbal recorded."""
-        self.check_handset(handset)
-        assert self._events is not None, "start() first"
-        return await self._events.on_inbound(
-            InboundSms(
-                carrier=self.name,
-                sender=handset,
-                recipient=to,
-                body=body,
-                media_urls=media_urls,
-                carrier_message_id="SB" + secrets.token_hex(12),
-            )
-        )
-
-    async def rules(self, account_sid: str) -> list[Rule]:
-        async with self._sessions() as session:
-            return await self._rules(session, account_sid)
-
-    async def add_rule(
-        self,
-        account_sid: str,
-        pattern: str,
-        outcome: Outcome,
-        delay_seconds: float = 0.0,
-        error_code: int | None = None,
-    ) -> Rule:
-        async with self._sessions.begin() as session:
-            row = SandboxRule(
-                account_sid=account_sid,
-                pattern=pattern,
-                outcome=outcome.value,
-                delay_seconds=delay_seconds,
-                error_code=error_code,
-            )
-            session.add(row)
-            await session.flush()
-            return self._rule(row)
-
-    async def delete_rule(self, account_sid: str, rule_id: int | None = None) -> int:
-        """Delete one rule, or all the account's when `rule_id` is None; returns how many."""
-        statement = delete(SandboxRule).where(SandboxRule.account_sid == account_sid)
-        if rule_id is not None:
-            statement = statement.where(SandboxRule.id == rule_id)
-        async with self._sessions.begin() as session:
-            result: Any = await session.execute(statement)
-        return int(result.rowcount or 0)
-
-    async def _rules(self, session: AsyncSession, account_sid: str) -> list[Rule]:
-        rows = await session.scalars(
-            select(SandboxRule)
-            .where(SandboxRule.account_sid == account_sid)
-            .order_by(SandboxRule.id)
-        )
-        return [self._rule(row) for row in rows]
-
-    async def _rule_for(self, session: AsyncSession, account_sid: str, number: str) -> Rule | None:
-        rules = await self._rules(session, account_sid)
-        return next((rule for rule in rules if rule.matches(number)), None)
-
-    @staticmethod
-    def _rule(row: SandboxRule) -> Rule:
-        return Rule(row.id, row.pattern, Outcome(row.outcome), row.delay_seconds, row.error_code)

@@ -6,7 +6,7 @@ import secrets
 
 from fastapi import Request, Response
 
-from verbal.carriers.sandbox import SandboxCarrier
+from verbal.carriers.sandbox import SandboxNetwork
 from verbal.console.auth import User
 from verbal.console.live import current_cursor
 from verbal.console.queries import MessageFilter, find_messages, handsets
@@ -23,7 +23,7 @@ THREAD_LENGTH = 100
 LONGEST_E164 = 15
 
 
-def sandbox(request: Request) -> SandboxCarrier:
+def sandbox(request: Request) -> SandboxNetwork:
     carrier = runtime(request).sandbox
     if carrier is None:
         raise PageError(
@@ -34,7 +34,7 @@ def sandbox(request: Request) -> SandboxCarrier:
     return carrier
 
 
-def random_handset(carrier: SandboxCarrier) -> str:
+def random_handset(carrier: SandboxNetwork) -> str:
     """A random number in the first sandbox range that is a possible phone number."""
     prefix = carrier.prefixes[0]
     digits = len(prefix.lstrip("+"))
@@ -60,7 +60,7 @@ async def list_handsets(request: Request, user: User) -> Response:
 async def _handsets_page(
     request: Request,
     user: ConsoleUser,
-    carrier: SandboxCarrier,
+    carrier: SandboxNetwork,
     *,
     number: str = "",
     error: str = "",
@@ -103,7 +103,7 @@ async def _thread(request: Request, user: ConsoleUser, number: str) -> list[Mess
     return list(reversed(latest))
 
 
-def _handset(request: Request, number: str) -> tuple[SandboxCarrier, str]:
+def _handset(request: Request, number: str) -> tuple[SandboxNetwork, str]:
     carrier = sandbox(request)
     try:
         return carrier, handset_number(number, carrier)
@@ -172,9 +172,7 @@ async def text_from_console(request: Request, user: User, number: str) -> Respon
     media_text = str(form.get("media_urls", ""))
     media = [line.strip() for line in media_text.splitlines() if line.strip()]
     try:
-        await text_from_handset(
-            carrier, runtime(request).directory, user.account, handset, to, body, media
-        )
+        await text_from_handset(carrier, user.account, handset, to, body, media)
     except HandsetTextRefused as refused:
         return await _handset_page(
             request,

@@ -11,11 +11,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from verbal.carriers.sandbox import NotAHandset, SandboxCarrier
+from verbal.carriers.sandbox import NotAHandset, NotServed, SandboxNetwork
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import NumberNotInService
 from verbal.messaging.service import MAX_BODY_CHARS, MAX_MEDIA, is_http_url
-from verbal.store.directory import Directory
 from verbal.store.models import Account
 
 
@@ -44,7 +43,7 @@ class HandsetText:
     to: str
 
 
-def handset_number(raw: str, carrier: SandboxCarrier) -> str:
+def handset_number(raw: str, carrier: SandboxNetwork) -> str:
     """`raw` as the E.164 number of a sandbox handset; HandsetTextRefused otherwise."""
     try:
         number = to_e164(raw)
@@ -55,17 +54,18 @@ def handset_number(raw: str, carrier: SandboxCarrier) -> str:
 
 
 async def text_from_handset(
-    carrier: SandboxCarrier,
-    directory: Directory,
+    carrier: SandboxNetwork,
     account: Account,
     handset: str,
     to: str,
     body: str,
     media_urls: Sequence[str] = (),
 ) -> HandsetText:
-    """Have `handset` text `to`, which must be one of `account`'s numbers.
+    """Have `handset` text `to`, which must be one of `account`'s numbers, or a number of
+    one of its ESMEs (the sandbox SMSC's `numbers`).
 
-    The text arrives as an inbound message through the carrier, like any handset's.
+    The text arrives as an inbound message through the carrier, like any handset's, or
+    goes to the ESME as a deliver_sm.
     """
     sender = handset_number(handset, carrier)
     try:
@@ -88,15 +88,13 @@ async def text_from_handset(
             raise HandsetTextRefused(
                 HandsetProblem.MEDIA_URL_INVALID, f"Media URL {url!r} is not an http(s) URL."
             )
-    # A handset may text any number, but an account may only script texts to its own.
-    owned = await directory.number(recipient)
-    if owned is None or owned.account_id != account.id:
-        raise HandsetTextRefused(
-            HandsetProblem.NOT_OWNED, f"{recipient} is not one of this account's numbers"
-        )
+    # A handset may text any number, but an account may only script texts to its own (or
+    # to its ESMEs' numbers): the network refuses the rest.
     try:
-        sid = await carrier.send_from_handset(sender, recipient, body, tuple(media_urls))
-    except NumberNotInService as exc:
-        # Released between the check and the text.
+        sid = await carrier.send_from_handset(
+            sender, recipient, body, tuple(media_urls), account_sid=account.sid
+        )
+    except (NotServed, NumberNotInService) as exc:
+        # NumberNotInService: released between the network's check and the text.
         raise HandsetTextRefused(HandsetProblem.NOT_OWNED, str(exc)) from None
     return HandsetText(sid, sender, recipient)
