@@ -1,0 +1,144 @@
+"""End to end: messages/s from API accept to the final status callback at a real receiver.
+
+    python bench/end_to_end.py [--rate 2000] [--seconds 60]        sustained, open-loop
+    python bench/end_to_end.py --count 10000 [--concurrency 64]     a fixed count, flat out
+
+Each message goes in through the Twilio API with a StatusCallback, out through the sandbox
+carrier (which delivers it at once), and is done when its final callback ("delivered") reaches
+a receiver in a process of its own, which notes the moment. Sustained mode offers --rate
+messages/s for --seconds and reports what came out within that window, the backlog at its
+end and how long the rest took to drain; a fixed count is sent as fast as the API takes it.
+Either way the run ends with every message final, checked in the database (read-only).
+SQLite by default; --database-url for PostgreSQL, with --workers N for an api process and N
+workers. Target (issue 8): ≥ 2,000 msg/s sustained for 60 s on 2 cores with embedded SQLite,
+every message reaching a final state.
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import AsyncExitStack
+
+from _harness import (
+    FINAL_STATUSES,
+    CpuMeter,
+    LoadFigures,
+    Pipeline,
+    RssSampler,
+    add_common_arguments,
+    database_label,
+    end_to_end,
+    latency_line,
+    mib,
+    print_header,
+    run,
+    workdir,
+)
+
+
+async def measure(options: argparse.Namespace) -> None:
+    async with AsyncExitStack() as stack:
+        pipeline = await Pipeline.start(
+            stack,
+            workdir(stack, options.workdir),
+            database_url=options.database_url,
+            workers=options.workers,
+            connections=options.connections,
+        )
+        if not pipeline.dispatching:
+            raise SystemExit("--workers 0 dispatches nothing: end to end needs a worker")
+        if options.warmup:
+            await end_to_end(pipeline, options.warmup, rate=None, concurrency=8, first=900_000)
+        meter = CpuMeter(pipeline.processes())
+        memory = RssSampler(pipeline.servers, interval=1.0)
+        meter.start()
+        memory.start()
+        if options.count:
+            rate = None
+            count = options.count
+            print(f"offered   {count:,} messages, {options.concurrency} requests in flight")
+        else:
+            rate = options.rate
+            count = round(options.rate * options.seconds)
+            print(f"offered   {rate:,.0f} msg/s for {options.seconds:g} s ({count:,} messages)")
+        result = await end_to_end(pipeline, count, rate=rate, concurrency=options.concurrency)
+        await memory.stop()
+
+        api = LoadFigures.of(result.shots, 201)
+        window = result.window_end - result.first_due
+        accepted = len(result.accepted)
+        print(
+            f"accepted  {api.ok:,} at {api.achieved_per_second:,.0f}/s; API latency"
+            f" {latency_line(api.latencies)}; errors {api.error_line()}"
+        )
+        if rate is not None:
+            done = result.done_by(result.window_end)
+            print(
+                f"in window {done:,} final callbacks in {window:,.1f} s ="
+                f" {done / window:,.0f} msg/s"
+            )
+            backlog = result.backlog
+            print(
+                f"backlog   at the window's end: {backlog.not_final:,} messages not final,"
+                f" {backlog.jobs:,} jobs queued"
+            )
+        last = result.last_final()
+        print(
+            f"drained   last final callback {last - result.window_end:,.1f} s after the"
+            f" {'window' if rate is not None else 'last answer'}"
+            f" (database settled {result.settled_at - result.window_end:,.1f} s after)"
+        )
+        overall = accepted / (last - result.first_due) if accepted else 0.0
+        print(
+            f"overall   {accepted:,} messages from first send to last final callback in"
+            f" {last - result.first_due:,.1f} s = {overall:,.0f} msg/s"
+        )
+        print(f"latency   due to final callback: {latency_line(result.latencies())}")
+
+        statuses = await pipeline.database.statuses()
+        not_final = {s: n for s, n in statuses.items() if s not in FINAL_STATUSES}
+        verdict = "yes" if not not_final and result.missing() == 0 else "NO"
+        print(
+            f"final     every message final: {verdict} (database: "
+            + ", ".join(f"{s} {n:,}" for s, n in sorted(statuses.items()))
+            + f"; final callbacks missing for {result.missing():,})"
+        )
+        per_message = result.receiver["per_message"]
+        print(
+            f"callbacks {result.receiver['callbacks']:,} received; messages by callbacks each: "
+            + ", ".join(f"{k}: {v:,}" for k, v in sorted(per_message.items()))
+            + f"; repeated finals {result.receiver['repeated_finals']}"
+        )
+        peak = max(rss for _, rss in memory.samples)
+        print(f"memory    server RSS peak {mib(peak)}")
+        print(meter.line())
+        if warning := api.lag_warning(rate):
+            print(warning)
+        print(
+            "\ntarget: ≥ 2,000 msg/s sustained for 60 s, every message final"
+            " (2 cores, embedded SQLite)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="offered msg/s (default 2000)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="window (default 60)")
+    parser.add_argument(
+        "--count", type=int, help="send this many as fast as the API takes them instead"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="requests in flight with --count (64)"
+    )
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--connections", type=int, default=256, help="client connection pool (default 256)"
+    )
+    parser.add_argument("--warmup", type=int, default=200, help="messages sent before measuring")
+    options = parser.parse_args()
+    print_header("end to end: API accept to final status callback", database_label(options))
+    run(measure(options))
+
+
+if __name__ == "__main__":
+    main()
