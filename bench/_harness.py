@@ -617,7 +617,14 @@ class Pipeline:
         while not last.settled:
             self.check_alive()
             await asyncio.sleep(0.1)
-            now = await self.database.progress()
+            # Counting the jobs is cheap; the scan for messages not final holds a read
+            # snapshot for a while, which keeps SQLite's checkpoints from finishing, so it
+            # runs only once the queue looks empty.
+            jobs = int(await self.database.scalar("SELECT COUNT(*) FROM jobs"))
+            if jobs:
+                now = Progress(last.messages, last.not_final, jobs)
+            else:
+                now = await self.database.progress()
             if now != last:
                 last, moved = now, time.monotonic()
             elif time.monotonic() - moved > stall_seconds:

@@ -107,7 +107,7 @@ class Dialect:
         moved = time.monotonic()
         while not (last[0] >= expected and last[2] + last[1] >= expected):
             self.pipeline.check_alive()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
             now = await self.progress(first, count)
             if now != last:
                 last, moved = now, time.monotonic()
