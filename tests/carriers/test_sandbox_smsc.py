@@ -7,18 +7,33 @@ handsets through the sandbox's HTTP API, as a user's own test suite would.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.carriers.conftest import Esmes
 from tests.conftest import LiveVerbal, wait_until
 from tests.peers.node import Event, NodeEsme
 from tests.processes import VerbalProcess, free_port
-from verbal.carriers.smpp.pdu import CommandStatus, MessageState
+from verbal.carriers.smpp.pdu import (
+    BindTransmitter,
+    CommandStatus,
+    MessageState,
+    PduReader,
+    SubmitSm,
+    Tag,
+    Tlv,
+)
 
 HANDSET = "+15550002000"
 # The ESME's own numbers: handsets' texts to these go to it over SMPP.
@@ -453,9 +468,6 @@ def test_another_accounts_esme_numbers_are_not_ours(
 def test_verbal_serve_runs_the_smsc(
     tmp_path: Any, esmes: Esmes, spawned: list[VerbalProcess]
 ) -> None:
-    import json
-    import os
-
     port = free_port()
     env = {
         **os.environ,
@@ -480,9 +492,6 @@ def test_verbal_serve_runs_the_smsc(
 def test_a_port_in_use_stops_verbal_serve_with_a_reason(
     tmp_path: Any, spawned: list[VerbalProcess]
 ) -> None:
-    import os
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -509,3 +518,64 @@ def test_the_whole_round_on_each_database(
     assert text_from_handset(verbal, ESME_NUMBER, "y").status_code == 201
     assert esme.wait_event("deliver_sm", esm_class=0)["text"] == "y"
     assert wait_inbox(verbal)[0]["body"] == "x"
+
+
+# -- hostile submits ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fuzzed_verbal(make_verbal: Callable[..., LiveVerbal], database_url: str) -> LiveVerbal:
+    """One live Verbal per database, for all of a fuzzing run's examples."""
+    return make_verbal(database_url, **smsc_settings())
+
+
+LATIN1_NO_NUL = st.characters(min_codepoint=1, max_codepoint=255)
+TAGS = [Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM, Tag.MESSAGE_PAYLOAD]
+HOSTILE_SUBMITS = st.builds(
+    SubmitSm,
+    source_addr_ton=st.integers(0, 255),
+    source_addr=st.text(LATIN1_NO_NUL, max_size=20),
+    dest_addr_ton=st.sampled_from([0, 1, 2, 5]),
+    destination_addr=st.sampled_from(["15550002000", "+15550002001"])
+    | st.text(LATIN1_NO_NUL, max_size=20),
+    esm_class=st.integers(0, 255),
+    registered_delivery=st.integers(0, 255),
+    data_coding=st.integers(0, 255),
+    short_message=st.binary(max_size=254),
+    tlvs=st.lists(
+        st.builds(Tlv, st.sampled_from(TAGS) | st.integers(0, 0xFFFF), st.binary(max_size=400)),
+        max_size=4,
+    ).map(tuple),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(submits=st.lists(HOSTILE_SUBMITS, min_size=1, max_size=5))
+def test_hostile_submits_are_answered_and_break_nothing(
+    fuzzed_verbal: LiveVerbal, submits: list[SubmitSm], caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_connection(("127.0.0.1", smsc_port(fuzzed_verbal)), timeout=10) as sock:
+        bind = BindTransmitter(sequence_number=1, system_id="esme1", password="pwd1")
+        sock.sendall(bind.encode())
+        reader = PduReader()
+        reader.feed(sock.recv(65536))
+        bound = reader.next_pdu()
+        assert bound is not None and bound.command_status == 0
+        responses = []
+        sock.sendall(
+            b"".join(
+                replace(submit, sequence_number=n).encode() for n, submit in enumerate(submits, 2)
+            )
+        )
+        while len(responses) < len(submits):
+            data = sock.recv(65536)
+            assert data, f"the SMSC hung up after {responses}"
+            reader.feed(data)
+            while (pdu := reader.next_pdu()) is not None:
+                responses.append(pdu)
+    # Every submit was answered, with an id or a refusal; nothing went wrong inside.
+    assert sorted(r.sequence_number for r in responses) == list(range(2, len(submits) + 2))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
