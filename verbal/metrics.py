@@ -45,3 +45,25 @@ QUEUE_DUE = Gauge("verbal_queue_due_jobs", "Jobs due now and not being worked on
 QUEUE_LAG = Gauge(
     "verbal_queue_lag_seconds", "How long the oldest due, unclaimed job has been waiting."
 )
+SMPP_BIND_UP = Gauge(
+    "verbal_smpp_bind_up",
+    "1 while an SMPP bind of this process is bound, else 0.",
+    ["carrier", "bind"],
+)
+SMPP_WINDOW_IN_USE = Gauge(
+    "verbal_smpp_window_in_use",
+    "submit_sm sent on a bind and still awaiting their response.",
+    ["carrier", "bind"],
+)
+SMPP_SUBMITS = Counter(
+    "verbal_smpp_submits",
+    "submit_sm PDUs answered or given up, by outcome: ok, throttled, rejected, temporary, "
+    "unanswered.",
+    ["carrier", "outcome"],
+)
+SMPP_RECEIPTS = Counter(
+    "verbal_smpp_receipts",
+    "Delivery receipts received, by what became of them: matched, unmatched (dropped after "
+    "waiting for their message), pending (an intermediate state), unreadable.",
+    ["carrier", "result"],
+)

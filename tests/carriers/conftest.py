@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -66,3 +68,14 @@ def esmes(node_peers: None) -> Iterator[Esmes]:
     yield peers
     for esme in peers.started:
         esme.stop()
+
+
+async def eventually(predicate: Callable[[], Any], within: float = 10.0) -> Any:
+    """Poll ``predicate`` without blocking the event loop until it is truthy; its value."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {within}s waiting for {predicate}")

@@ -20,9 +20,11 @@ from verbal.carriers.smpp.receipts import (
 RECEIPT = 0x04
 
 
-def deliver(text: str | bytes, esm_class: int = RECEIPT, *tlvs: Tlv, **fields: int) -> DeliverSm:
+def deliver(
+    text: str | bytes, esm_class: int = RECEIPT, *tlvs: Tlv, data_coding: int = 0
+) -> DeliverSm:
     data = text.encode("latin-1") if isinstance(text, str) else text
-    return DeliverSm(esm_class=esm_class, short_message=data, tlvs=tlvs, **fields)
+    return DeliverSm(esm_class=esm_class, short_message=data, tlvs=tlvs, data_coding=data_coding)
 
 
 @pytest.mark.parametrize(

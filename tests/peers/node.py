@@ -7,6 +7,7 @@ its own, collects its events in a thread, and lets a test wait for them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -110,7 +111,7 @@ class NodePeer:
                     deadline = min(deadline, time.monotonic() + 0.5)
                 self._lock.wait(min(left, 0.2))
 
-    def wait_event(self, kind: str, timeout: float = 10.0, **fields: Any) -> Event:
+    def wait_event(self, kind: str, /, timeout: float = 10.0, **fields: Any) -> Event:
         """The first event of ``kind`` whose fields include ``fields``."""
 
         def find(events: list[Event]) -> Event | None:
@@ -120,6 +121,16 @@ class NodePeer:
             return None
 
         return self.wait_for(find, timeout, f"{kind} {fields}")  # type: ignore[no-any-return]
+
+    # From async tests: wait in a thread, so the event loop (and Verbal's binds on it) runs.
+
+    async def until(
+        self, predicate: Callable[[list[Event]], Any], within: float = 10.0, what: str = ""
+    ) -> Any:
+        return await asyncio.to_thread(self.wait_for, predicate, within, what)
+
+    async def event(self, kind: str, /, within: float = 10.0, **fields: Any) -> Event:
+        return await asyncio.to_thread(self.wait_event, kind, within, **fields)
 
     def kill(self) -> None:
         """End the process at once, as a crash would (SIGKILL)."""
@@ -153,6 +164,15 @@ class NodeSmsc(NodePeer):
 
     def submits(self) -> list[Event]:
         return self.of("submit")
+
+    async def accepted(self, count: int, within: float = 10.0) -> list[Event]:
+        """The submit_sm it accepted, once there are at least ``count``.
+
+        A submit is printed before it is answered, but read from the pipe by a thread of
+        ours, so the answer can reach Verbal before the line reaches the test.
+        """
+        await self.until(lambda events: len(self.submits()) >= count, within, f"{count} submits")
+        return self.submits()
 
 
 class NodeEsme(NodePeer):

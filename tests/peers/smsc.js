@@ -10,6 +10,8 @@
 //   {"cmd": "throttle", "count": N}    answer the next N submit_sm with ESME_RTHROTTLED
 //   {"cmd": "mo", ...}                 send a deliver_sm (an MO) to a bound receiver
 //   {"cmd": "receipt", ...}            send a delivery receipt as given
+//   {"cmd": "stats"}                   print the most submit_sm ever awaiting a response
+//                                      at once, per session ({"event": "stats", ...})
 //   {"cmd": "stop"}                    stop reading, flush what was answered, close, exit
 //
 // Settings: system_id, password, system_type (checked when set), id_format ("hex", "dec",
@@ -48,6 +50,7 @@ let nextId = Date.now();
 let throttleCount = 0;
 let sessionCounter = 0;
 const sessions = new Set();
+const allSessions = [];
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -150,7 +153,15 @@ function describeSubmit(pdu, session, messageId, status) {
   };
 }
 
+// Answers the submit_sm of ``pdu``, keeping count of how many await their answer.
+function answer(session, pdu, options) {
+  session.outstanding -= 1;
+  session.send(pdu.response(options));
+}
+
 function onSubmit(session, pdu) {
+  session.outstanding += 1;
+  session.maxOutstanding = Math.max(session.maxOutstanding, session.outstanding);
   let status = settings.submit_status;
   if (throttleCount > 0) {
     throttleCount -= 1;
@@ -158,14 +169,14 @@ function onSubmit(session, pdu) {
   }
   if (status !== 0) {
     emit(describeSubmit(pdu, session, null, status));
-    session.send(pdu.response({ command_status: status }));
+    answer(session, pdu, { command_status: status });
     return;
   }
   const messageId = newMessageId();
   // Logged before the response is written: a submit is "accepted" once it is answered.
   emit(describeSubmit(pdu, session, messageId, 0));
   const wantsReceipt = (pdu.registered_delivery & 0x03) !== 0;
-  const respond = () => session.send(pdu.response({ message_id: messageId }));
+  const respond = () => answer(session, pdu, { message_id: messageId });
   if (wantsReceipt && settings.receipt_first) {
     sendReceipt(session, pdu, messageId);
     setTimeout(respond, Math.max(settings.resp_delay_ms, 50));
@@ -196,6 +207,9 @@ function onBind(session, pdu, mode) {
 const server = smpp.createServer((session) => {
   sessionCounter += 1;
   session.id = sessionCounter;
+  session.outstanding = 0;
+  session.maxOutstanding = 0;
+  allSessions.push(session);
   sessions.add(session);
   session.on('bind_transceiver', (pdu) => onBind(session, pdu, 'transceiver'));
   session.on('bind_transmitter', (pdu) => onBind(session, pdu, 'transmitter'));
@@ -273,22 +287,21 @@ function sendRawReceipt(cmd) {
 
 function stop() {
   server.close();
-  // Stop taking PDUs, then end each connection after what was answered is written.
-  for (const session of sessions) {
-    session.pause();
-    session.close();
-  }
-  const exit = () => {
-    emit({ event: 'stopped' });
-    process.exit(0);
-  };
-  if (sessions.size === 0) exit();
+  // Stop taking PDUs; end each connection once every submit_sm it took is answered.
+  for (const session of sessions) session.pause();
   const wait = setInterval(() => {
+    for (const session of sessions) {
+      if (session.outstanding === 0 && !session.closing) {
+        session.closing = true;
+        session.close();
+      }
+    }
     if (sessions.size === 0) {
       clearInterval(wait);
-      exit();
+      emit({ event: 'stopped' });
+      process.exit(0);
     }
-  }, 10);
+  }, 5);
 }
 
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
@@ -299,6 +312,11 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   else if (name === 'mo') sendMo({ tag, ...args });
   else if (name === 'receipt') sendRawReceipt({ tag, ...args });
   else if (name === 'stop') stop();
+  else if (name === 'stats') {
+    const maxOutstanding = {};
+    for (const session of allSessions) maxOutstanding[session.id] = session.maxOutstanding;
+    emit({ event: 'stats', tag, max_outstanding: maxOutstanding });
+  }
   emit({ event: 'ack', cmd: name, tag });
 });
 
