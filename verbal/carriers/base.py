@@ -4,7 +4,10 @@ Errors are sorted by what the dispatcher should do next, never by parsing text:
 
     CarrierError                 a submit did not go through
     ├── CarrierTemporaryError    try again later (throttled, queue full, timeout, link down)
-    └── CarrierRejected          permanent: the message fails with `code`
+    │   └── CarrierUnavailable   this carrier can take nothing now (no live bind): the
+    │                            next carrier that reaches the number may
+    └── CarrierRejected          permanent: the message fails with `code`, unless another
+                                 carrier reaches the number
 
 `code` uses the Twilio/Restcomm 300xx numbers (30003 unreachable handset, 30005 unknown
 handset, 30006 landline or unreachable carrier, 30007 filtered, 30008 unknown error).
@@ -68,6 +71,10 @@ class CarrierTemporaryError(CarrierError):
     pass
 
 
+class CarrierUnavailable(CarrierTemporaryError):
+    pass
+
+
 class CarrierRejected(CarrierError):
     pass
 
@@ -96,15 +103,58 @@ class Carrier(Protocol):
     async def submit(self, sms: OutboundSms) -> SubmitResult: ...
 
 
-class CarrierRouter:
-    """Picks the carrier for a destination: the first, in configured order, that reaches it."""
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """When a carrier is a candidate for a message, and in what order.
 
-    def __init__(self, carriers: list[Carrier]) -> None:
+    ``prefixes`` are the destinations it takes (empty: every number it `reaches`), and the
+    longest matching prefix ranks it among carriers of equal ``priority``; ``senders``
+    are the sender numbers (or their prefixes) it carries (empty: any). Lower priorities
+    are tried first.
+    """
+
+    prefixes: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+    priority: int = 100
+
+    def specificity(self, number: str) -> int | None:
+        """How closely ``number`` matches (the prefix's length), or None if it doesn't."""
+        if not self.prefixes:
+            return 0
+        lengths = [len(prefix) for prefix in self.prefixes if number.startswith(prefix)]
+        return max(lengths) if lengths else None
+
+    def carries(self, sender: str | None) -> bool:
+        return not self.senders or sender is None or sender.startswith(self.senders)
+
+
+class CarrierRouter:
+    """Picks the carriers for a message, best first.
+
+    A carrier is a candidate when it reaches the destination and its `RouteRule` takes the
+    destination and the sender. Candidates are ordered by priority, then by the longest
+    matching destination prefix, then by the order they were configured in. The first is
+    used; the pipeline moves to the next when one is unavailable or rejects the message.
+    """
+
+    def __init__(self, carriers: list[Carrier], rules: dict[str, RouteRule] | None = None) -> None:
         self.carriers = carriers
         self._by_name = {carrier.name: carrier for carrier in carriers}
+        self._rules = rules or {}
 
-    def route(self, number: str) -> Carrier | None:
-        return next((c for c in self.carriers if c.reaches(number)), None)
+    def candidates(self, number: str, sender: str | None = None) -> list[Carrier]:
+        ranked = []
+        for position, carrier in enumerate(self.carriers):
+            rule = self._rules.get(carrier.name, RouteRule())
+            specificity = rule.specificity(number)
+            if specificity is None or not rule.carries(sender) or not carrier.reaches(number):
+                continue
+            ranked.append(((rule.priority, -specificity, position), carrier))
+        return [carrier for _, carrier in sorted(ranked, key=lambda pair: pair[0])]
+
+    def route(self, number: str, sender: str | None = None) -> Carrier | None:
+        candidates = self.candidates(number, sender)
+        return candidates[0] if candidates else None
 
     def get(self, name: str) -> Carrier | None:
         return self._by_name.get(name)
