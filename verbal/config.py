@@ -32,6 +32,71 @@ def config_file() -> Path | None:
     return default if default.exists() else None
 
 
+AlphabetName = Literal["gsm7", "latin1", "ucs2"]
+
+
+def _automatic_alphabets() -> list[AlphabetName]:
+    # GSM-7 when the text fits it, else UCS-2: what handsets and Twilio do.
+    return ["gsm7", "ucs2"]
+
+
+class SmppCarrierSettings(BaseModel):
+    """One SMPP carrier, as declared in `carriers` (TOML ``[[carriers]]`` tables, or the
+    `VERBAL_CARRIERS` variable as a JSON list of objects with these keys)."""
+
+    # Errors must not echo what was given: it holds the password.
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = Field(max_length=15)
+    password: SecretStr = Field(SecretStr(""), description="At most 8 characters (SMPP 3.4).")
+    system_type: str = Field("", max_length=12)
+    # Binds (connections) per worker process, and whether each is one transceiver ("trx")
+    # or a transmitter and a receiver ("tx_rx").
+    binds: int = Field(1, ge=1, le=64)
+    bind_mode: Literal["trx", "tx_rx"] = "trx"
+    # Requests awaiting a response on one bind; carriers commonly allow 10.
+    window: int = Field(10, ge=1, le=1000)
+    # Messages per second to this carrier, across all workers (0: no cap), and submit_sm
+    # per second on each bind (0: no cap).
+    throughput: float = Field(0.0, ge=0)
+    bind_throughput: float = Field(0.0, ge=0)
+    # Routing: destination prefixes (none: every number), sender numbers or prefixes
+    # (none: any sender), and priority (lower is tried first).
+    prefixes: list[str] = Field(default_factory=list)
+    senders: list[str] = Field(default_factory=list)
+    priority: int = 100
+    # Alphabets to try, in order, and what data_coding 0 means at this SMSC.
+    alphabets: list[AlphabetName] = Field(default_factory=_automatic_alphabets, min_length=1)
+    default_alphabet: Literal["gsm7", "latin1"] = "gsm7"
+    gsm7_packed: bool = False
+    long_messages: Literal["udh", "udh16", "sar", "payload"] = "udh"
+    registered_delivery: int = Field(1, ge=0, le=255)
+    service_type: str = Field("", max_length=5)
+    enquire_link_seconds: float = Field(30.0, gt=0)
+    response_timeout_seconds: float = Field(30.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    reconnect_min_seconds: float = Field(1.0, gt=0)
+    reconnect_max_seconds: float = Field(60.0, gt=0)
+    throttle_pause_seconds: float = Field(1.0, gt=0)
+    # How long a message waits for a bind before the next carrier is tried.
+    bind_wait_seconds: float = Field(5.0, gt=0)
+    # How long a long inbound text waits for its missing parts.
+    mo_timeout_seconds: float = Field(60.0, gt=0)
+    # How long a receipt waits for its message to be recorded.
+    receipt_wait_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("password")
+    @classmethod
+    def _password_fits(cls, value: SecretStr) -> SecretStr:
+        # A bind's password field holds 8 characters and its NUL (SMPP 3.4 §4.1.1).
+        if len(value.get_secret_value().encode("latin-1", "replace")) > 8:
+            raise ValueError("an SMPP password has at most 8 characters")
+        return value
+
+
 class SmscEsmeSettings(BaseModel):
     """An ESME that may bind to the sandbox's SMSC, as declared in `smsc_esmes` (TOML
     ``[[smsc_esmes]]`` tables, or `VERBAL_SMSC_ESMES` as a JSON list of objects with these
@@ -65,7 +130,10 @@ class SmscEsmeSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VERBAL_", extra="ignore")
+    # Errors must not echo what was given: carriers' passwords and tokens are in it.
+    model_config = SettingsConfigDict(
+        env_prefix="VERBAL_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         "sqlite+aiosqlite:///verbal.db",
@@ -146,6 +214,22 @@ class Settings(BaseSettings):
 
     # Messages per second from any one sender number, across all workers (0: unlimited).
     sender_rate_per_second: float = 0.0
+
+    # Real carriers, beside the sandbox (see SmppCarrierSettings and docs/carriers.md).
+    carriers: list[SmppCarrierSettings] = Field(default_factory=list)
+    # How often workers write their binds' state for `verbal carriers list`.
+    carrier_status_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("carriers")
+    @classmethod
+    def _names_unique(cls, carriers: list[SmppCarrierSettings]) -> list[SmppCarrierSettings]:
+        names = [carrier.name for carrier in carriers]
+        if "sandbox" in names:
+            raise ValueError("'sandbox' names the built-in sandbox carrier; choose another name")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"carrier names must be unique; repeated: {', '.join(repeated)}")
+        return carriers
 
     # First start: the account created on an empty database may be given fixed credentials,
     # which is how scripts and the demo get known credentials.

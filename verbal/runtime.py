@@ -16,11 +16,16 @@ from typing import IO
 
 from sqlalchemy.engine import make_url
 
-from verbal.carriers.base import Carrier, CarrierRouter
+from verbal.carriers.base import Carrier, CarrierRouter, RouteRule
+from verbal.carriers.encoding import Alphabet
 from verbal.carriers.sandbox import SandboxCarrier, SandboxNetwork
 from verbal.carriers.sandbox_smsc import EsmeAccount, SandboxSmsc
+from verbal.carriers.smpp.client import BindConfig
 from verbal.carriers.smpp.server import ServerLimits
-from verbal.config import Settings
+from verbal.carriers.smpp.session import SessionConfig
+from verbal.carriers.smpp.text import LongMessages, TextCoding
+from verbal.carriers.smpp_carrier import SmppCarrier, SmppCarrierConfig
+from verbal.config import Settings, SmppCarrierSettings
 from verbal.dialects import DIALECTS
 from verbal.dialects.detect import detect
 from verbal.dispatch.queue import JobQueue
@@ -78,6 +83,53 @@ def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
     return lock
 
 
+_ALPHABETS = {"gsm7": Alphabet.GSM7, "latin1": Alphabet.LATIN1, "ucs2": Alphabet.UCS2}
+
+
+def smpp_config(entry: SmppCarrierSettings, settings: Settings) -> SmppCarrierConfig:
+    """The carrier an entry of `Settings.carriers` declares.
+
+    A message waits for a bind at most half the pipeline's submit timeout, so that when
+    every bind is down the next carrier still gets its turn within the same attempt.
+    """
+    return SmppCarrierConfig(
+        name=entry.name,
+        bind=BindConfig(
+            host=entry.host,
+            port=entry.port,
+            system_id=entry.system_id,
+            password=entry.password.get_secret_value(),
+            system_type=entry.system_type,
+            session=SessionConfig(
+                window=entry.window,
+                response_timeout=entry.response_timeout_seconds,
+                enquire_link_interval=entry.enquire_link_seconds,
+            ),
+            connect_timeout=entry.connect_timeout_seconds,
+            reconnect_min=entry.reconnect_min_seconds,
+            reconnect_max=entry.reconnect_max_seconds,
+            throughput=entry.bind_throughput,
+            throttle_pause=entry.throttle_pause_seconds,
+        ),
+        binds=entry.binds,
+        pairs=entry.bind_mode == "tx_rx",
+        coding=TextCoding(
+            alphabets=tuple(_ALPHABETS[name] for name in entry.alphabets),
+            default_alphabet=_ALPHABETS[entry.default_alphabet],
+            gsm7_packed=entry.gsm7_packed,
+            long_messages=LongMessages(entry.long_messages),
+        ),
+        registered_delivery=entry.registered_delivery,
+        service_type=entry.service_type,
+        prefixes=tuple(entry.prefixes),
+        bind_wait=min(entry.bind_wait_seconds, settings.submit_timeout_seconds / 2),
+        submit_patience=settings.submit_timeout_seconds,
+        mo_timeout=entry.mo_timeout_seconds,
+        receipt_wait=entry.receipt_wait_seconds,
+        status_interval=settings.carrier_status_seconds,
+    )
+
+
 def sandbox_smsc(network: SandboxNetwork, settings: Settings) -> SandboxSmsc:
     """The sandbox's SMPP front door, as the `smsc_*` settings describe it."""
     return SandboxSmsc(
@@ -123,12 +175,21 @@ class Runtime:
         self.sandbox: SandboxNetwork | None = None
         self.smsc: SandboxSmsc | None = None
         carriers: list[Carrier] = []
+        rules: dict[str, RouteRule] = {}
         if settings.sandbox_enabled:
             self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes)
             carriers.append(SandboxCarrier(self.sandbox, shared_database=not settings.is_sqlite))
             if settings.smsc_enabled:
                 self.smsc = sandbox_smsc(self.sandbox, settings)
-        self.router = CarrierRouter(carriers)
+            rules["sandbox"] = RouteRule(prefixes=tuple(settings.sandbox_prefixes))
+        rates = {"sandbox": settings.sandbox_rate_per_second}
+        for entry in settings.carriers:
+            carriers.append(SmppCarrier(smpp_config(entry, settings), self.sessions, owner=owner))
+            rules[entry.name] = RouteRule(
+                tuple(entry.prefixes), tuple(entry.senders), entry.priority
+            )
+            rates[entry.name] = entry.throughput
+        self.router = CarrierRouter(carriers, rules)
         self.messaging = Messaging(
             self.sessions,
             self.queue,
@@ -140,7 +201,7 @@ class Runtime:
                 validity_period_seconds=settings.validity_period_seconds,
                 schedule_min_lead_seconds=settings.schedule_min_lead_seconds,
                 schedule_max_lead_seconds=settings.schedule_max_lead_seconds,
-                rate_per_carrier={"sandbox": settings.sandbox_rate_per_second},
+                rate_per_carrier=rates,
                 rate_per_sender=settings.sender_rate_per_second,
             ),
             # One SQLite process keeps its buckets in memory; workers sharing PostgreSQL

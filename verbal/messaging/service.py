@@ -25,6 +25,7 @@ from verbal.carriers.base import (
     CarrierRejected,
     CarrierRouter,
     CarrierTemporaryError,
+    CarrierUnavailable,
     InboundSms,
     OutboundSms,
     Receipt,
@@ -308,7 +309,7 @@ class Messaging:
                 f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
                 "number or short code for your account.",
             )
-        if self._router.route(to) is None:
+        if self._router.route(to, sender) is None:
             raise MessageRefused(
                 Refusal.UNREACHABLE, f"The 'To' phone number {to} is not reachable by any carrier."
             )
@@ -319,7 +320,8 @@ class Messaging:
     async def handle_submit(self, job: ClaimedJob) -> None:
         """Run one submit job: hand the message to its carrier and record the outcome."""
         sid = job.payload["message_sid"]
-        carrier = self._router.route(job.payload["to"])
+        candidates = self._router.candidates(job.payload["to"], job.payload.get("from"))
+        carrier = candidates[0] if candidates else None
         if carrier is not None and not await self._within_rate(job, carrier):
             return
         async with self._sessions.begin() as session:
@@ -349,35 +351,68 @@ class Messaging:
                 media_urls=tuple(message.media_urls),
             )
 
-        try:
-            result = await self._submit(carrier, sms)
-        except CarrierRejected as exc:
-            async with self._sessions.begin() as session:
-                message = await self._lock(session, sid=sid)
-                if message is not None:
-                    await self._fail(session, message, exc.code, exc.message)
-                await self._queue.finish(session, job)
+        outcome = await self._submit_in_turn(job, candidates, sms)
+        if outcome is None:
             return
-        except (CarrierTemporaryError, TimeoutError) as exc:
-            reason = "submit timed out" if isinstance(exc, TimeoutError) else str(exc)
-            delay = backoff_delay(
-                job.attempts,
-                self._settings.submit_retry_base_seconds,
-                self._settings.submit_retry_max_seconds,
-            )
-            log.info(
-                "message %s: %s; retrying in %.1fs", sid, reason, delay, extra={"message_sid": sid}
-            )
-            async with self._sessions.begin() as session:
-                await self._queue.reschedule(session, job, delay, reason)
-            return
-
+        carrier, result = outcome
         async with self._sessions.begin() as session:
             message = await self._lock(session, sid=sid)
             if message is not None:
+                message.carrier = carrier.name
                 message.carrier_message_id = message.carrier_message_id or result.carrier_message_id
                 await self._advance(session, message, Status.SENT)
             await self._queue.finish(session, job)
+
+    async def _submit_in_turn(
+        self, job: ClaimedJob, candidates: list[Carrier], sms: OutboundSms
+    ) -> tuple[Carrier, SubmitResult] | None:
+        """Offer the message to each candidate carrier in turn until one takes it.
+
+        The next carrier gets it when one has no live link (CarrierUnavailable) or refuses
+        it for good (CarrierRejected); the last one's refusal fails the message, and a
+        temporary error or a timeout puts the job back for later. None: the job is done
+        with, failed or rescheduled.
+        """
+        sid = sms.message_sid
+        error: Exception | None = None
+        for index, carrier in enumerate(candidates):
+            if index and not await self._within_rate(job, carrier):
+                return None
+            try:
+                return carrier, await self._submit(carrier, sms)
+            except (CarrierRejected, CarrierUnavailable) as exc:
+                error = exc
+                if index + 1 < len(candidates):
+                    log.info(
+                        "message %s: %s; trying carrier %s",
+                        sid,
+                        exc,
+                        candidates[index + 1].name,
+                        extra={"message_sid": sid},
+                    )
+                    continue
+            except (CarrierTemporaryError, TimeoutError) as exc:
+                error = exc
+            break
+        if isinstance(error, CarrierRejected):
+            async with self._sessions.begin() as session:
+                message = await self._lock(session, sid=sid)
+                if message is not None:
+                    await self._fail(session, message, error.code, error.message)
+                await self._queue.finish(session, job)
+            return None
+        reason = "submit timed out" if isinstance(error, TimeoutError) else str(error)
+        delay = backoff_delay(
+            job.attempts,
+            self._settings.submit_retry_base_seconds,
+            self._settings.submit_retry_max_seconds,
+        )
+        log.info(
+            "message %s: %s; retrying in %.1fs", sid, reason, delay, extra={"message_sid": sid}
+        )
+        async with self._sessions.begin() as session:
+            await self._queue.reschedule(session, job, delay, reason)
+        return None
 
     async def _within_rate(self, job: ClaimedJob, carrier: Carrier) -> bool:
         """Take a token for the carrier and one for the sender, waiting briefly if need be.

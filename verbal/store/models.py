@@ -363,3 +363,67 @@ class SmscOutbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Float)
 
+
+class SmppPart(Base):
+    """One part of a message an SMPP carrier accepted: its id there, and its receipt.
+
+    A long message goes out as several submit_sm, each with an id of its own, and each
+    earns a receipt; these rows tie the ids to the message (a receipt may come days later,
+    to another worker) and hold each part's outcome until the message's is known. A
+    resubmission after a crash or timeout skips the parts recorded here.
+    """
+
+    __tablename__ = "smpp_parts"
+    __table_args__ = (
+        Index("ix_smpp_parts_id", "carrier", "part_id", unique=True),
+        Index("ix_smpp_parts_message", "message_sid"),
+        # The id read as a number, decimal and hex: for receipts that spell it otherwise.
+        Index("ix_smpp_parts_decimal", "carrier", "id_decimal"),
+        Index("ix_smpp_parts_hex", "carrier", "id_hex"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(64))
+    message_sid: Mapped[str] = mapped_column(String(34))
+    part_id: Mapped[str] = mapped_column(String(65))
+    id_decimal: Mapped[str | None] = mapped_column(String(80))
+    id_hex: Mapped[str | None] = mapped_column(String(80))
+    sequence: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[int] = mapped_column(Integer)
+    # From its receipt: the carrier's state (DELIVRD ...) and what it means for Verbal.
+    state: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CarrierBindStatus(Base):
+    """How one SMPP bind of one worker process is doing, as that worker last reported it.
+
+    Workers hold the binds; `verbal carriers list` runs elsewhere and reads these rows.
+    Each worker rewrites its own rows every few seconds and deletes them when it stops,
+    so a row not updated for a while belongs to a worker that died.
+    """
+
+    __tablename__ = "carrier_binds"
+    __table_args__ = (Index("ix_carrier_binds_owner", "owner", "bind", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(64))
+    bind: Mapped[str] = mapped_column(String(80))
+    owner: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16))
+    window: Mapped[int] = mapped_column(Integer)
+    in_flight: Mapped[int] = mapped_column(Integer)
+    submitted: Mapped[int] = mapped_column(Integer)
+    throttled: Mapped[int] = mapped_column(Integer)
+    # submit_sm accepted per second over the last reporting interval.
+    rate: Mapped[float] = mapped_column(Float)
+    bound_since: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    last_error_at: Mapped[float | None] = mapped_column(Float)
+    # Epoch seconds of the worker's last report.
+    updated_at: Mapped[float] = mapped_column(Float)
