@@ -475,11 +475,18 @@ class CpuMeter:
     def start(self) -> None:
         self._before, self._wall = self._now(), time.monotonic()
 
-    def line(self) -> str:
+    def line(self, servers: Sequence[Process] = (), items: int = 0, unit: str = "") -> str:
+        """The CPU each process used; with `servers` and `items`, also the servers' CPU per
+        item, a figure that a busy machine disturbs much less than a rate."""
         now, wall = self._now(), time.monotonic() - self._wall
-        used = ", ".join(f"{name} {now[name] - self._before[name]:,.1f}" for name in now)
+        used = {name: now[name] - self._before[name] for name in now}
+        listed = ", ".join(f"{name} {seconds:,.1f}" for name, seconds in used.items())
         cores = os.cpu_count() or 1
-        return f"CPU seconds used: {used} (of {cores} cores x {wall:,.1f} s)"
+        line = f"CPU seconds used: {listed} (of {cores} cores x {wall:,.1f} s)"
+        if servers and items:
+            verbal = sum(used[server.name] for server in servers)
+            line += f"; Verbal's CPU per {unit}: {verbal / items * 1000:,.1f} ms"
+        return line
 
 
 class RssSampler:

@@ -171,9 +171,10 @@ async def measure(options: argparse.Namespace) -> None:
                 f" {errors:6,}  {injected.achieved_per_second:,.0f}/s",
                 flush=True,
             )
+            cpu = meter.line(pipeline.servers, len(replied), "session")
             notes.append(
                 f"{dialect.name}: the app answered {answered:,} requests; injection latency"
-                f" {latency_line(injected.latencies)}; {meter.line()}"
+                f" {latency_line(injected.latencies)}; {cpu}"
             )
             if injected.errors:
                 notes.append(f"{dialect.name}: texts refused: {injected.error_line()}")

@@ -111,7 +111,7 @@ async def measure(options: argparse.Namespace) -> None:
         )
         peak = max(rss for _, rss in memory.samples)
         print(f"memory    server RSS peak {mib(peak)}")
-        print(meter.line())
+        print(meter.line(pipeline.servers, accepted, "message"))
         if warning := api.lag_warning(rate):
             print(warning)
         print(
