@@ -11,8 +11,10 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -22,6 +24,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from verbal import __version__
+from verbal.carriers import smpp_status
 from verbal.config import Settings
 from verbal.logs import configure as configure_logs
 from verbal.messaging.addresses import InvalidNumber, to_e164
@@ -679,10 +682,14 @@ def numbers_attach(
 
 
 @carriers_app.command("list")
-def carriers_list(as_json: JsonFlag = False) -> None:
-    """List configured carriers and what they reach."""
-    settings = _settings()
-    rows = []
+def carriers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None) -> None:
+    """List the carriers, what they reach, and how each SMPP bind is doing.
+
+    Bind states are those the worker processes last reported to the database (every
+    `carrier_status_seconds`); a worker silent for three intervals is shown as stale.
+    """
+    settings = _settings(database_url=database_url)
+    rows: list[dict[str, Any]] = []
     if settings.sandbox_enabled:
         rows.append(
             {
@@ -692,18 +699,82 @@ def carriers_list(as_json: JsonFlag = False) -> None:
                 "rate_per_second": settings.sandbox_rate_per_second or None,
             }
         )
+    if settings.carriers:
+        rows += _run(lambda: _smpp_carriers(settings))
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("Name", "Kind", "Reaches", "Rate limit")
+    table = Table("Name", "Kind", "Reaches", "Senders", "Priority", "Rate limit")
     for r in rows:
         table.add_row(
             r["name"],
             r["kind"],
-            ", ".join(f"{p}…" for p in r["reaches"]),
+            ", ".join(f"{p}…" for p in r["reaches"]) or "any number",
+            ", ".join(r.get("senders", [])) or "any",
+            str(r.get("priority", "")),
             f"{r['rate_per_second']}/s" if r["rate_per_second"] else "unlimited",
         )
     out.print(table)
+    if settings.carriers:
+        out.print(_binds_table(rows))
+
+
+async def _smpp_carriers(settings: Settings) -> list[dict[str, Any]]:
+    async with _offline(settings) as runtime:
+        reported = await smpp_status.read(runtime.sessions, settings.carrier_status_seconds)
+    rows = []
+    for carrier in settings.carriers:
+        binds = [asdict(bind) for bind in reported if bind.carrier == carrier.name]
+        rows.append(
+            {
+                "name": carrier.name,
+                "kind": "smpp",
+                "reaches": carrier.prefixes,
+                "senders": carrier.senders,
+                "priority": carrier.priority,
+                "rate_per_second": carrier.throughput or None,
+                "smsc": f"{carrier.host}:{carrier.port}",
+                "system_id": carrier.system_id,
+                "bind_mode": carrier.bind_mode,
+                "binds_per_worker": carrier.binds,
+                "binds": binds,
+            }
+        )
+    return rows
+
+
+def _ago(moment: float | None, now: float) -> str:
+    return "" if moment is None else f"{max(0.0, now - moment):.0f}s ago"
+
+
+def _binds_table(rows: list[dict[str, Any]]) -> Table:
+    now = time.time()
+    table = Table("Carrier", "Bind", "Worker", "State", "Window", "Sent", "Rate", "Last error")
+    for row in rows:
+        if row["kind"] != "smpp":
+            continue
+        if not row["binds"]:
+            table.add_row(row["name"], "", "", "no worker has reported (none running?)")
+        for bind in row["binds"]:
+            state = bind["state"]
+            if bind["stale"]:
+                state = f"stale: worker silent since {_ago(bind['updated_at'], now)}"
+            elif state == "bound":
+                state = f"bound {_ago(bind['bound_since'], now)}"
+            error = bind["last_error"] or ""
+            if error:
+                error = f"{error} ({_ago(bind['last_error_at'], now)})"
+            table.add_row(
+                row["name"],
+                f"{bind['bind']} ({bind['mode']})",
+                bind["owner"],
+                state,
+                f"{bind['in_flight']}/{bind['window']}",
+                f"{bind['submitted']} ({bind['throttled']} throttled)",
+                f"{bind['rate']:.1f}/s",
+                error,
+            )
+    return table
 
 
 # -- db -------------------------------------------------------------------------------------
