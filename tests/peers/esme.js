@@ -18,6 +18,11 @@
 //   {"cmd": "raw", "hex"}        write these bytes as they are
 //   {"cmd": "answer", "status"}  answer later deliver_sm with this command_status
 //   {"cmd": "silent", "on"}      leave later deliver_sm unanswered (or answer again)
+//   {"cmd": "flood", "count", "window", + submit's fields}   submit `count` copies, at most
+//                                `window` awaiting their response; then "flood_done" with the
+//                                seconds taken, and "flood_receipts" once as many receipts
+//                                as accepted submits have come (if registered_delivery asks)
+//   {"cmd": "quiet", "on"}       stop (or resume) printing each deliver_sm
 'use strict';
 
 const readline = require('readline');
@@ -26,6 +31,10 @@ const smpp = require('smpp');
 const options = Object.assign({ port: 2775 }, JSON.parse(process.argv[2] || '{}'));
 let deliverStatus = 0;
 let silent = false;
+let quiet = false;
+// Receipts seen, and what a flood waits for: {target, started}.
+let receiptCount = 0;
+let receiptWait = null;
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -42,6 +51,17 @@ function tlvText(value) {
 }
 
 session.on('deliver_sm', (pdu) => {
+  if ((pdu.esm_class & 0x3c) === 0x04) {
+    receiptCount += 1;
+    if (receiptWait && receiptCount >= receiptWait.target) {
+      emit({ event: 'flood_receipts', count: receiptCount, seconds: since(receiptWait.started) });
+      receiptWait = null;
+    }
+  }
+  if (quiet) {
+    if (!silent) session.send(pdu.response({ command_status: deliverStatus }));
+    return;
+  }
   // node-smpp's own reading of the text, and the UDH as it came.
   const sm = pdu.short_message || {};
   const udh = sm.udh && sm.udh.length ? Buffer.concat(sm.udh).toString('hex') : null;
@@ -154,6 +174,41 @@ function long(cmd) {
   });
 }
 
+function since(started) {
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+function flood(cmd) {
+  const started = process.hrtime.bigint();
+  const receiptsBefore = receiptCount;
+  const window = cmd.window || 10;
+  let sent = 0;
+  let answered = 0;
+  let accepted = 0;
+  const next = () => {
+    while (sent < cmd.count && sent - answered < window) {
+      sent += 1;
+      session.submit_sm(submitPdu(cmd, cmd.text, {}), (resp) => {
+        answered += 1;
+        if (resp.command_status === 0) accepted += 1;
+        if (answered === cmd.count) {
+          emit({ event: 'flood_done', tag: cmd.tag, count: answered, accepted, seconds: since(started) });
+          if ((cmd.registered_delivery || 0) & 0x03) {
+            receiptWait = { target: receiptsBefore + accepted, started };
+            if (receiptCount >= receiptWait.target) {
+              emit({ event: 'flood_receipts', count: receiptCount, seconds: since(started) });
+              receiptWait = null;
+            }
+          }
+        } else {
+          next();
+        }
+      });
+    }
+  };
+  next();
+}
+
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   if (!line.trim()) return;
   const cmd = JSON.parse(line);
@@ -168,6 +223,8 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   } else if (cmd.cmd === 'raw') session.socket.write(Buffer.from(cmd.hex, 'hex'));
   else if (cmd.cmd === 'answer') deliverStatus = cmd.status;
   else if (cmd.cmd === 'silent') silent = cmd.on;
+  else if (cmd.cmd === 'quiet') quiet = cmd.on;
+  else if (cmd.cmd === 'flood') flood(cmd);
   else if (cmd.cmd === 'close') session.destroy();
   emit({ event: 'ack', cmd: cmd.cmd, tag });
   if (cmd.cmd === 'stop') {

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from verbal.carriers.base import OutboundSms
@@ -244,8 +244,8 @@ class SandboxSmsc(SmscHandler):
                 parts = await self._add_part(session, system_id, request, message_id, concat)
             if parts is not None:
                 self._take(session, system_id, account_sid, handset, parts, verdict)
-        if parts is not None:
-            self._nudge(system_id)
+        if parts is not None and verdict.receipt is not None:
+            self._nudge(system_id, after=verdict.delay_seconds)
         return request.response(message_id=message_id)
 
     async def _add_part(
@@ -436,7 +436,12 @@ class SandboxSmsc(SmscHandler):
         if sender is not None:
             await sender
 
-    def _nudge(self, system_id: str) -> None:
+    def _nudge(self, system_id: str, after: float = 0.0) -> None:
+        """Wake the senders of ``system_id`` (``after`` seconds from now: when a receipt
+        falls due). Between nudges they look every poll, for rows other processes added."""
+        if after > 0:
+            asyncio.get_running_loop().call_later(after, self._nudge, system_id)
+            return
         for connection, wake in self._wakeups.items():
             if connection.system_id == system_id:
                 wake.set()
@@ -446,6 +451,7 @@ class SandboxSmsc(SmscHandler):
         system_id = connection.system_id or ""
         window = self.server.limits.window
         in_flight: set[asyncio.Task[None]] = set()
+        settled = _Settled()
 
         def done(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
@@ -455,68 +461,84 @@ class SandboxSmsc(SmscHandler):
             while not connection.closed:
                 wake.clear()
                 free = min(connection.free_window(), window - len(in_flight))
-                rows = await self._claim(system_id, free) if free > 0 else []
+                rows = await self._claim(system_id, free, settled) if free > 0 else []
                 for row_id, pdu, attempts in rows:
-                    task = asyncio.create_task(self._send_one(connection, row_id, pdu, attempts))
+                    task = asyncio.create_task(
+                        self._send_one(connection, row_id, pdu, attempts, settled)
+                    )
                     in_flight.add(task)
                     task.add_done_callback(done)
                 if rows and len(rows) == free:
                     continue  # maybe more are due: look again once the window has room
-                timeout = self._poll if free <= 0 else await self._next_due_in(system_id)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout)
+                    await asyncio.wait_for(wake.wait(), self._poll)
         except Exception:
             log.exception("sending to ESME %r failed; closing its connection", system_id)
             connection.close("internal error")
         finally:
             if in_flight:
                 await asyncio.wait(in_flight)
+            try:
+                await self._claim(system_id, 0, settled)
+            except Exception:
+                # Their leases run out and they go again: at least once, as always.
+                log.exception("recording what ESME %r was sent failed", system_id)
 
     def _lease_seconds(self) -> float:
         # Long enough for a deliver_sm to get its answer or time out.
         limits = self.server.limits
         return 2 * limits.response_timeout + limits.write_timeout
 
-    async def _claim(self, system_id: str, limit: int) -> list[tuple[int, bytes, int]]:
+    async def _claim(
+        self, system_id: str, limit: int, settled: _Settled
+    ) -> list[tuple[int, bytes, int]]:
+        """Record what was ``settled`` since the last claim, and lease up to ``limit`` due
+        rows for ``system_id``: one transaction per window, not one per deliver_sm."""
         now = time.time()
-        due = (
-            select(SmscOutbox.id)
-            .where(
-                SmscOutbox.system_id == system_id,
-                SmscOutbox.not_before <= now,
-                SmscOutbox.leased_until <= now,
-            )
-            .order_by(SmscOutbox.id)
-            .limit(limit)
-        )
-        if self._shared:
-            due = due.with_for_update(skip_locked=True)
-        statement = (
-            update(SmscOutbox)
-            .where(SmscOutbox.id.in_(due.scalar_subquery()))
-            .values(leased_until=now + self._lease_seconds(), attempts=SmscOutbox.attempts + 1)
-            .returning(SmscOutbox.id, SmscOutbox.pdu, SmscOutbox.attempts)
-        )
         async with self._sessions.begin() as session:
-            rows = (await session.execute(statement)).all()
+            if settled.done:
+                await session.execute(delete(SmscOutbox).where(SmscOutbox.id.in_(settled.done)))
+            for row_id, not_before in settled.retry:
+                await session.execute(
+                    update(SmscOutbox)
+                    .where(SmscOutbox.id == row_id)
+                    .values(not_before=not_before, leased_until=0.0)
+                )
+            settled.done, settled.retry = [], []
+            if limit <= 0:
+                return []
+            due = (
+                select(SmscOutbox.id)
+                .where(
+                    SmscOutbox.system_id == system_id,
+                    SmscOutbox.not_before <= now,
+                    SmscOutbox.leased_until <= now,
+                )
+                .order_by(SmscOutbox.id)
+                .limit(limit)
+            )
+            if self._shared:
+                due = due.with_for_update(skip_locked=True)
+            rows = (
+                await session.execute(
+                    update(SmscOutbox)
+                    .where(SmscOutbox.id.in_(due.scalar_subquery()))
+                    .values(
+                        leased_until=now + self._lease_seconds(),
+                        attempts=SmscOutbox.attempts + 1,
+                    )
+                    .returning(SmscOutbox.id, SmscOutbox.pdu, SmscOutbox.attempts)
+                )
+            ).all()
         return sorted((row.id, row.pdu, row.attempts) for row in rows)
 
-    async def _next_due_in(self, system_id: str) -> float:
-        """Seconds until the next deliver_sm for ``system_id`` may go, at most the poll."""
-        free_at = case(
-            (SmscOutbox.not_before > SmscOutbox.leased_until, SmscOutbox.not_before),
-            else_=SmscOutbox.leased_until,
-        )
-        async with self._sessions() as session:
-            due = await session.scalar(
-                select(func.min(free_at)).where(SmscOutbox.system_id == system_id)
-            )
-        if due is None:
-            return self._poll
-        return min(self._poll, max(0.0, float(due) - time.time()))
-
     async def _send_one(
-        self, connection: SmscConnection, row_id: int, data: bytes, attempts: int
+        self,
+        connection: SmscConnection,
+        row_id: int,
+        data: bytes,
+        attempts: int,
+        settled: _Settled,
     ) -> None:
         try:
             pdu = decode(data)
@@ -524,12 +546,12 @@ class SandboxSmsc(SmscHandler):
             pdu = None
         if not isinstance(pdu, DeliverSm):
             log.error("dropping unreadable outbox row %d for %r", row_id, connection.system_id)
-            await self._forget(row_id)
+            settled.done.append(row_id)
             return
         delivery = await connection.deliver(pdu)
         status = None if delivery.response is None else delivery.response.command_status
         if delivery.ok:
-            await self._forget(row_id)
+            settled.done.append(row_id)
         elif status in _REFUSED_FOR_GOOD or attempts >= MAX_DELIVERY_ATTEMPTS:
             log.warning(
                 "ESME %r did not take a deliver_sm (%s, attempt %d); dropped",
@@ -537,31 +559,30 @@ class SandboxSmsc(SmscHandler):
                 delivery.describe(),
                 attempts,
             )
-            await self._forget(row_id)
+            settled.done.append(row_id)
+        elif connection.closed:
+            # A lost connection is no fault of the message: it goes out on the next bind.
+            settled.retry.append((row_id, time.time()))
         else:
-            # A lost connection is no fault of the message: it goes out again on the next
-            # bind. Anything else waits a while first.
-            delay = 0.0
-            if not connection.closed:
-                delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-                log.info(
-                    "ESME %r: deliver_sm not taken (%s); retrying in %.0fs",
-                    connection.system_id,
-                    delivery.describe(),
-                    delay,
-                )
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(SmscOutbox)
-                    .where(SmscOutbox.id == row_id)
-                    .values(not_before=time.time() + delay, leased_until=0.0)
-                )
-            if delay:
-                self._nudge(connection.system_id or "")
+            delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+            log.info(
+                "ESME %r: deliver_sm not taken (%s); retrying in %.0fs",
+                connection.system_id,
+                delivery.describe(),
+                delay,
+            )
+            settled.retry.append((row_id, time.time() + delay))
+            self._nudge(connection.system_id or "", after=delay)
 
-    async def _forget(self, row_id: int) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(delete(SmscOutbox).where(SmscOutbox.id == row_id))
+
+@dataclass(slots=True)
+class _Settled:
+    """What a sender learned of its deliver_sm since its last claim, written with the next."""
+
+    # Acknowledged, or refused for good: delete.
+    done: list[int] = field(default_factory=list)
+    # Not taken this time: (row id, when to try again).
+    retry: list[tuple[int, float]] = field(default_factory=list)
 
 
 # -- PDUs and texts ---------------------------------------------------------------------------
