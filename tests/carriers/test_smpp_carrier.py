@@ -592,6 +592,27 @@ async def test_a_full_international_number_without_its_ton_is_still_e164(
     ]
 
 
+async def test_unreadable_texts_and_receipts_are_answered_and_the_binds_stay_up(
+    smscs: Smscs, store: async_sessionmaker[AsyncSession]
+) -> None:
+    smsc = smscs.start(password=PASSWORD)
+    events = Recorder()
+    async with running(store, carrier_config(smsc), events) as carrier:
+        await bound(carrier)
+        # A UDH claiming 9 octets where there is 1: the SMSC should not send it again.
+        overrun = await mo(smsc, "u", source="1555", dest="15550001000", text="x", udh="0900")
+        smsc.send("receipt", tag="r1", text="id: stat:DELIVRD")  # names no message
+        smsc.send("receipt", tag="r2", text="id:424242 stat:DELIVRD", receipted_message_id="1")
+        unread = [await smsc.event("deliver_resp", tag=tag) for tag in ("r1", "r2")]
+        assert all(bind.bound for bind in carrier.binds)
+        # And the next message goes through as ever.
+        await carrier.submit(sms("still fine"))
+        await eventually(lambda: events.receipts)
+    assert overrun["status"] == 0x65  # ESME_RX_P_APPN
+    assert [event["status"] for event in unread] == [0, 0]
+    assert events.texts == []
+
+
 def test_the_config_hides_the_password() -> None:
     config = carrier_config(2775)
     assert PASSWORD not in repr(config)

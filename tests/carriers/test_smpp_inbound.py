@@ -80,3 +80,13 @@ def test_too_many_incomplete_texts_take_no_new_ones() -> None:
     done = parts.add(Fragment(PartsKey("a", "b", 1, 2), 2, Alphabet.GSM7, b"y"), now=0)
     assert done is not None
     assert done.text == "xy"
+
+
+def test_too_many_octets_waiting_take_no_more() -> None:
+    parts = Reassembler(timeout=60, max_octets=10)
+    parts.add(fragment(1, b"\x00a" * 4), now=0)
+    parts.add(fragment(1, b"\x00b" * 4), now=0)  # a repeat replaces, it does not add
+    with pytest.raises(ReassemblyFull):
+        parts.add(fragment(2, b"\x00c" * 2), now=0)
+    parts.discard(KEY)
+    assert parts.add(fragment(2, b"\x00c" * 2), now=0) is None

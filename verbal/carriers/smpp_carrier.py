@@ -132,6 +132,19 @@ _MAX_REFERENCES = 50_000
 _MAX_UNMATCHED = 10_000
 # How often set-aside receipts and incomplete texts are looked at, at the least.
 _SWEEP_SECONDS = 1.0
+# The longest pause between two tries of one set-aside receipt.
+_MAX_SWEEP_PAUSE = 16.0
+
+
+@dataclass(slots=True)
+class _SetAside:
+    """A receipt whose part is not recorded (yet), and when to try it again."""
+
+    parsed: ParsedReceipt
+    keys: IdKeys
+    expires: float
+    due: float
+    pause: float = _SWEEP_SECONDS / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +226,8 @@ class SmppCarrier:
         self._events: CarrierEvents | None = None
         self._inflight: dict[str, asyncio.Task[SubmitResult]] = {}
         self._references: dict[str, int] = {}
-        # Receipts for no part recorded yet: by id, with when to give up and the id's keys.
-        self._unmatched: dict[str, tuple[ParsedReceipt, float, IdKeys]] = {}
+        # Receipts for no part recorded yet, by id.
+        self._unmatched: dict[str, _SetAside] = {}
         # Ids among them whose part was just recorded here: to be tried again at once.
         self._recheck: set[str] = set()
         # Ids of parts accepted and not recorded yet.
@@ -251,7 +264,15 @@ class SmppCarrier:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # Unbinding lets the SMSC answer what it has; parts it accepted are recorded by the
+        # submits still running, given a moment. Those cut short are sent again later.
         await asyncio.gather(*(bind.stop() for bind in self.binds))
+        sending = list(self._inflight.values())
+        if sending:
+            _, unfinished = await asyncio.wait(sending, timeout=self.config.bind.unbind_timeout)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         with contextlib.suppress(Exception):
             await bind_status.withdraw(self._sessions, self._owner, self.name)
 
@@ -417,7 +438,8 @@ class SmppCarrier:
     def _note_recorded(self, part_id: str, keys: IdKeys) -> None:
         """Mark the set-aside receipts that may be for ``part_id``, and wake the upkeep."""
         numbers = {keys.decimal, keys.hexadecimal} - {None}
-        for receipt_id, (_, _, theirs) in self._unmatched.items():
+        for receipt_id, waiting in self._unmatched.items():
+            theirs = waiting.keys
             if receipt_id == part_id or numbers & {theirs.decimal, theirs.hexadecimal}:
                 self._recheck.add(receipt_id)
         if self._recheck:
@@ -451,8 +473,10 @@ class SmppCarrier:
             del self._unmatched[oldest]
             SMPP_RECEIPTS.labels(self.name, "unmatched").inc()
             log.warning("%s: too many receipts waiting; dropped the one for %s", self.name, oldest)
-        expires = time.monotonic() + self.config.receipt_wait
-        self._unmatched[parsed.message_id] = (parsed, expires, id_keys(parsed.message_id))
+        now = time.monotonic()
+        self._unmatched[parsed.message_id] = _SetAside(
+            parsed, id_keys(parsed.message_id), expires=now + self.config.receipt_wait, due=now
+        )
 
     async def _apply(self, parsed: ParsedReceipt) -> bool:
         """Record a receipt on its part and report the message's outcome if it is known.
@@ -593,7 +617,7 @@ class SmppCarrier:
                     # worker; and texts whose missing parts are overdue.
                     next_sweep = now + _SWEEP_SECONDS
                     self._recheck.clear()
-                    await self._retry_unmatched(list(self._unmatched))
+                    await self._retry_unmatched(list(self._unmatched), sweep=True)
                     await self._hand_over_incomplete()
                 else:
                     ids, self._recheck = list(self._recheck), set()
@@ -606,15 +630,16 @@ class SmppCarrier:
             if not self._recheck:
                 await self._wake.wait(max(0.0, next_sweep - time.monotonic()))
 
-    async def _retry_unmatched(self, receipt_ids: list[str]) -> None:
+    async def _retry_unmatched(self, receipt_ids: list[str], *, sweep: bool = False) -> None:
+        """Try receipts set aside again: those named, or in a sweep those due for it."""
         for receipt_id in receipt_ids:
             waiting = self._unmatched.get(receipt_id)
-            if waiting is None:
+            now = time.monotonic()
+            if waiting is None or (sweep and now < waiting.due):
                 continue
-            parsed, expires, _ = waiting
-            if await self._apply(parsed):
+            if await self._apply(waiting.parsed):
                 self._unmatched.pop(receipt_id, None)
-            elif time.monotonic() >= expires:
+            elif now >= waiting.expires:
                 self._unmatched.pop(receipt_id, None)
                 SMPP_RECEIPTS.labels(self.name, "unmatched").inc()
                 log.warning(
@@ -622,6 +647,11 @@ class SmppCarrier:
                     self.name,
                     receipt_id,
                 )
+            else:
+                # A part recorded here is noticed at once (_note_recorded); sweeps are for
+                # parts other workers record, and thin out: 1, 2, 4 ... seconds apart.
+                waiting.pause = min(waiting.pause * 2, _MAX_SWEEP_PAUSE)
+                waiting.due = now + waiting.pause
 
     async def _hand_over_incomplete(self) -> None:
         for message in self._reassembler.expired(time.monotonic()):

@@ -59,7 +59,7 @@ class _Pending:
 
 
 class ReassemblyFull(Exception):
-    """Too many incomplete messages are waiting for parts; take no new ones for now."""
+    """Too many incomplete messages, or too many octets, wait for parts; take no more now."""
 
 
 def _text(fragments: list[Fragment]) -> str:
@@ -74,10 +74,16 @@ def _text(fragments: list[Fragment]) -> str:
 
 
 class Reassembler:
-    def __init__(self, timeout: float, max_messages: int = 10_000) -> None:
+    def __init__(
+        self, timeout: float, max_messages: int = 10_000, max_octets: int = 16 * 1024 * 1024
+    ) -> None:
         self.timeout = timeout
+        # Both bound what a peer can make us hold: a part announcing 255 parts costs one
+        # message, a message_payload part up to 64 KiB.
         self.max_messages = max_messages
+        self.max_octets = max_octets
         self._pending: dict[PartsKey, _Pending] = {}
+        self._octets = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -85,13 +91,19 @@ class Reassembler:
     def add(self, fragment: Fragment, now: float) -> Assembled | None:
         """Keep ``fragment``; return its message if that made it whole.
 
-        Raises `ReassemblyFull` when ``max_messages`` incomplete messages already wait.
+        Raises `ReassemblyFull` when ``max_messages`` incomplete messages already wait, or
+        keeping it would hold more than ``max_octets``.
         """
         pending = self._pending.get(fragment.key)
+        if pending is None and len(self._pending) >= self.max_messages:
+            raise ReassemblyFull(f"{len(self._pending)} incomplete messages are waiting")
+        replaced = pending.parts.get(fragment.sequence) if pending is not None else None
+        growth = len(fragment.user_data) - (len(replaced.user_data) if replaced else 0)
+        if self._octets + growth > self.max_octets:
+            raise ReassemblyFull(f"{self._octets} octets of incomplete messages are waiting")
         if pending is None:
-            if len(self._pending) >= self.max_messages:
-                raise ReassemblyFull(f"{len(self._pending)} incomplete messages are waiting")
             pending = self._pending[fragment.key] = _Pending(now)
+        self._octets += growth
         pending.parts[fragment.sequence] = fragment
         if len(pending.parts) < fragment.key.total:
             return None
@@ -111,7 +123,9 @@ class Reassembler:
         return None if started is None else started + self.timeout
 
     def discard(self, key: PartsKey) -> None:
-        self._pending.pop(key, None)
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self._octets -= sum(len(part.user_data) for part in pending.parts.values())
 
     @staticmethod
     def _assemble(key: PartsKey, pending: _Pending) -> Assembled:
