@@ -39,3 +39,30 @@ def test_secrets_are_masked_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.bootstrap_auth_token.get_secret_value() == "topsecret1234"
     assert "topsecret1234" not in repr(settings)
+
+
+def test_smsc_esmes_from_toml_are_checked_and_keep_passwords_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "verbal.toml"
+    config.write_text(
+        'smsc_enabled = true\n[[smsc_esmes]]\nsystem_id = "kannel"\npassword = "pwd12345"\n'
+        'numbers = ["+155577*"]\n'
+    )
+    monkeypatch.setenv("VERBAL_CONFIG", str(config))
+    [esme] = Settings().smsc_esmes
+    assert (esme.system_id, esme.account_sid, esme.numbers) == ("kannel", "", ["+155577*"])
+    assert "pwd12345" not in repr(Settings())
+
+    refusals = {
+        "123456789": "at most 8 characters",  # SMPP 3.4's bind has room for 8
+        "пароль": "Latin-1",
+        "": "at least 1",
+    }
+    for password, reason in refusals.items():
+        with pytest.raises(ValueError, match=reason) as refused:
+            Settings(smsc_esmes=[{"system_id": "kannel", "password": password}])
+        assert password not in str(refused.value) or not password
+    twice = [{"system_id": "kannel", "password": "a"}, {"system_id": "kannel", "password": "b"}]
+    with pytest.raises(ValueError, match="system_ids must be unique; repeated: kannel"):
+        Settings(smsc_esmes=twice)

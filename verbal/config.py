@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +40,22 @@ def _automatic_alphabets() -> list[AlphabetName]:
     return ["gsm7", "ucs2"]
 
 
+def _smpp_password(value: SecretStr) -> SecretStr:
+    # A bind's password field holds 8 characters and its NUL (SMPP 3.4 §4.1.1), octets that
+    # peers read as Latin-1.
+    password = value.get_secret_value()
+    if len(password) > 8 or not all(ord(char) < 256 for char in password):
+        raise ValueError("an SMPP password has at most 8 characters, all of them Latin-1")
+    return value
+
+
+SmppPassword = Annotated[SecretStr, AfterValidator(_smpp_password)]
+
+
+def _repeated(values: list[str]) -> list[str]:
+    return sorted({value for value in values if values.count(value) > 1})
+
+
 class SmppCarrierSettings(BaseModel):
     """One SMPP carrier, as declared in `carriers` (TOML ``[[carriers]]`` tables, or the
     `VERBAL_CARRIERS` variable as a JSON list of objects with these keys)."""
@@ -51,7 +67,7 @@ class SmppCarrierSettings(BaseModel):
     host: str
     port: int = Field(2775, ge=1, le=65535)
     system_id: str = Field(max_length=15)
-    password: SecretStr = Field(SecretStr(""), description="At most 8 characters (SMPP 3.4).")
+    password: SmppPassword = Field(SecretStr(""))
     system_type: str = Field("", max_length=12)
     # Binds (connections) per worker process, and whether each is one transceiver ("trx")
     # or a transmitter and a receiver ("tx_rx").
@@ -88,14 +104,6 @@ class SmppCarrierSettings(BaseModel):
     # How long a receipt waits for its message to be recorded.
     receipt_wait_seconds: float = Field(60.0, gt=0)
 
-    @field_validator("password")
-    @classmethod
-    def _password_fits(cls, value: SecretStr) -> SecretStr:
-        # A bind's password field holds 8 characters and its NUL (SMPP 3.4 §4.1.1).
-        if len(value.get_secret_value().encode("latin-1", "replace")) > 8:
-            raise ValueError("an SMPP password has at most 8 characters")
-        return value
-
 
 class SmscEsmeSettings(BaseModel):
     """An ESME that may bind to the sandbox's SMSC, as declared in `smsc_esmes` (TOML
@@ -106,7 +114,7 @@ class SmscEsmeSettings(BaseModel):
     model_config = {"extra": "forbid", "hide_input_in_errors": True}
 
     system_id: str = Field(min_length=1, max_length=15)
-    password: SecretStr = Field(description="At most 8 characters (SMPP 3.4).")
+    password: SmppPassword = Field(min_length=1)
     # The account whose sandbox the ESME plays in: its rules, its handsets' inboxes.
     # Empty: the database's only account.
     account_sid: str = ""
@@ -118,14 +126,6 @@ class SmscEsmeSettings(BaseModel):
     def _printable(cls, value: str) -> str:
         if not (value.isascii() and value.isprintable()):
             raise ValueError("a system_id is printable ASCII")
-        return value
-
-    @field_validator("password")
-    @classmethod
-    def _password_fits(cls, value: SecretStr) -> SecretStr:
-        # A bind's password field holds 8 characters and its NUL (SMPP 3.4 §4.1.1).
-        if not 1 <= len(value.get_secret_value().encode("latin-1", "replace")) <= 8:
-            raise ValueError("an SMPP password has 1 to 8 characters")
         return value
 
 
@@ -206,10 +206,9 @@ class Settings(BaseSettings):
     @field_validator("smsc_esmes")
     @classmethod
     def _system_ids_unique(cls, esmes: list[SmscEsmeSettings]) -> list[SmscEsmeSettings]:
-        ids = [esme.system_id for esme in esmes]
-        repeated = sorted({system_id for system_id in ids if ids.count(system_id) > 1})
+        repeated = _repeated([esme.system_id for esme in esmes])
         if repeated:
-            raise ValueError(f"smsc_esmes: system_ids must be unique; repeated: {repeated}")
+            raise ValueError(f"system_ids must be unique; repeated: {', '.join(repeated)}")
         return esmes
 
     # Messages per second from any one sender number, across all workers (0: unlimited).
@@ -226,7 +225,7 @@ class Settings(BaseSettings):
         names = [carrier.name for carrier in carriers]
         if "sandbox" in names:
             raise ValueError("'sandbox' names the built-in sandbox carrier; choose another name")
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        repeated = _repeated(names)
         if repeated:
             raise ValueError(f"carrier names must be unique; repeated: {', '.join(repeated)}")
         return carriers
