@@ -579,3 +579,56 @@ def test_hostile_submits_are_answered_and_break_nothing(
     assert sorted(r.sequence_number for r in responses) == list(range(2, len(submits) + 2))
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
+
+
+# -- Verbal's own SMPP carrier, on the other end -----------------------------------------------
+
+
+def test_verbal_as_the_esme_of_verbal(
+    make_verbal: Callable[..., LiveVerbal], tmp_path: Any
+) -> None:
+    # Two Verbals: "network" serves the sandbox's SMSC; "app" has no sandbox and reaches
+    # +1555 numbers through an SMPP carrier bound to that SMSC. Both halves of Verbal's SMPP
+    # must agree on every PDU: submits, long texts, receipts and texts back.
+    network = make_verbal(
+        **smsc_settings(
+            smsc_esmes=[{"system_id": "app", "password": "pw", "numbers": [ESME_NUMBER]}]
+        )
+    )
+    carrier = {
+        "name": "smsc",
+        "host": "127.0.0.1",
+        "port": smsc_port(network),
+        "system_id": "app",
+        "password": "pw",
+        "prefixes": ["+1555"],
+    }
+    app = make_verbal(
+        f"sqlite+aiosqlite:///{tmp_path / 'app.db'}", sandbox_enabled=False, carriers=[carrier]
+    )
+    app.add_number(ESME_NUMBER)
+    add_rule(network, pattern="+15550009*", outcome="undeliverable", error_code=30005)
+    client = app.twilio()
+    long_text = "Ответ, который не влезает в одно сообщение. " * 3
+    sent = {
+        to: client.messages.create(to=to, from_=ESME_NUMBER, body=body).sid
+        for to, body in (("+15550002000", long_text), ("+15550009000", "nobody home"))
+    }
+
+    def final(sid: str) -> Any:
+        message = client.messages(sid).fetch()
+        return message if message.status in ("delivered", "undelivered", "failed") else None
+
+    delivered = wait_until(lambda: final(sent["+15550002000"]), what="the long text delivered")
+    assert delivered.status == "delivered"
+    assert [m["body"] for m in inbox(network)] == [long_text]
+    undelivered = wait_until(lambda: final(sent["+15550009000"]), what="the receipt UNDELIV")
+    assert undelivered.status == "undelivered"
+    # err:005 in the receipt reads back as the error the rule scripted.
+    assert undelivered.error_code == 30005
+
+    assert text_from_handset(network, ESME_NUMBER, "And back to the app").status_code == 201
+    inbound = wait_until(
+        lambda: [m for m in client.messages.list(to=ESME_NUMBER) if m.direction == "inbound"]
+    )
+    assert (inbound[0].from_, inbound[0].body) == ("+15550002000", "And back to the app")
