@@ -70,7 +70,8 @@ async def measure(options: argparse.Namespace) -> None:
                 answered = max((s.due + s.latency for s in shots), default=time.time())
                 settled_at, _ = await pipeline.settle()
                 drain = f"; drained {max(0.0, settled_at - answered):.1f} s after the last answer"
-            cpu = meter.line(pipeline.servers, figures.ok, "message, accepted and dispatched")
+            unit = "message, accepted and dispatched" if pipeline.dispatching else "message"
+            cpu = meter.line(pipeline.servers, figures.ok, unit)
             notes.append(f"at {rate:,.0f}/s: {cpu}{drain}")
             if warning := figures.lag_warning(rate):
                 notes.append(f"at {rate:,.0f}/s: {warning}")
