@@ -432,6 +432,24 @@ def test_handset_texts_wait_for_the_esme_to_bind(verbal: LiveVerbal, esmes: Esme
     assert sorted(e["text"] for e in texts(esme)) == ["queued 0", "queued 1", "queued 2"]
 
 
+def test_what_an_esme_left_unanswered_goes_to_its_next_bind(
+    verbal: LiveVerbal, esmes: Esmes
+) -> None:
+    first = esmes.connect(smsc_port(verbal))
+    first.send("silent", on=True)
+    assert first.bind("esme1", "pwd1") == 0
+    for n in range(3):
+        assert text_from_handset(verbal, ESME_NUMBER, f"unanswered {n}").status_code == 201
+    first.wait_for(lambda events: len(texts(first)) == 3)
+    first.send("close")  # gone without answering, as a crashed ESME would be
+    first.wait_event("close")
+    second = bound(esmes, verbal)
+    second.wait_for(lambda events: len(texts(second)) == 3)
+    assert sorted(e["text"] for e in texts(second)) == [f"unanswered {n}" for n in range(3)]
+    time.sleep(0.5)
+    assert len(texts(second)) == 3  # each once: answered ones are not sent again
+
+
 def test_verbal_numbers_stay_with_verbal(verbal: LiveVerbal, esmes: Esmes) -> None:
     # +15550001000 is the account's Verbal number: a handset's text to it is Verbal's
     # inbound message, even with an ESME bound; a number nobody serves is refused.
