@@ -1,0 +1,96 @@
+"""A CPU profile of `verbal serve` that charges SQLAlchemy's work to the Verbal code asking.
+
+    PYTHONPATH=$PWD/bench/profiler BENCH_PROFILE=/tmp/verbal-profile \\
+        python bench/end_to_end.py --count 1000
+    cat /tmp/verbal-profile.*
+
+py-spy shows that most of the server's CPU goes to SQLAlchemy, but not for whom: the ORM
+runs in greenlets, whose stacks end at the greenlet and not at the coroutine that awaited
+it, so every Verbal caller of the ORM vanishes from the profile. This sampler, loaded by
+Python into every process started with this directory on PYTHONPATH (the benchmarks pass
+PYTHONPATH on to the server), runs only in `verbal serve` processes when BENCH_PROFILE is
+set. Every 5 ms of the process's CPU time it walks the current stack and then, greenlet by
+greenlet, the stacks of the parents suspended beneath it; at exit it writes, to
+BENCH_PROFILE.<pid>, the library of the innermost frame and the inclusive share of every
+Verbal function. (A sitecustomize of the installation would be shadowed by this one.)
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+INTERVAL_SECONDS = 0.005
+
+
+def _frames(frame: FrameType | None) -> Iterator[FrameType]:
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _library(path: str) -> str:
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0]
+    return "verbal" if "/verbal/" in path else "stdlib and other"
+
+
+class Sampler:
+    def __init__(self, output: str, getcurrent: Any) -> None:
+        self.output = output
+        self.getcurrent = getcurrent  # greenlet's, imported only where the sampler runs
+        self.samples = 0
+        self.innermost: Counter[str] = Counter()
+        self.inclusive: Counter[str] = Counter()
+
+    def sample(self, _signum: int, frame: FrameType | None) -> None:
+        stack = list(_frames(frame))
+        current = self.getcurrent()
+        while current.parent is not None:
+            current = current.parent
+            stack.extend(_frames(current.gr_frame))
+        self.samples += 1
+        if stack:
+            self.innermost[_library(stack[0].f_code.co_filename)] += 1
+        seen = set()
+        for each in stack:
+            path = each.f_code.co_filename
+            if "/verbal/" in path and "site-packages" not in path:
+                name = f"{each.f_code.co_qualname} (verbal/{path.rsplit('/verbal/', 1)[1]})"
+                if name not in seen:  # recursion must not count a sample twice
+                    seen.add(name)
+                    self.inclusive[name] += 1
+
+    def write(self) -> None:
+        if not self.samples:
+            return
+        lines = [f"{self.samples} samples, one per {INTERVAL_SECONDS * 1000:g} ms of CPU"]
+        lines.append("== the library of the innermost frame")
+        lines += [f"{n / self.samples:6.1%} {k}" for k, n in self.innermost.most_common()]
+        lines.append("== Verbal functions, inclusive (ORM work charged to its caller)")
+        lines += [f"{n / self.samples:6.1%} {k}" for k, n in self.inclusive.most_common(80)]
+        with open(f"{self.output}.{os.getpid()}", "w") as out:
+            out.write("\n".join(lines) + "\n")
+
+
+def _install() -> None:
+    output = os.environ.get("BENCH_PROFILE")
+    if not output or "verbal" not in sys.orig_argv or "serve" not in sys.orig_argv:
+        return
+    import greenlet  # type: ignore[import-untyped]  # stubs are a separate package
+
+    sampler = Sampler(output, greenlet.getcurrent)
+    # ITIMER_PROF counts the process's CPU time, so an idle server is not sampled and a
+    # busy machine does not stretch the intervals.
+    signal.signal(signal.SIGPROF, sampler.sample)
+    signal.setitimer(signal.ITIMER_PROF, INTERVAL_SECONDS, INTERVAL_SECONDS)
+    atexit.register(sampler.write)
+
+
+_install()
