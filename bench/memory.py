@@ -56,10 +56,13 @@ async def profile(pipeline: Pipeline, options: argparse.Namespace) -> None:
     sampler.start()
     result = await end_to_end(pipeline, count, rate=options.rate)
     await sampler.stop()
-    during = [rss for t, rss in sampler.samples]
+    # The sampler ran on while the backlog drained: the peak counts that, the mean not.
+    window = result.window_end - result.first_due
+    offered = [rss for t, rss in sampler.samples if t <= window] or [sampler.samples[0][1]]
+    peak = max(rss for _, rss in sampler.samples)
     print(
-        f"load      RSS peak {mib(max(during))}, mean {mib(statistics.mean(during))} while"
-        f" {options.rate:,.0f} msg/s were offered for {options.seconds:g} s"
+        f"load      RSS mean {mib(statistics.mean(offered))} while {options.rate:,.0f} msg/s"
+        f" were offered for {options.seconds:g} s; peak {mib(peak)} (load and drain)"
     )
     print(f"          {result.summary(options.rate)}")
 
