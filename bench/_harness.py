@@ -757,6 +757,9 @@ def database_label(options: argparse.Namespace) -> str:
 def workdir(stack: AsyncExitStack, chosen: Path | None) -> Path:
     if chosen is not None:
         chosen.mkdir(parents=True, exist_ok=True)
+        if (chosen / "verbal.db").exists():
+            # A used database keeps its first account: the run's credentials would not work.
+            raise SystemExit(f"{chosen} holds a verbal.db from an earlier run: use a new one")
         return chosen.resolve()
     return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="verbal-bench-")))
 
