@@ -215,7 +215,10 @@ class LiveVerbal:
 
     def http(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.base_url, auth=(self.account_sid, self.auth_token), timeout=10
+            # Generous: a loaded CI machine can take seconds over what is milliseconds here.
+            base_url=self.base_url,
+            auth=(self.account_sid, self.auth_token),
+            timeout=30,
         )
 
     def twilio(self) -> Any:
@@ -397,8 +400,13 @@ class AppServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
-                hit = AppHit(self.command, path, f"{server.base_url}{self.path}",
-                             dict(self.headers.items()), body)
+                hit = AppHit(
+                    self.command,
+                    path,
+                    f"{server.base_url}{self.path}",
+                    dict(self.headers.items()),
+                    body,
+                )
                 with server._lock:
                     server.hits.append(hit)
                     route = server.routes.get(path)

@@ -101,6 +101,8 @@ def environment(database: Database, account_sid: str, auth_token: str) -> dict[s
         "VERBAL_SUBMIT_RETRY_MAX_SECONDS": "1",
         # Workers must be woken by NOTIFY: a missed wake-up would show as a long stall.
         "VERBAL_NOTIFIED_POLL_SECONDS": "30",
+        # Four processes share the server's connections with the test's own.
+        "VERBAL_DATABASE_POOL_SIZE": "5",
         "VERBAL_LOG_LEVEL": "warning",
         "VERBAL_LOG_FORMAT": "json",
     }

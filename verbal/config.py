@@ -139,6 +139,9 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///verbal.db",
         description="SQLAlchemy URL: a SQLite file by default; postgresql://... to scale out.",
     )
+    # PostgreSQL connections this process keeps (and as many again under bursts). Every
+    # node counts against the server's max_connections (100 by default).
+    database_pool_size: int = Field(10, ge=1, le=200)
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = Field(

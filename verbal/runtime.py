@@ -161,7 +161,7 @@ def sandbox_smsc(network: SandboxNetwork, settings: Settings) -> SandboxSmsc:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = create_engine(settings.database_url)
+        self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine)
         self.directory = Directory(self.sessions)
         owner = f"{socket.gethostname()}:{os.getpid()}"

@@ -47,12 +47,16 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, inline_sqlite: bool = True) -> AsyncEngine:
+def create_engine(url: str, *, inline_sqlite: bool = True, pool_size: int = 10) -> AsyncEngine:
     """An engine for `url`; `inline_sqlite=False` keeps aiosqlite's worker thread (for
-    comparison in `bench/sqlite_transactions.py`)."""
+    comparison in `bench/sqlite_transactions.py`). `pool_size` bounds a PostgreSQL pool (as
+    many again may open under bursts); every node counts against the server's
+    `max_connections`."""
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
 
     inline = inline_sqlite and make_url(url).get_driver_name() == "aiosqlite"
     options: dict[str, Any] = {}
