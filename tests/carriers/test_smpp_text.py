@@ -235,6 +235,16 @@ def test_decoding_sar_tlvs() -> None:
     assert decode_message(incomplete).concat is None
     bogus = DeliverSm(short_message=b"x", tlvs=(*pdu.tlvs[:2], Tlv(Tag.SAR_SEGMENT_SEQNUM, b"\3")))
     assert decode_message(bogus).concat is None
+    # Sizes other than the spec's are not SAR: a 9-octet "total" could be any number.
+    oversized = DeliverSm(
+        short_message=b"x",
+        tlvs=(
+            Tlv(Tag.SAR_MSG_REF_NUM, b"\x01\x02\x03"),
+            Tlv(Tag.SAR_TOTAL_SEGMENTS, b"\xff" * 9),
+            Tlv(Tag.SAR_SEGMENT_SEQNUM, b"\x01"),
+        ),
+    )
+    assert decode_message(oversized).concat is None
 
 
 def test_decoding_a_data_sm_payload() -> None:

@@ -215,6 +215,10 @@ def _sar(pdu: ShortMessageRequest | DataSm) -> Concat | None:
     sequence = pdu.tlv(Tag.SAR_SEGMENT_SEQNUM)
     if reference is None or total is None or sequence is None:
         return None
+    # Integer(2), Integer(1) and Integer(1) (SMPP 3.4 §5.3.2.22-24). Other sizes are no
+    # SAR a sender meant, and could name references and totals no message can have.
+    if (len(reference.value), len(total.value), len(sequence.value)) != (2, 1, 1):
+        return None
     concat = Concat(reference.as_integer(), total.as_integer(), sequence.as_integer())
     return concat if 1 <= concat.sequence <= concat.total else None
 
