@@ -230,6 +230,22 @@ async def test_the_window_is_never_exceeded(smscs: Smscs) -> None:
     assert max(stats["max_outstanding"].values()) == 7
 
 
+async def test_thousands_of_queued_submits_go_in_order_without_a_stampede(
+    smscs: Smscs,
+) -> None:
+    # Each response frees one slot of a window of 1 and must wake one waiting submit, not
+    # all of them: waking all made 10,000 queued submits take minutes instead of seconds.
+    smsc = smscs.start(password=PASSWORD)
+    async with running(config(smsc, session=SessionConfig(window=1))) as bind:
+        assert await bind.wait_bound(5)
+        started = time.monotonic()
+        await asyncio.gather(*(bind.submit(submit_sm(f"m{i}")) for i in range(5000)))
+        elapsed = time.monotonic() - started
+    assert elapsed < 15, f"{elapsed:.1f}s"
+    texts = [e["text"] for e in await smsc.accepted(5000)]
+    assert texts == [f"m{i}" for i in range(5000)]
+
+
 async def test_an_unanswered_submit_times_out_as_sent(smscs: Smscs) -> None:
     smsc = smscs.start(password=PASSWORD, resp_delay_ms=2000)
     cfg = config(smsc, session=SessionConfig(response_timeout=0.3))

@@ -163,6 +163,8 @@ class SmppCarrierConfig:
     service_type: str = ""
     # Destinations it reaches (empty: every number); the router ranks carriers by them.
     prefixes: tuple[str, ...] = ()
+    # Held by one worker at a time (see `Settings.carriers[].singleton`).
+    singleton: bool = False
     bind_wait: float = 5.0
     submit_patience: float = 10.0
     mo_timeout: float = 60.0
@@ -208,6 +210,7 @@ class SmppCarrier:
     ) -> None:
         self.config = config
         self.name = config.name
+        self.singleton = config.singleton
         self._sessions = sessions
         self._owner = owner
         self._changed = Pulse()
@@ -378,7 +381,7 @@ class SmppCarrier:
         while True:
             bound = [bind for bind in self._transmitters if bind.bound]
             if bound:
-                return min(bound, key=lambda bind: (not bind.has_room(), bind.in_flight))
+                return min(bound, key=lambda bind: (not bind.has_room(), bind.load))
             left = give_up - time.monotonic()
             if left <= 0:
                 why = next(

@@ -300,6 +300,10 @@ class Bind:
         self._link: _Link | None = None
         self._changed = Pulse()
         self._timer_wake = Pulse()
+        self._turnstile = asyncio.Lock()
+        self._queued = 0  # submits waiting for their turn
+        # Set when the submit at the head of the turnstile may find things changed.
+        self._room = asyncio.Event()
         self._bucket = _TokenBucket(config.throughput)
         self._reconnects = _Reconnects(config.reconnect_min, config.reconnect_max)
         self._paused_until = 0.0
@@ -333,6 +337,11 @@ class Bind:
     def in_flight(self) -> int:
         link = self._link
         return len(link.waiting) if link is not None else 0
+
+    @property
+    def load(self) -> int:
+        """Submits awaiting a response or waiting for their turn: for spreading work."""
+        return self.in_flight + self._queued
 
     def has_room(self) -> bool:
         """Bound, transmitting, not pausing and with room in its window right now."""
@@ -403,28 +412,11 @@ class Bind:
         response is bounded by the session's response timeout. Raises `LinkError`, or
         `PduError` for a PDU that can't be encoded.
         """
-        give_up = None if wait is None else time.monotonic() + wait
-        while True:
-            link = self._link
-            if self._stopping or not self.bound or link is None:
-                raise LinkError(f"bind {self.name} is not bound ({self._state})", sent=False)
-            if not self.transmits:
-                raise LinkError(f"bind {self.name} is a receiver", sent=False)
-            now = time.monotonic()
-            if give_up is not None and now >= give_up:
-                raise LinkError(f"bind {self.name} had no room within {wait:g}s", sent=False)
-            if not link.session.can_send():
-                until = None
-            elif now < self._paused_until:
-                until = self._paused_until
-            elif (delay := self._bucket.wait_time(now)) > 0:
-                until = now + delay
-            else:
-                self._bucket.take()
-                break
-            if give_up is not None:
-                until = give_up if until is None else min(until, give_up)
-            await self._changed.wait(None if until is None else until - now)
+        try:
+            async with asyncio.timeout(wait):
+                link = await self._take_turn()
+        except TimeoutError:
+            raise LinkError(f"bind {self.name} had no room within {wait:g}s", sent=False) from None
         future = self._request(link, pdu)
         with contextlib.suppress(OSError):
             # A lost connection shows as the read loop's ConnectionClosed, failing the future.
@@ -444,6 +436,41 @@ class Bind:
             self._submitted += 1
             self._pause = self.config.throttle_pause
         return response
+
+    async def _take_turn(self) -> _Link:
+        """Wait until one more submit may go now; the link to send it on.
+
+        Submits queue in order at the turnstile, and only the one at its head waits for
+        room, the end of a throttle pause and a token: a response that frees the window
+        wakes one task, not all the thousands that may be queued.
+        """
+        self._queued += 1
+        try:
+            return await self._wait_at_turnstile()
+        finally:
+            self._queued -= 1
+
+    async def _wait_at_turnstile(self) -> _Link:
+        async with self._turnstile:
+            while True:
+                link = self._link
+                if self._stopping or not self.bound or link is None:
+                    raise LinkError(f"bind {self.name} is not bound ({self._state})", sent=False)
+                if not self.transmits:
+                    raise LinkError(f"bind {self.name} is a receiver", sent=False)
+                now = time.monotonic()
+                self._room.clear()
+                if not link.session.can_send():
+                    pause = None
+                elif now < self._paused_until:
+                    pause = self._paused_until - now
+                elif (delay := self._bucket.wait_time(now)) > 0:
+                    pause = delay
+                else:
+                    self._bucket.take()
+                    return link
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), pause)
 
     # --- the connection loop --------------------------------------------------------------
 
@@ -574,7 +601,7 @@ class Bind:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-        self._changed.fire()
+        self._room.set()
 
     def _close(self, link: _Link) -> None:
         if link.closed:
@@ -591,6 +618,7 @@ class Bind:
         self._timer_wake.fire()
         if self._state in (BindState.BOUND, BindState.BINDING, BindState.UNBINDING):
             self._set_state(BindState.WAITING)
+        self._changed.fire()
 
     async def _closed(self, link: _Link) -> None:
         while not link.closed:
@@ -701,6 +729,7 @@ class Bind:
         if state is not BindState.BOUND:
             self._window_gauge.set(0)
         self._changed.fire()
+        self._room.set()
         if self._on_change is not None:
             self._on_change()
 
