@@ -69,6 +69,10 @@ class SmppCarrierSettings(BaseModel):
     system_id: str = Field(max_length=15)
     password: SmppPassword = Field(SecretStr(""))
     system_type: str = Field("", max_length=12)
+    # One worker at a time holds this carrier's binds (the SMSC limits how many binds an
+    # account may have): the others leave its messages to that worker, and take over when
+    # its lease (carrier_lease_seconds) runs out.
+    singleton: bool = False
     # Binds (connections) per worker process, and whether each is one transceiver ("trx")
     # or a transmitter and a receiver ("tx_rx").
     binds: int = Field(1, ge=1, le=64)
@@ -168,6 +172,9 @@ class Settings(BaseSettings):
     notified_poll_seconds: float = 10.0
     # On shutdown, jobs in flight get this long to finish before their leases are handed back.
     shutdown_deadline_seconds: float = 10.0
+    # A singleton carrier's lease: renewed every third of this; a dead holder's binds are
+    # taken over by another worker within it.
+    carrier_lease_seconds: float = Field(15.0, ge=1.0)
 
     # Carrier submission.
     submit_timeout_seconds: float = 10.0

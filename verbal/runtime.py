@@ -28,6 +28,7 @@ from verbal.carriers.smpp_carrier import SmppCarrier, SmppCarrierConfig
 from verbal.config import Settings, SmppCarrierSettings
 from verbal.dialects import DIALECTS
 from verbal.dialects.detect import detect
+from verbal.dispatch.leases import Leases
 from verbal.dispatch.queue import JobQueue
 from verbal.dispatch.ratelimit import DatabaseBuckets, MemoryBuckets
 from verbal.dispatch.wakeup import JobNotifications
@@ -42,6 +43,7 @@ from verbal.messaging.service import (
     Messaging,
     PipelineSettings,
 )
+from verbal.singletons import SingletonCarrier
 from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
 from verbal.store.models import Account
@@ -122,6 +124,7 @@ def smpp_config(entry: SmppCarrierSettings, settings: Settings) -> SmppCarrierCo
         registered_delivery=entry.registered_delivery,
         service_type=entry.service_type,
         prefixes=tuple(entry.prefixes),
+        singleton=entry.singleton,
         bind_wait=min(entry.bind_wait_seconds, settings.submit_timeout_seconds / 2),
         submit_patience=settings.submit_timeout_seconds,
         mo_timeout=entry.mo_timeout_seconds,
@@ -244,6 +247,15 @@ class Runtime:
         self.dispatcher.register(WEBHOOK_JOB, self.callbacks.handle)
         self.dispatcher.register(INBOUND_JOB, self.interpreter.handle_inbound)
         self.dispatcher.register(STEP_JOB, self.interpreter.handle_step)
+        # Singleton carriers are started by whichever worker holds their lease.
+        leases = Leases(self.sessions, owner=owner, seconds=settings.carrier_lease_seconds)
+        self.singletons = [
+            SingletonCarrier(
+                carrier, leases, self.dispatcher, self.messaging.handle_submit, self.messaging
+            )
+            for carrier in self.router.carriers
+            if carrier.singleton
+        ]
         self._worker: asyncio.Task[None] | None = None
         self.bootstrap_account: Account | None = None
         self._sqlite_lock: IO[bytes] | None = None
@@ -284,7 +296,10 @@ class Runtime:
                     f"{self.settings.smsc_port}: {exc.strerror or exc}"
                 ) from None
         for carrier in self.router.carriers:
-            await carrier.start(self.messaging)
+            if not carrier.singleton:
+                await carrier.start(self.messaging)
+        for singleton in self.singletons:
+            singleton.start()
         if self.notifications is not None:
             self.notifications.start()
         self._worker = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
@@ -308,8 +323,11 @@ class Runtime:
                 await self._worker
             if self.smsc is not None:
                 await self.smsc.stop()
+            for singleton in self.singletons:
+                await singleton.stop()
             for carrier in self.router.carriers:
-                await carrier.stop()
+                if not carrier.singleton:
+                    await carrier.stop()
         if self.notifications is not None:
             await self.notifications.stop()
         await self.close()

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from verbal.dispatch.queue import JobQueue
 from verbal.store import create_engine, migrate, session_factory
 
+KINDS = ("test",)
+
 
 class Clock:
     def __init__(self) -> None:
@@ -47,11 +49,11 @@ async def test_a_job_is_claimed_once_until_its_lease_runs_out(engine: AsyncEngin
     clock = Clock()
     one, two = queue(engine, "one", clock), queue(engine, "two", clock)
     await enqueue(one, engine, {"n": 1})
-    [job] = await one.claim(10)
+    [job] = await one.claim(10, KINDS)
     assert (job.payload, job.attempts) == ({"n": 1}, 1)
-    assert await two.claim(10) == []
+    assert await two.claim(10, KINDS) == []
     clock.now += 31  # the first worker died: its lease expires and another takes over
-    [again] = await two.claim(10)
+    [again] = await two.claim(10, KINDS)
     assert (again.id, again.attempts) == (job.id, 2)
     async with session_factory(engine).begin() as session:
         await one.finish(session, job)  # the dead worker's late finish must not count
@@ -66,18 +68,18 @@ async def test_jobs_with_an_ordering_key_run_one_at_a_time_in_order(engine: Asyn
     await enqueue(q, engine, {"n": 1}, {"n": 2}, ordering_key="SM1")
     await enqueue(q, engine, {"n": 3}, ordering_key="SM2")
     await enqueue(q, engine, {"n": 4})
-    claimed = await q.claim(10)
+    claimed = await q.claim(10, KINDS)
     assert sorted(j.payload["n"] for j in claimed) == [1, 3, 4]
     first = next(j for j in claimed if j.payload["n"] == 1)
     async with session_factory(engine).begin() as session:
         await q.reschedule(session, first, 5.0, "receiver said 500")
-    assert await q.claim(10) == []  # n=2 waits behind the retrying n=1
+    assert await q.claim(10, KINDS) == []  # n=2 waits behind the retrying n=1
     clock.now += 5
-    [retry] = await q.claim(10)
+    [retry] = await q.claim(10, KINDS)
     assert retry.payload["n"] == 1 and retry.attempts == 2
     async with session_factory(engine).begin() as session:
         await q.finish(session, retry)
-    [second] = await q.claim(10)
+    [second] = await q.claim(10, KINDS)
     assert second.payload["n"] == 2
 
 
@@ -97,7 +99,7 @@ async def test_concurrent_claimers_never_share_a_job(engine: AsyncEngine) -> Non
     seen: list[int] = []
 
     async def drain(q: JobQueue) -> None:
-        while jobs := await q.claim(7):
+        while jobs := await q.claim(7, KINDS):
             seen.extend(j.id for j in jobs)
             async with session_factory(engine).begin() as session:
                 for job in jobs:
@@ -111,10 +113,10 @@ async def test_release_leases_makes_jobs_claimable_again(engine: AsyncEngine) ->
     clock = Clock()
     q = queue(engine, "w", clock)
     await enqueue(q, engine, {"n": 1})
-    assert len(await q.claim(1)) == 1
-    assert await q.claim(1) == []
+    assert len(await q.claim(1, KINDS)) == 1
+    assert await q.claim(1, KINDS) == []
     assert await q.release_leases() == 1
-    assert len(await q.claim(1)) == 1
+    assert len(await q.claim(1, KINDS)) == 1
 
 
 async def test_a_stale_claim_of_the_same_worker_cannot_finish_the_new_one(
@@ -123,12 +125,25 @@ async def test_a_stale_claim_of_the_same_worker_cannot_finish_the_new_one(
     clock = Clock()
     q = queue(engine, "w", clock)
     await enqueue(q, engine, {"n": 1})
-    [first] = await q.claim(1)
+    [first] = await q.claim(1, KINDS)
     clock.now += 31  # the handler outlived its lease; the same process claims the job again
-    [second] = await q.claim(1)
+    [second] = await q.claim(1, KINDS)
     async with session_factory(engine).begin() as session:
         await q.finish(session, first)
     assert await q.depth() == 1
     async with session_factory(engine).begin() as session:
         await q.finish(session, second)
     assert await q.depth() == 0
+
+
+async def test_a_worker_claims_only_the_kinds_it_runs(engine: AsyncEngine) -> None:
+    """A singleton carrier's submits wait for the worker holding it; others leave them."""
+    clock = Clock()
+    q = queue(engine, "w1", clock)
+    async with session_factory(engine).begin() as session:
+        q.enqueue(session, "submit", {"n": 1})
+        q.enqueue(session, "submit@smsc", {"n": 2})
+    assert [job.payload["n"] for job in await q.claim(10, ("submit",))] == [1]
+    assert await q.claim(10, ("submit", "webhook")) == []
+    [held] = await queue(engine, "w2", clock).claim(10, ("submit", "submit@smsc"))
+    assert held.kind == "submit@smsc"

@@ -91,6 +91,8 @@ class CarrierEvents(Protocol):
 
 class Carrier(Protocol):
     name: str
+    # True for a carrier one worker at a time must hold (its binds are limited in number).
+    singleton: bool
 
     def reaches(self, number: str) -> bool:
         """Whether this carrier can deliver to `number`."""

@@ -315,6 +315,7 @@ class SandboxCarrier:
     """The network's front door for Verbal's own pipeline: the sandbox as a `Carrier`."""
 
     name = "sandbox"
+    singleton = False  # every worker may hand messages to the simulated network
 
     def __init__(
         self,

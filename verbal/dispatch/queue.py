@@ -12,7 +12,7 @@ is not claimable while an earlier one with the same key exists, however its retr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,8 @@ class JobQueue:
         for wake in self._listeners:
             wake()
 
-    async def claim(self, limit: int) -> list[ClaimedJob]:
+    async def claim(self, limit: int, kinds: Collection[str]) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs of the given kinds (the ones this worker can run)."""
         now = self._clock()
         job = Job.__table__
         earlier = aliased(Job)
@@ -97,6 +98,7 @@ class JobQueue:
             select(job.c.id)
             .where(
                 job.c.run_at <= now,
+                job.c.kind.in_(list(kinds)),
                 or_(job.c.lease_expires.is_(None), job.c.lease_expires < now),
                 ~exists().where(earlier.ordering_key == job.c.ordering_key, earlier.id < job.c.id),
             )

@@ -47,6 +47,11 @@ class Dispatcher:
 
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
+        self._wake.set()  # jobs of this kind may be waiting already
+
+    def unregister(self, kind: str) -> None:
+        """Stop claiming jobs of `kind` (those running finish)."""
+        self._handlers.pop(kind, None)
 
     def wake(self) -> None:
         self._wake.set()
@@ -59,7 +64,7 @@ class Dispatcher:
                 continue
             self._wake.clear()
             try:
-                jobs = await self._queue.claim(free)
+                jobs = await self._queue.claim(free, tuple(self._handlers))
             except Exception:
                 # The database is unreachable or busy beyond its timeout: keep the worker
                 # alive and try again, rather than silently stopping all dispatch.

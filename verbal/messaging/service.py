@@ -173,7 +173,7 @@ class Messaging:
             delay = (request.send_at - now).total_seconds()
         self._queue.enqueue(
             session,
-            SUBMIT_JOB,
+            submit_kind(self._router.route(to, sender)),
             {"message_sid": message.sid, "to": to, "from": sender},
             delay=delay,
         )
@@ -645,6 +645,15 @@ class Messaging:
                 Message.carrier == carrier, Message.carrier_message_id == carrier_message_id
             )
         return await session.scalar(query)
+
+
+def submit_kind(carrier: Carrier | None) -> str:
+    """The job kind of a message's submission. A singleton carrier's messages get a kind of
+    their own, which only the worker holding that carrier claims (it may still fail over to
+    the next carrier from there)."""
+    if carrier is not None and carrier.singleton:
+        return f"{SUBMIT_JOB}@{carrier.name}"
+    return SUBMIT_JOB
 
 
 def is_http_url(url: str) -> bool:

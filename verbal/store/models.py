@@ -427,3 +427,18 @@ class CarrierBindStatus(Base):
     last_error_at: Mapped[float | None] = mapped_column(Float)
     # Epoch seconds of the worker's last report.
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A named singleton held by one worker process at a time (e.g. a carrier's binds).
+
+    The holder renews it well before `expires`; a holder that dies stops renewing, and once
+    the lease has run out another worker may take it.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    # Epoch seconds.
+    expires: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,81 @@
+"""Carriers held by one worker at a time, through a lease in the shared database.
+
+An SMSC may allow an account only so many binds. A carrier declared `singleton` is bound by
+whichever worker holds its lease: that worker starts the carrier and claims its messages'
+submit jobs (kind `submit@<carrier>`, see `verbal.messaging.service.submit_kind`); the other
+workers leave both alone. The holder renews the lease every third of its length; if it
+cannot (the database is out of reach), it stops the carrier at once, before anyone else can
+take over, so two workers never hold the binds together. A holder that dies stops renewing,
+and when its lease runs out the next worker to ask binds and sends what has queued up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from verbal.carriers.base import Carrier, CarrierEvents
+from verbal.dispatch.leases import Leases
+from verbal.dispatch.workers import Dispatcher, Handler
+from verbal.messaging.service import submit_kind
+
+log = logging.getLogger("verbal.carriers")
+
+
+class SingletonCarrier:
+    def __init__(
+        self,
+        carrier: Carrier,
+        leases: Leases,
+        dispatcher: Dispatcher,
+        submit: Handler,
+        events: CarrierEvents,
+    ) -> None:
+        self.carrier = carrier
+        self._leases = leases
+        self._dispatcher = dispatcher
+        self._submit = submit
+        self._events = events
+        self._lease = f"carrier:{carrier.name}"
+        self._kind = submit_kind(carrier)
+        self.held = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._hold(), name=f"lease-{self._lease}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.held:
+            await self._let_go()
+            with contextlib.suppress(Exception):
+                await self._leases.release(self._lease)  # the next holder need not wait
+
+    async def _hold(self) -> None:
+        while True:
+            try:
+                holding = await self._leases.acquire(self._lease)
+            except Exception:
+                log.exception("could not renew the lease on %s", self.carrier.name)
+                holding = False
+            if holding and not self.held:
+                await self._take_over()
+            elif self.held and not holding:
+                log.warning("lost the lease on carrier %s; unbinding", self.carrier.name)
+                await self._let_go()
+            await asyncio.sleep(self._leases.seconds / 3)
+
+    async def _take_over(self) -> None:
+        log.info("holding carrier %s (lease %s)", self.carrier.name, self._leases.owner)
+        await self.carrier.start(self._events)
+        self.held = True
+        self._dispatcher.register(self._kind, self._submit)
+
+    async def _let_go(self) -> None:
+        self._dispatcher.unregister(self._kind)
+        self.held = False
+        await self.carrier.stop()
