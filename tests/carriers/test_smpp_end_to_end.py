@@ -45,8 +45,12 @@ def smpp_carrier(name: str, smsc: NodeSmsc | int, **settings: Any) -> dict[str, 
     return values
 
 
-def start(make_verbal: Callable[..., LiveVerbal], *carriers: dict[str, Any]) -> LiveVerbal:
-    verbal = make_verbal(carriers=list(carriers), carrier_status_seconds=0.2)
+def start(
+    make_verbal: Callable[..., LiveVerbal],
+    *carriers: dict[str, Any],
+    database_url: str | None = None,
+) -> LiveVerbal:
+    verbal = make_verbal(database_url, carriers=list(carriers), carrier_status_seconds=0.2)
     verbal.add_number(NUMBER)
     return verbal
 
@@ -56,13 +60,20 @@ def statuses(receiver: WebhookReceiver, sid: str) -> list[str]:
 
 
 def test_a_message_goes_out_over_smpp_and_its_receipt_comes_back(
-    smscs: Smscs, make_verbal: Callable[..., LiveVerbal], receiver: WebhookReceiver
+    smscs: Smscs,
+    make_verbal: Callable[..., LiveVerbal],
+    receiver: WebhookReceiver,
+    database_url: str,
 ) -> None:
-    smsc = smscs.start(password=PASSWORD)
-    verbal = start(make_verbal, smpp_carrier("acme", smsc))
+    smsc = smscs.start(password=PASSWORD, receipt_first=True)
+    verbal = start(make_verbal, smpp_carrier("acme", smsc), database_url=database_url)
     client = verbal.twilio()
+    long_text = "A long one over SMPP, with a euro sign € in it. " * 5
     message = client.messages.create(
         to=UK, from_=NUMBER, body="Hello over SMPP €", status_callback=receiver.url()
+    )
+    long = client.messages.create(
+        to=UK, from_=NUMBER, body=long_text, status_callback=receiver.url()
     )
     submit = smsc.wait_event("submit", dest=UK.removeprefix("+"))
     assert (submit["text"], submit["source"], submit["source_ton"], submit["dest_ton"]) == (
@@ -77,6 +88,9 @@ def test_a_message_goes_out_over_smpp_and_its_receipt_comes_back(
     fetched = client.messages(message.sid).fetch()
     assert fetched.status == "delivered"
     assert fetched.error_code is None
+    receiver.wait_for(lambda requests: "delivered" in statuses(receiver, long.sid))
+    assert statuses(receiver, long.sid) == ["queued", "sent", "delivered"]
+    assert client.messages(long.sid).fetch().num_segments == "2"
 
 
 def test_an_undelivered_receipt_carries_the_carriers_error_to_the_callback(
