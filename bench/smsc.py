@@ -114,8 +114,12 @@ async def measure(options: argparse.Namespace) -> None:
             raise SystemExit(f"bind refused: {bound}")
         esme.send(cmd="quiet", on=True)
 
-        print(f"{'window':>6} {'submits':>8} {'submit_sm/s':>12} {'receipts/s':>11}")
+        print(
+            f"{'window':>6} {'submits':>8} {'submit_sm/s':>12} {'receipts/s':>11} "
+            f"{'server CPU ms/message':>22}"
+        )
         for window in options.windows:
+            cpu = server.cpu_seconds()
             esme.send(
                 cmd="flood",
                 count=options.count,
@@ -127,9 +131,10 @@ async def measure(options: argparse.Namespace) -> None:
             )
             done = await esme.until("flood_done")
             receipts = await esme.until("flood_receipts")
+            per_message = (server.cpu_seconds() - cpu) * 1000 / options.count
             print(
                 f"{window:>6} {done['accepted']:>8} {done['count'] / done['seconds']:>12.0f} "
-                f"{receipts['count'] and options.count / receipts['seconds']:>11.0f}",
+                f"{options.count / receipts['seconds']:>11.0f} {per_message:>22.2f}",
                 flush=True,
             )
 
@@ -139,6 +144,7 @@ async def measure(options: argparse.Namespace) -> None:
         headers = {"Authorization": "Basic " + base64.b64encode(token).decode()}
         esme.send(cmd="quiet", on=False)
         started = time.perf_counter()
+        cpu = server.cpu_seconds()
         async with aiohttp.ClientSession(headers=headers) as http:
             gate = asyncio.Semaphore(16)
 
@@ -152,10 +158,11 @@ async def measure(options: argparse.Namespace) -> None:
         for _ in range(options.count):
             await esme.until("deliver_sm")
         arrived = time.perf_counter() - started
+        per_message = (server.cpu_seconds() - cpu) * 1000 / options.count
         print(
             f"handset texts: {options.count} posted in {posted:.1f}s "
             f"({options.count / posted:.0f}/s), all delivered to the ESME in {arrived:.1f}s "
-            f"({options.count / arrived:.0f} deliver_sm/s)"
+            f"({options.count / arrived:.0f} deliver_sm/s), server CPU {per_message:.2f} ms each"
         )
 
 

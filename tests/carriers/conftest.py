@@ -58,7 +58,7 @@ class Esmes:
     def connect(self, port: int) -> NodeEsme:
         esme = NodeEsme(port)
         self.started.append(esme)
-        esme.wait_event("connected")
+        esme.wait_event("connected", timeout=30)  # node starts slowly on a busy machine
         return esme
 
 

@@ -81,6 +81,8 @@ FAIL_STATUSES = {
     30005: CommandStatus.ESME_RINVDSTADR,
     30006: CommandStatus.ESME_RINVDSTADR,
 }
+# Most whole messages taken into the network in one transaction.
+BATCH = 100
 # How long the parts of a long message may take to arrive; then it is undeliverable.
 PARTS_TIMEOUT_SECONDS = 300.0
 # The error of a long message whose parts stopped coming.
@@ -146,6 +148,9 @@ class SandboxSmsc(SmscHandler):
         # One deliver_sm sender per receiving connection, and the event that wakes it.
         self._senders: dict[SmscConnection, asyncio.Task[None]] = {}
         self._wakeups: dict[SmscConnection, asyncio.Event] = {}
+        # Whole messages waiting to be taken in together, and the task taking them.
+        self._waiting: list[_Submit] = []
+        self._taker: asyncio.Task[None] | None = None
         # Whether a long message is complete is decided one part at a time.
         self._parts_lock = asyncio.Lock()
         # Concatenation references of long handset texts, rolling from a random start.
@@ -212,41 +217,96 @@ class SandboxSmsc(SmscHandler):
             decoded = decode_message(request)
         except ValueError:
             return request.response(CommandStatus.ESME_RINVMSGLEN)
-        message_id = _new_message_id()
         concat = decoded.concat if decoded.concat and decoded.concat.total > 1 else None
+        submit = _Submit(system_id, account_sid, handset, request, _new_message_id(), concat)
         if concat is None:
-            return await self._accept(system_id, account_sid, handset, request, message_id, None)
+            return await self._accept_soon(submit)
         async with self._parts_lock:
-            return await self._accept(system_id, account_sid, handset, request, message_id, concat)
+            [answer] = await self._accept([submit])
+        return answer
 
-    async def _accept(
-        self,
-        system_id: str,
-        account_sid: str,
-        handset: str,
-        request: SubmitSm | DataSm,
-        message_id: str,
-        concat: Concat | None,
-    ) -> Response | None:
-        """Take one submitted PDU (a whole message, or the part ``concat`` names) into the
-        network, and answer it as the account's rules say."""
+    async def _accept_soon(self, submit: _Submit) -> Response | None:
+        """Take a whole message in together with those submitted at about the same time:
+        one transaction, and so one commit, for all of them, since the commit is most of
+        what a submit costs."""
+        submit.answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(submit)
+        if self._taker is None:
+            self._taker = asyncio.create_task(self._take_waiting(), name="smsc-accept")
+        return await submit.answer
+
+    async def _take_waiting(self) -> None:
+        # One turn of the loop first, for the other submits of the same read to join.
+        await asyncio.sleep(0)
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+                try:
+                    answers = await self._accept(batch)
+                except Exception:
+                    # Whatever went wrong, it need not be every submit's fault: one by one.
+                    for submit in batch:
+                        await self._settle_alone(submit)
+                    continue
+                for submit, answer in zip(batch, answers, strict=True):
+                    if submit.answer is not None and not submit.answer.done():
+                        submit.answer.set_result(answer)
+        finally:
+            self._taker = None
+
+    async def _settle_alone(self, submit: _Submit) -> None:
+        assert submit.answer is not None
+        try:
+            [answer] = await self._accept([submit])
+        except Exception as exc:
+            if not submit.answer.done():
+                submit.answer.set_exception(exc)  # the server answers ESME_RSYSERR
+            return
+        if not submit.answer.done():
+            submit.answer.set_result(answer)
+
+    async def _accept(self, submits: Sequence[_Submit]) -> list[Response | None]:
+        """Take submitted PDUs (whole messages, or parts of long ones) into the network in
+        one transaction, and answer each as its account's rules say."""
+        answers: list[Response | None] = []
+        receipts_due: set[tuple[str, float]] = set()
         async with self._sessions.begin() as session:
-            verdict = await self.network.verdict(session, account_sid, handset)
-            if verdict.outcome == Outcome.THROTTLE:
-                return request.response(CommandStatus.ESME_RTHROTTLED)
-            if verdict.outcome == Outcome.FAIL:
-                status = FAIL_STATUSES.get(verdict.error_code or 0, CommandStatus.ESME_RSUBMITFAIL)
-                return request.response(status)
-            if verdict.outcome == Outcome.TIMEOUT:
-                return None  # lost in the network: the ESME's response timer will tell
-            parts: list[tuple[SubmitSm | DataSm, str]] | None = [(request, message_id)]
-            if concat is not None:
-                parts = await self._add_part(session, system_id, request, message_id, concat)
-            if parts is not None:
-                self._take(session, system_id, account_sid, handset, parts, verdict)
-        if parts is not None and verdict.receipt is not None:
-            self._nudge(system_id, after=verdict.delay_seconds)
-        return request.response(message_id=message_id)
+            for submit in submits:
+                answer, receipt_in = await self._admit(session, submit)
+                answers.append(answer)
+                if receipt_in is not None:
+                    receipts_due.add((submit.system_id, receipt_in))
+        for system_id, after in receipts_due:
+            self._nudge(system_id, after=after)
+        return answers
+
+    async def _admit(
+        self, session: AsyncSession, submit: _Submit
+    ) -> tuple[Response | None, float | None]:
+        """The answer to one submitted PDU, and in how many seconds a receipt it earned
+        falls due (None: it earned none yet)."""
+        request = submit.request
+        verdict = await self.network.verdict(session, submit.account_sid, submit.handset)
+        if verdict.outcome == Outcome.THROTTLE:
+            return request.response(CommandStatus.ESME_RTHROTTLED), None
+        if verdict.outcome == Outcome.FAIL:
+            status = FAIL_STATUSES.get(verdict.error_code or 0, CommandStatus.ESME_RSUBMITFAIL)
+            return request.response(status), None
+        if verdict.outcome == Outcome.TIMEOUT:
+            return None, None  # lost in the network: the ESME's response timer will tell
+        parts: list[tuple[SubmitSm | DataSm, str]] | None = [(request, submit.message_id)]
+        if submit.concat is not None:
+            parts = await self._add_part(
+                session, submit.system_id, request, submit.message_id, submit.concat
+            )
+        receipt_in = None
+        if parts is not None:
+            self._take(
+                session, submit.system_id, submit.account_sid, submit.handset, parts, verdict
+            )
+            if verdict.receipt is not None:
+                receipt_in = verdict.delay_seconds
+        return request.response(message_id=submit.message_id), receipt_in
 
     async def _add_part(
         self,
@@ -573,6 +633,21 @@ class SandboxSmsc(SmscHandler):
             )
             settled.retry.append((row_id, time.time() + delay))
             self._nudge(connection.system_id or "", after=delay)
+
+
+@dataclass(slots=True)
+class _Submit:
+    """One submit_sm (or data_sm) on its way into the network."""
+
+    system_id: str
+    account_sid: str
+    handset: str
+    request: SubmitSm | DataSm
+    message_id: str
+    # Which part of a long message it is, if it is one.
+    concat: Concat | None
+    # Where the answer goes, for a submit taken in with others.
+    answer: asyncio.Future[Response | None] | None = None
 
 
 @dataclass(slots=True)
