@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     smsc_enquire_link_seconds: float = Field(30.0, gt=0)
     smsc_response_timeout_seconds: float = Field(30.0, gt=0)
     smsc_idle_timeout_seconds: float = Field(300.0, gt=0)
+    # How long the parts of a long message may take to all come.
+    smsc_parts_timeout_seconds: float = Field(300.0, gt=0)
 
     @field_validator("smsc_esmes")
     @classmethod

@@ -157,6 +157,7 @@ def sandbox_smsc(network: SandboxNetwork, settings: Settings) -> SandboxSmsc:
             idle_timeout=settings.smsc_idle_timeout_seconds,
         ),
         poll_seconds=settings.idle_poll_seconds,
+        parts_timeout=settings.smsc_parts_timeout_seconds,
         shared_database=not settings.is_sqlite,
     )
 

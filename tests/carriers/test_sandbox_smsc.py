@@ -650,3 +650,27 @@ def test_verbal_as_the_esme_of_verbal(
         lambda: [m for m in client.messages.list(to=ESME_NUMBER) if m.direction == "inbound"]
     )
     assert (inbound[0].from_, inbound[0].body) == ("+15550002000", "And back to the app")
+
+
+def test_a_long_message_missing_a_part_becomes_undeliverable(
+    make_verbal: Callable[..., LiveVerbal], esmes: Esmes
+) -> None:
+    verbal = make_verbal(**smsc_settings(smsc_parts_timeout_seconds=0.5))
+    esme = bound(esmes, verbal)
+    sent = [
+        esme.submit(
+            source="15557700001",
+            dest="15550002000",
+            text=f"part {seq}",
+            sar={"ref": 5, "total": 3, "seq": seq},
+            registered_delivery=1,
+        )
+        for seq in (1, 3)
+    ]
+    esme.wait_for(lambda events: len(receipts(esme)) == 2, timeout=15)
+    for receipt in receipts(esme):
+        fields = RECEIPT.match(receipt["text"])
+        assert fields is not None
+        assert (fields["stat"], fields["err"]) == ("UNDELIV", "008")
+    assert {r["receipted_message_id"] for r in receipts(esme)} == {s["message_id"] for s in sent}
+    assert inbox(verbal) == []
