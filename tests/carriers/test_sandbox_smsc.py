@@ -30,9 +30,12 @@ from verbal.carriers.smpp.pdu import (
     CommandStatus,
     MessageState,
     PduReader,
+    Request,
+    Response,
     SubmitSm,
     Tag,
     Tlv,
+    UnknownPdu,
 )
 
 HANDSET = "+15550002000"
@@ -581,7 +584,7 @@ def test_hostile_submits_are_answered_and_break_nothing(
         reader.feed(sock.recv(65536))
         bound = reader.next_pdu()
         assert bound is not None and bound.command_status == 0
-        responses = []
+        responses: list[Request | Response | UnknownPdu] = []
         sock.sendall(
             b"".join(
                 replace(submit, sequence_number=n).encode() for n, submit in enumerate(submits, 2)

@@ -250,7 +250,8 @@ def test_submits_reach_the_handler_and_get_its_answer(smsc: LiveSmsc, esmes: Esm
     answers = [esme.submit(source="123", dest="15550002000", text=f"n{i}") for i in range(5)]
     assert [a["status"] for a in answers] == [0] * 5
     assert sorted(a["message_id"] for a in answers) == [f"id{i}" for i in range(1, 6)]
-    assert sorted(s.short_message for s in recorder(smsc).submits) == [
+    submits = recorder(smsc).submits
+    assert sorted(s.short_message for s in submits if isinstance(s, SubmitSm)) == [
         f"n{i}".encode() for i in range(5)
     ]
 
