@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import free_port
+
 HOME = Path(os.environ.get("VERBAL_JASMIN_HOME", Path.home() / ".cache/verbal-peers"))
 VENV = HOME / "jasmin-0.11.0"
 RESOURCES = HOME / "resource"
@@ -43,12 +45,6 @@ def jasmin_missing() -> str | None:
     if not _listening(6379):
         return "Redis is not running on 127.0.0.1:6379"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

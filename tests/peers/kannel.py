@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.processes import free_port  # a port in the calling thread's network namespace
+
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -87,13 +89,6 @@ def loopback_namespace() -> Iterator[None]:
                 raise OSError(ctypes.get_errno(), "cannot return to the original namespace")
     finally:
         os.close(home)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 in the calling thread's namespace."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
