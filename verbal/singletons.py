@@ -63,7 +63,16 @@ class SingletonCarrier:
                 log.exception("could not renew the lease on %s", self.carrier.name)
                 holding = False
             if holding and not self.held:
-                await self._take_over()
+                try:
+                    await self._take_over()
+                except Exception:
+                    # Keep no half-started carrier; let another worker have a go.
+                    log.exception(
+                        "could not start carrier %s; handing its lease back", self.carrier.name
+                    )
+                    await self._let_go()
+                    with contextlib.suppress(Exception):
+                        await self._leases.release(self._lease)
             elif self.held and not holding:
                 log.warning("lost the lease on carrier %s; unbinding", self.carrier.name)
                 await self._let_go()
@@ -78,4 +87,7 @@ class SingletonCarrier:
     async def _let_go(self) -> None:
         self._dispatcher.unregister(self._kind)
         self.held = False
-        await self.carrier.stop()
+        try:
+            await self.carrier.stop()
+        except Exception:  # stopping must not end the holding loop
+            log.exception("stopping carrier %s failed", self.carrier.name)
