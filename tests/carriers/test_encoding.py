@@ -5,7 +5,7 @@ Counts are checked at every carrier boundary (160/161, 306/307 septets;
 oracle that encodes with the gsm0338 codec / UTF-16 directly, so the module's
 precomputed tables cannot drift from the codec unnoticed.  The octets are
 checked against independent encoders: the gsm0338 codec, Kannel's output for
-the same text (/work/shared/spec/smpp.md §1.5) and the textbook packed-GSM-7
+the same text (../shared/spec/smpp.md §1.5) and the textbook packed-GSM-7
 example.
 """
 
@@ -497,7 +497,7 @@ def _fill(udh_octets: int) -> int:
     ],
 )
 def test_part_capacities(alphabet: Alphabet, single: int, udh8: int, udh16: int) -> None:
-    # /work/shared/spec/smpp.md §4.4.
+    # ../shared/spec/smpp.md §4.4.
     assert part_capacity(alphabet) == single
     assert part_capacity(alphabet, 6) == udh8
     assert part_capacity(alphabet, 7) == udh16
