@@ -26,11 +26,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -455,11 +455,20 @@ class LoadFigures:
 # -- measuring processes ----------------------------------------------------------------------
 
 
+class Metered(Protocol):
+    """What CpuMeter needs of a process: a `Process`, or any other child it can measure."""
+
+    @property
+    def name(self) -> str: ...
+
+    def cpu_seconds(self) -> float: ...
+
+
 class CpuMeter:
     """CPU seconds each process used between `start()` and `stop()`: shows who had the
     cores, since generator, peers and server all share the machine."""
 
-    def __init__(self, processes: dict[str, Process]) -> None:
+    def __init__(self, processes: Mapping[str, Metered]) -> None:
         self._processes = processes
         self._me = psutil.Process()
         self._before: dict[str, float] = {}
@@ -475,9 +484,17 @@ class CpuMeter:
     def start(self) -> None:
         self._before, self._wall = self._now(), time.monotonic()
 
-    def line(self, servers: Sequence[Process] = (), items: int = 0, unit: str = "") -> str:
+    def line(
+        self,
+        servers: Sequence[Metered] = (),
+        items: int = 0,
+        unit: str = "",
+        *,
+        label: str = "Verbal",
+    ) -> str:
         """The CPU each process used; with `servers` and `items`, also the servers' CPU per
-        item, a figure that a busy machine disturbs much less than a rate."""
+        item, a figure that a busy machine disturbs much less than a rate. `label` names
+        whose servers they are (another gateway measured beside Verbal)."""
         now, wall = self._now(), time.monotonic() - self._wall
         used = {name: now[name] - self._before[name] for name in now}
         listed = ", ".join(f"{name} {seconds:,.1f}" for name, seconds in used.items())
@@ -485,7 +502,7 @@ class CpuMeter:
         line = f"CPU seconds used: {listed} (of {cores} cores x {wall:,.1f} s)"
         if servers and items:
             verbal = sum(used[server.name] for server in servers)
-            line += f"; Verbal's CPU per {unit}: {verbal / items * 1000:,.1f} ms"
+            line += f"; {label}'s CPU per {unit}: {verbal / items * 1000:,.1f} ms"
         return line
 
 
@@ -554,12 +571,16 @@ class Pipeline:
         workers: int | None = None,
         receiver: bool = True,
         connections: int = 256,
+        settings: dict[str, str] | None = None,
     ) -> Pipeline:
+        """`settings`: VERBAL_* variables of the benchmark's own (a carrier to declare, say),
+        over those of the caller's environment."""
         if workers is not None and database_url is None:
             raise SystemExit("--workers needs PostgreSQL (--database-url): SQLite has one process")
         database = await Database.open(workdir, database_url)
         stack.push_async_callback(database.close)
         self = cls(workdir, database, Credentials.random())
+        self.env.update(settings or {})
         # An api process alone accepts messages that nothing will ever take.
         self.dispatching = workers != 0
         self.api = start_server("verbal", workdir, self.env, "all" if workers is None else "api")
@@ -596,16 +617,23 @@ class Pipeline:
             process.check_alive()
 
     async def send(
-        self, count: int, *, rate: float | None, concurrency: int = 32, first: int = 0
+        self,
+        count: int,
+        *,
+        rate: float | None,
+        concurrency: int = 32,
+        first: int = 0,
+        to: Callable[[int], str] = handset,
     ) -> list[Shot]:
-        """Send `count` messages through the Twilio API, each to a handset of its own."""
+        """Send `count` messages through the Twilio API, message i to `to(i)`: by default a
+        sandbox handset of its own."""
         assert self.http is not None
         path = self.credentials.messages_path
         callback = self.receiver.url("/status") if self.receiver else None
 
         async def fire(i: int) -> tuple[int, str]:
             assert self.http is not None
-            data = {"To": handset(first + i), "From": SENDER, "Body": f"bench {first + i}"}
+            data = {"To": to(first + i), "From": SENDER, "Body": f"bench {first + i}"}
             if callback:
                 data["StatusCallback"] = callback
             async with self.http.post(path, data=data) as response:
@@ -696,7 +724,13 @@ class EndToEnd:
 
 
 async def end_to_end(
-    pipeline: Pipeline, count: int, *, rate: float | None, concurrency: int = 32, first: int = 0
+    pipeline: Pipeline,
+    count: int,
+    *,
+    rate: float | None,
+    concurrency: int = 32,
+    first: int = 0,
+    to: Callable[[int], str] = handset,
 ) -> EndToEnd:
     """Send `count` messages with status callbacks and wait until all of them are final."""
     assert pipeline.receiver is not None
@@ -710,7 +744,7 @@ async def end_to_end(
         window_end, backlog = time.time(), await pipeline.database.progress()
 
     snapshot = asyncio.create_task(at_window_end()) if rate is not None else None
-    shots = await pipeline.send(count, rate=rate, concurrency=concurrency, first=first)
+    shots = await pipeline.send(count, rate=rate, concurrency=concurrency, first=first, to=to)
     if snapshot is not None:
         await snapshot
     else:  # closed loop: the window ends with the last answer

@@ -5,7 +5,9 @@
 
 Both are as cheap as aiohttp allows (uvloop when installed, no access log, no signature
 checks), because they share the machine's cores with the server they measure. Each answers
-`GET /stats` with what it counted; the receiver also answers `GET /finals`.
+`GET /stats` with what it counted; the receiver also answers `GET /finals`. The receiver
+takes Kannel's delivery reports too, at `/kannel-dlr?id=ID&type=%d` (the dlr-url given to
+Kannel's sendsms), and counts them as the status callbacks of message ID.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "canceled"})
+# Kannel's DLR types (the %d of a dlr-url) as the message statuses they correspond to.
+KANNEL_DLR_TYPES = {
+    "1": "delivered",
+    "2": "undelivered",
+    "4": "queued",
+    "8": "sent",
+    "16": "failed",
+}
 
 # One reply per dialect, as each platform's SDK renders it. Plivo's <Message> and RCML's
 # need no src/dst or to/from: a reply in an inbound session goes back to the party from
@@ -48,7 +58,16 @@ class Callbacks:
     async def status(self, request: web.Request) -> web.Response:
         body = (await request.read()).decode() if request.can_read_body else request.query_string
         params = dict(parse_qsl(body))
-        sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
+        self.record(params.get("MessageSid", ""), params.get("MessageStatus", ""))
+        return web.Response(status=204)
+
+    async def kannel_dlr(self, request: web.Request) -> web.Response:
+        """A delivery report from Kannel's smsbox, counted like a status callback."""
+        kind = request.query.get("type", "")
+        self.record(request.query.get("id", ""), KANNEL_DLR_TYPES.get(kind, f"dlr type {kind}"))
+        return web.Response(status=204)
+
+    def record(self, sid: str, status: str) -> None:
         self.per_message[sid] += 1
         self.statuses[status] += 1
         if status in FINAL_STATUSES:
@@ -56,7 +75,6 @@ class Callbacks:
                 self.repeated_finals += 1
             else:
                 self.finals[sid] = time.time()
-        return web.Response(status=204)
 
     async def stats(self, _: web.Request) -> web.Response:
         return web.json_response(
@@ -80,6 +98,7 @@ class Callbacks:
         app.router.add_get("/stats", self.stats)
         app.router.add_get("/finals", self.finals_json)
         app.router.add_route("*", "/status", self.status)
+        app.router.add_get("/kannel-dlr", self.kannel_dlr)
         return app
 
 
