@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     # PostgreSQL connections this process keeps (and as many again under bursts). Every
     # node counts against the server's max_connections (100 by default).
     database_pool_size: int = Field(10, ge=1, le=200)
+    # SQLite: at most this many concurrent transactions share one commit (group commit, see
+    # verbal/store/group_commit.py); 1 commits each on its own.
+    sqlite_group_commit: int = Field(64, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = Field(

@@ -166,7 +166,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-        self.sessions = session_factory(self.engine)
+        self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
         owner = f"{socket.gethostname()}:{os.getpid()}"
         self.queue = JobQueue(

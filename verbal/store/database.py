@@ -29,9 +29,11 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from verbal.store import _sqlite_inline
+from verbal.store.group_commit import GroupCommitSessions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+DEFAULT_GROUP_COMMIT = 64
 
 
 def normalize_url(url: str) -> str:
@@ -98,7 +100,13 @@ def create_engine(url: str, *, inline_sqlite: bool = True, pool_size: int = 10) 
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(
+    engine: AsyncEngine, *, group_commit: int = DEFAULT_GROUP_COMMIT
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for `engine`. On SQLite, up to `group_commit` concurrent transactions share
+    one commit (`group_commit.py`; 1 turns that off); PostgreSQL commits each on its own."""
+    if engine.dialect.name == "sqlite" and group_commit > 1:
+        return GroupCommitSessions(engine, max_batch=group_commit, expire_on_commit=False)
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
