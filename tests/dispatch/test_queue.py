@@ -42,7 +42,7 @@ def queue(engine: AsyncEngine, owner: str, clock: Clock, lease: float = 30.0) ->
 async def enqueue(q: JobQueue, engine: AsyncEngine, *jobs: dict, **options: object) -> None:
     async with session_factory(engine).begin() as session:
         for payload in jobs:
-            q.enqueue(session, "test", payload, **options)  # type: ignore[arg-type]
+            await q.enqueue(session, "test", payload, **options)  # type: ignore[arg-type]
 
 
 async def test_a_job_is_claimed_once_until_its_lease_runs_out(engine: AsyncEngine) -> None:
@@ -87,7 +87,7 @@ async def test_rolled_back_enqueue_leaves_no_job(engine: AsyncEngine) -> None:
     q = queue(engine, "w", Clock())
     with pytest.raises(RuntimeError):
         async with session_factory(engine).begin() as session:
-            q.enqueue(session, "test", {"n": 1})
+            await q.enqueue(session, "test", {"n": 1})
             raise RuntimeError("the producing transaction failed")
     assert await q.depth() == 0
 
@@ -141,8 +141,8 @@ async def test_a_worker_claims_only_the_kinds_it_runs(engine: AsyncEngine) -> No
     clock = Clock()
     q = queue(engine, "w1", clock)
     async with session_factory(engine).begin() as session:
-        q.enqueue(session, "submit", {"n": 1})
-        q.enqueue(session, "submit@smsc", {"n": 2})
+        await q.enqueue(session, "submit", {"n": 1})
+        await q.enqueue(session, "submit@smsc", {"n": 2})
     assert [job.payload["n"] for job in await q.claim(10, ("submit",))] == [1]
     assert await q.claim(10, ("submit", "webhook")) == []
     [held] = await queue(engine, "w2", clock).claim(10, ("submit", "submit@smsc"))

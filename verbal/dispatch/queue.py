@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, event, exists, func, or_, select, update
+from sqlalchemy import case, delete, event, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, aliased
 
@@ -24,6 +24,11 @@ from verbal.store.models import Job
 
 Clock = Callable[[], float]
 _WAKE_KEY = "verbal.dispatch.wake"
+# The queue writes its rows with Core statements on the table, not through the ORM: jobs are
+# never loaded as objects, and a unit-of-work flush, or the ORM's bookkeeping for a bulk
+# DELETE or UPDATE (which first flushes everything the transaction added), cost several
+# times the statement itself on the hot path (bench/results.md).
+_JOBS = Job.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ class JobQueue:
         """Call `wake` after any transaction that enqueued a job commits."""
         self._listeners.append(wake)
 
-    def enqueue(
+    async def enqueue(
         self,
         session: AsyncSession,
         kind: str,
@@ -73,8 +78,8 @@ class JobQueue:
         delay: float = 0.0,
     ) -> None:
         now = self._clock()
-        session.add(
-            Job(
+        await session.execute(
+            insert(_JOBS).values(
                 kind=kind,
                 payload=payload,
                 ordering_key=ordering_key,
@@ -127,20 +132,20 @@ class JobQueue:
         # The attempt count tells two claims of one job apart: if our lease ran out and the
         # job was claimed again (even by this process), this claim's result is stale.
         return (
-            Job.id == claimed.id,
-            Job.lease_owner == self.owner,
-            Job.attempts == claimed.attempts,
+            _JOBS.c.id == claimed.id,
+            _JOBS.c.lease_owner == self.owner,
+            _JOBS.c.attempts == claimed.attempts,
         )
 
     async def finish(self, session: AsyncSession, claimed: ClaimedJob) -> None:
-        await session.execute(delete(Job).where(*self._still_ours(claimed)))
+        await session.execute(delete(_JOBS).where(*self._still_ours(claimed)))
 
     async def reschedule(
         self, session: AsyncSession, claimed: ClaimedJob, delay: float, error: str
     ) -> None:
         await session.execute(
-            update(Job)
-            .where(Job.id == claimed.id, Job.lease_owner == self.owner)
+            update(_JOBS)
+            .where(_JOBS.c.id == claimed.id, _JOBS.c.lease_owner == self.owner)
             .values(
                 run_at=self._clock() + delay,
                 lease_owner=None,

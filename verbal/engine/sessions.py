@@ -122,7 +122,7 @@ class Engine:
                 self._event(
                     session, waiting, "input", {"message_sid": message.sid, "text": message.body}
                 )
-                self._step(
+                await self._step(
                     session, waiting.sid, answer=message.body, token=waiting.waiting.get("token")
                 )
             else:
@@ -144,7 +144,7 @@ class Engine:
                     "started",
                     {"trigger": "inbound message", "message_sid": message.sid},
                 )
-                self._step(session, row.sid)
+                await self._step(session, row.sid)
             await self._queue.finish(session, job)
 
     async def launch(self, application: Application, parameters: dict[str, str]) -> str:
@@ -159,7 +159,7 @@ class Engine:
                 "started",
                 {"trigger": "token launch", "parameters": sorted(parameters)},
             )
-            self._step(session, row.sid)
+            await self._step(session, row.sid)
         return row.sid
 
     @staticmethod
@@ -174,11 +174,13 @@ class Engine:
             **fields,
         )
 
-    def _step(self, session: AsyncSession, sid: str, *, delay: float = 0.0, **payload: Any) -> None:
+    async def _step(
+        self, session: AsyncSession, sid: str, *, delay: float = 0.0, **payload: Any
+    ) -> None:
         # Steps of one session run in order, one at a time; a timeout is the exception: it
         # must not hold back an answer queued after it, and it checks its token instead.
         ordering_key = None if "timeout" in payload else sid
-        self._queue.enqueue(
+        await self._queue.enqueue(
             session,
             STEP_JOB,
             {"session_sid": sid, **payload},
@@ -275,7 +277,7 @@ class Engine:
                     await self._advance(
                         session, row.sid, {"event": "wait", "seconds": verb.seconds}
                     )
-                    self._step(session, row.sid, delay=verb.seconds)
+                    await self._step(session, row.sid, delay=verb.seconds)
                     await self._queue.finish(session, job)
                 return True
             await asyncio.sleep(max(0.0, verb.seconds))
@@ -517,7 +519,7 @@ class Engine:
                 "waiting",
                 {"for": "answer", "timeout_seconds": verb.timeout_seconds},
             )
-            self._step(session, row.sid, delay=verb.timeout_seconds, timeout=token)
+            await self._step(session, row.sid, delay=verb.timeout_seconds, timeout=token)
             await self._queue.finish(session, job)
         return True
 
@@ -607,7 +609,7 @@ class Engine:
                     "token": token,
                 }
                 self._event(session, fresh, "waiting", {"for": "answer", "attempt": attempt + 1})
-                self._step(session, row.sid, delay=verb.timeout_seconds, timeout=token)
+                await self._step(session, row.sid, delay=verb.timeout_seconds, timeout=token)
             return
         async with self._sessions.begin() as session:
             fresh = await self._lock(session, row.sid)

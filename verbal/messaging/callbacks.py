@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.dispatch.backoff import backoff_delay
@@ -54,8 +55,9 @@ class CallbackSender:
         result = await deliver(self._client, request)
         CALLBACK_SECONDS.observe(result.latency_ms / 1000)
         async with self._sessions.begin() as session:
-            session.add(
-                WebhookAttempt(
+            # A Core insert: attempts are written, never loaded here (see dispatch/queue.py).
+            await session.execute(
+                insert(WebhookAttempt.__table__).values(
                     message_id=payload.get("message_id"),
                     event=payload.get("event", "webhook"),
                     url=request.full_url,
