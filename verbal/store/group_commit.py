@@ -113,6 +113,9 @@ class GroupCommitSessions(async_sessionmaker[AsyncSession]):
                 await batch.session.rollback()
             batch.committed.set_result(None)
         except BaseException as exc:
+            # Closing alone would leave SQLite's transaction open after a failed COMMIT.
+            with contextlib.suppress(Exception):
+                await batch.session.rollback()
             batch.committed.set_exception(exc)
             # Retrieved here too, so a batch whose units all left does not log it as lost.
             batch.committed.exception()
