@@ -13,12 +13,20 @@ set. Every 5 ms of the process's CPU time it walks the current stack and then, g
 greenlet, the stacks of the parents suspended beneath it; at exit it writes, to
 BENCH_PROFILE.<pid>, the library of the innermost frame and the inclusive share of every
 Verbal function. (A sitecustomize of the installation would be shadowed by this one.)
+
+It also counts what the server asks of the database, by SQLAlchemy's engine events: every
+statement sent to the driver by its verb and table (savepoints included), and every
+transaction begun, committed and rolled back (a rollback also ends a transaction that only
+read, when its connection goes back to the pool); divided by the messages of the run, they
+say how many round trips to the database a message costs.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
+import re
 import signal
 import sys
 from collections import Counter
@@ -27,6 +35,16 @@ from types import FrameType
 from typing import Any
 
 INTERVAL_SECONDS = 0.005
+
+
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def _statement_kind(statement: str) -> str:
+    """`SELECT accounts`, `INSERT jobs`, …: the verb and the first table it names."""
+    verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+    table = _TABLE.search(statement)
+    return f"{verb} {table.group(1)}" if table else verb
 
 
 def _frames(frame: FrameType | None) -> Iterator[FrameType]:
@@ -48,6 +66,13 @@ class Sampler:
         self.samples = 0
         self.innermost: Counter[str] = Counter()
         self.inclusive: Counter[str] = Counter()
+        self.database: Counter[str] = Counter()
+
+    def count(self, what: str, *_event_args: Any) -> None:
+        self.database[what] += 1
+
+    def statement(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        self.database[_statement_kind(statement)] += 1
 
     def sample(self, _signum: int, frame: FrameType | None) -> None:
         stack = list(_frames(frame))
@@ -75,6 +100,8 @@ class Sampler:
         lines += [f"{n / self.samples:6.1%} {k}" for k, n in self.innermost.most_common()]
         lines.append("== Verbal functions, inclusive (ORM work charged to its caller)")
         lines += [f"{n / self.samples:6.1%} {k}" for k, n in self.inclusive.most_common(80)]
+        lines.append("== database: statements by verb and table, and transactions")
+        lines += [f"{n:8,} {k}" for k, n in self.database.most_common()]
         with open(f"{self.output}.{os.getpid()}", "w") as out:
             out.write("\n".join(lines) + "\n")
 
@@ -91,6 +118,14 @@ def _install() -> None:
     signal.signal(signal.SIGPROF, sampler.sample)
     signal.setitimer(signal.ITIMER_PROF, INTERVAL_SECONDS, INTERVAL_SECONDS)
     atexit.register(sampler.write)
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    # Listening on the class reaches every engine, the async ones' sync cores included.
+    event.listen(Engine, "before_cursor_execute", sampler.statement)
+    # Savepoints and their releases reach the driver as statements and are counted as such.
+    for name in ("begin", "commit", "rollback"):
+        event.listen(Engine, name, functools.partial(sampler.count, f"transaction {name}"))
 
 
 _install()
