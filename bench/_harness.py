@@ -722,6 +722,23 @@ class EndToEnd:
         drained = self.settled_at - self.window_end
         return f"{line}; all final {drained:,.1f} s later, {self.missing():,} callbacks missing"
 
+    async def outcome(self, database: Database, final: str = "final") -> list[str]:
+        """The `latency`, `final` and `callbacks` lines of a report: what became of every
+        accepted message, by its callbacks and by the database (both with the warm-up)."""
+        statuses = await database.statuses()
+        settled = all(s in FINAL_STATUSES for s in statuses) and self.missing() == 0
+        per_message = self.receiver["per_message"]
+        return [
+            f"latency   due to {final} callback: {latency_line(self.latencies())}",
+            f"final     every message final: {'yes' if settled else 'NO'} (database: "
+            + ", ".join(f"{s} {n:,}" for s, n in sorted(statuses.items()))
+            + f", warm-up included; {final} callbacks missing for {self.missing():,})",
+            f"callbacks {self.receiver['callbacks']:,} received (warm-up included); messages by"
+            " callbacks each: "
+            + ", ".join(f"{k}: {v:,}" for k, v in sorted(per_message.items()))
+            + f"; repeated finals {self.receiver['repeated_finals']}",
+        ]
+
 
 async def end_to_end(
     pipeline: Pipeline,

@@ -20,7 +20,6 @@ import argparse
 from contextlib import AsyncExitStack
 
 from _harness import (
-    FINAL_STATUSES,
     CpuMeter,
     LoadFigures,
     Pipeline,
@@ -93,22 +92,7 @@ async def measure(options: argparse.Namespace) -> None:
             f"overall   {accepted:,} messages from first send to last final callback in"
             f" {last - result.first_due:,.1f} s = {overall:,.0f} msg/s"
         )
-        print(f"latency   due to final callback: {latency_line(result.latencies())}")
-
-        statuses = await pipeline.database.statuses()
-        not_final = {s: n for s, n in statuses.items() if s not in FINAL_STATUSES}
-        verdict = "yes" if not not_final and result.missing() == 0 else "NO"
-        print(
-            f"final     every message final: {verdict} (database: "
-            + ", ".join(f"{s} {n:,}" for s, n in sorted(statuses.items()))
-            + f"; final callbacks missing for {result.missing():,})"
-        )
-        per_message = result.receiver["per_message"]
-        print(
-            f"callbacks {result.receiver['callbacks']:,} received; messages by callbacks each: "
-            + ", ".join(f"{k}: {v:,}" for k, v in sorted(per_message.items()))
-            + f"; repeated finals {result.receiver['repeated_finals']}"
-        )
+        print("\n".join(await result.outcome(pipeline.database)))
         peak = max(rss for _, rss in memory.samples)
         print(f"memory    server RSS peak {mib(peak)}")
         print(meter.line(pipeline.servers, accepted, "message"))

@@ -46,7 +46,6 @@ from urllib.parse import urlencode
 import aiohttp
 import psutil
 from _harness import (
-    FINAL_STATUSES,
     SENDER,
     CpuMeter,
     LoadFigures,
@@ -390,21 +389,7 @@ async def verbal_part(options: argparse.Namespace, work: Path, smsc: NodeSmsc) -
             f"overall   {accepted:,} messages from first send to last delivered callback in"
             f" {overall.seconds:,.2f} s = {overall.per_second:,.0f} msg/s"
         )
-        print(f"latency   due to delivered callback: {latency_line(result.latencies())}")
-        statuses = await pipeline.database.statuses()
-        not_final = {s: n for s, n in statuses.items() if s not in FINAL_STATUSES}
-        verdict = "yes" if not not_final and result.missing() == 0 else "NO"
-        print(
-            f"final     every message final: {verdict} (database: "
-            + ", ".join(f"{s} {n:,}" for s, n in sorted(statuses.items()))
-            + f", warm-up included; delivered callbacks missing for {result.missing():,})"
-        )
-        per_message = result.receiver["per_message"]
-        print(
-            f"callbacks {result.receiver['callbacks']:,} received (warm-up included); messages"
-            " by callbacks each: "
-            + ", ".join(f"{k}: {v:,}" for k, v in sorted(per_message.items()))
-        )
+        print("\n".join(await result.outcome(pipeline.database, "delivered")))
         print(meter.line(pipeline.servers, accepted, "message"), flush=True)
         return overall
 
