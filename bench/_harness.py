@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import secrets
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -38,6 +39,8 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# The node-smpp peers of the tests (smsc.js, esme.js), which the SMPP benchmarks also drive.
+NODE_PEERS = REPO / "tests" / "peers"
 FINAL_STATUSES = ("delivered", "undelivered", "failed", "canceled", "received")
 SENDER = "+15550001000"
 # How long nothing may move in the database before a wait for the pipeline gives up.
@@ -65,6 +68,24 @@ def free_port() -> int:
 def handset(i: int, block: int = 3) -> str:
     """A distinct sandbox handset per message or session: +1555 is the sandbox's prefix."""
     return f"+1555{block}{i % 1_000_000:06d}"
+
+
+def node_peers_missing() -> str | None:
+    """Why the node-smpp peers cannot run, or None; installs their npm package (node-smpp)
+    when missing, which needs the registry (smpp.py calls this before it enters its
+    namespace)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "node and npm are not installed"
+    if (NODE_PEERS / "node_modules" / "smpp").is_dir():
+        return None
+    done = subprocess.run(
+        ["npm", "ci", "--prefix", str(NODE_PEERS), "--no-audit", "--no-fund"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return None if done.returncode == 0 else f"npm ci failed: {done.stderr.strip()[-500:]}"
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from urllib.parse import urlencode
 import aiohttp
 import psutil
 from _harness import (
+    NODE_PEERS,
     SENDER,
     CpuMeter,
     LoadFigures,
@@ -56,6 +57,7 @@ from _harness import (
     free_port,
     latency_line,
     machine_notes,
+    node_peers_missing,
     offer,
     peer_json,
     run,
@@ -65,7 +67,6 @@ from _harness import (
 from yarl import URL
 
 BENCH = Path(__file__).resolve().parent
-PEERS = BENCH.parent / "tests" / "peers"
 # Set in the re-executed script's environment: it is the copy inside the namespace.
 IN_NAMESPACE = "BENCH_SMPP_NAMESPACE"
 SYSTEM_ID, PASSWORD = "bench", "bench"
@@ -122,23 +123,6 @@ def only_loopback() -> bool:
 # -- what must be installed -------------------------------------------------------------------
 
 
-def node_smsc_missing() -> str | None:
-    """Why smsc.js cannot run, or None; installs its npm package (node-smpp) when missing,
-    which needs the registry, so this runs before the script enters the namespace."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return "node and npm are not installed"
-    if (PEERS / "node_modules" / "smpp").is_dir():
-        return None
-    done = subprocess.run(
-        ["npm", "ci", "--prefix", str(PEERS), "--no-audit", "--no-fund"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    return None if done.returncode == 0 else f"npm ci failed: {done.stderr.strip()[-500:]}"
-
-
 def kannel_box(name: str) -> str | None:
     return shutil.which(name) or next(
         (str(path) for path in [Path("/usr/sbin", name)] if path.exists()), None
@@ -181,8 +165,8 @@ class NodeSmsc:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.process = subprocess.Popen(
-            ["node", str(PEERS / "smsc.js"), json.dumps({"port": 0, **settings})],
-            cwd=PEERS,
+            ["node", str(NODE_PEERS / "smsc.js"), json.dumps({"port": 0, **settings})],
+            cwd=NODE_PEERS,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -665,7 +649,7 @@ def main() -> None:
         help="keep the logs (Verbal's, Kannel's, the receivers') and the SQLite file here",
     )
     options = parser.parse_args()
-    if missing := node_smsc_missing():
+    if missing := node_peers_missing():
         raise SystemExit(f"smsc.js cannot run: {missing}")
     skipped = "--no-kannel" if options.no_kannel else kannel_missing()
     if os.environ.get(IN_NAMESPACE):

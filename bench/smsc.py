@@ -26,11 +26,12 @@ from typing import Any
 
 import aiohttp
 from _harness import (
-    REPO,
+    NODE_PEERS,
     Credentials,
     Database,
     database_label,
     free_port,
+    node_peers_missing,
     print_header,
     run,
     server_env,
@@ -38,7 +39,6 @@ from _harness import (
     workdir,
 )
 
-PEERS = REPO / "tests" / "peers"
 SYSTEM_ID, PASSWORD = "bench", "bench"
 ESME_NUMBER = "+15557700001"
 # Longest wait for any one event of the ESME.
@@ -50,7 +50,7 @@ class Esme:
 
     def __init__(self, port: int) -> None:
         self.process = subprocess.Popen(
-            ["node", str(PEERS / "esme.js"), json.dumps({"port": port})],
+            ["node", str(NODE_PEERS / "esme.js"), json.dumps({"port": port})],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--workdir", type=Path)
     options = parser.parse_args()
+    if missing := node_peers_missing():
+        raise SystemExit(f"esme.js cannot run: {missing}")
     print_header(
         "Sandbox SMSC: node-smpp ESME -> submit_sm -> receipts, and handset texts -> deliver_sm",
         database_label(options),
