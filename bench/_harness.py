@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import os
 import platform
 import secrets
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -71,21 +71,16 @@ def handset(i: int, block: int = 3) -> str:
 
 
 def node_peers_missing() -> str | None:
-    """Why the node-smpp peers cannot run, or None; installs their npm package (node-smpp)
-    when missing, which needs the registry (smpp.py calls this before it enters its
-    namespace)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return "node and npm are not installed"
-    if (NODE_PEERS / "node_modules" / "smpp").is_dir():
-        return None
-    done = subprocess.run(
-        ["npm", "ci", "--prefix", str(NODE_PEERS), "--no-audit", "--no-fund"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    return None if done.returncode == 0 else f"npm ci failed: {done.stderr.strip()[-500:]}"
+    """Why the node-smpp peers cannot run, or None once their npm package is installed
+    (which needs the registry: smpp.py asks before it enters its namespace). The tests'
+    `tests/peers/node.py` installs it; it is loaded from its file, as `tests` is no package
+    the benchmarks can import."""
+    spec = importlib.util.spec_from_file_location("node_peers", NODE_PEERS / "node.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    missing: str | None = module.install()
+    return missing
 
 
 @dataclass(frozen=True)

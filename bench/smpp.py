@@ -66,7 +66,6 @@ from _harness import (
 )
 from yarl import URL
 
-BENCH = Path(__file__).resolve().parent
 # Set in the re-executed script's environment: it is the copy inside the namespace.
 IN_NAMESPACE = "BENCH_SMPP_NAMESPACE"
 SYSTEM_ID, PASSWORD = "bench", "bench"
