@@ -111,11 +111,19 @@ class Credentials:
 class Progress:
     messages: int
     not_final: int
-    jobs: int
+    # Work left: messages whose row still holds work (a submission, callbacks owed: their
+    # `work_at` is set until every callback is settled), and jobs (app sessions).
+    work: int
 
     @property
     def settled(self) -> bool:
-        return self.not_final == 0 and self.jobs == 0
+        return self.not_final == 0 and self.work == 0
+
+
+# Counted through the index on work_at, and cheap: see Progress.work.
+WORK_LEFT = (
+    "SELECT (SELECT COUNT(*) FROM messages WHERE work_at IS NOT NULL) + (SELECT COUNT(*) FROM jobs)"
+)
 
 
 def _final_list() -> str:
@@ -188,12 +196,12 @@ class Database:
         return (await self.rows(sql))[0][0]
 
     async def progress(self) -> Progress:
-        [(messages, not_final, jobs)] = await self.rows(
+        [(messages, not_final, work)] = await self.rows(
             "SELECT (SELECT COUNT(*) FROM messages),"
             f" (SELECT COUNT(*) FROM messages WHERE status NOT IN ({_final_list()})),"
-            " (SELECT COUNT(*) FROM jobs)"
+            f" ({WORK_LEFT})"
         )
-        return Progress(int(messages), int(not_final), int(jobs))
+        return Progress(int(messages), int(not_final), int(work))
 
     async def statuses(self) -> dict[str, int]:
         rows = await self.rows("SELECT status, COUNT(*) FROM messages GROUP BY status")
@@ -668,12 +676,12 @@ class Pipeline:
         while not last.settled:
             self.check_alive()
             await asyncio.sleep(0.1)
-            # Counting the jobs is cheap; the scan for messages not final holds a read
+            # Counting the work left is cheap; the scan for messages not final holds a read
             # snapshot for a while, which keeps SQLite's checkpoints from finishing, so it
-            # runs only once the queue looks empty.
-            jobs = int(await self.database.scalar("SELECT COUNT(*) FROM jobs"))
-            if jobs:
-                now = Progress(last.messages, last.not_final, jobs)
+            # runs only once no work looks left.
+            work = int(await self.database.scalar(WORK_LEFT))
+            if work:
+                now = Progress(last.messages, last.not_final, work)
             else:
                 now = await self.database.progress()
             if now != last:
@@ -733,7 +741,7 @@ class EndToEnd:
             line += (
                 f" ({accepted.achieved_per_second:,.0f}/s of {rate:,.0f}/s offered),"
                 f" {done / window:,.0f}/s final within the window, backlog at its end"
-                f" {self.backlog.not_final:,} messages and {self.backlog.jobs:,} jobs"
+                f" {self.backlog.not_final:,} messages not final and {self.backlog.work:,} with work left"
             )
         drained = self.settled_at - self.window_end
         return f"{line}; all final {drained:,.1f} s later, {self.missing():,} callbacks missing"

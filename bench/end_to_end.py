@@ -79,7 +79,7 @@ async def measure(options: argparse.Namespace) -> None:
             backlog = result.backlog
             print(
                 f"backlog   at the window's end: {backlog.not_final:,} messages not final,"
-                f" {backlog.jobs:,} jobs queued"
+                f" {backlog.work:,} with work left"
             )
         last = result.last_final()
         print(

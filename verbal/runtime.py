@@ -35,17 +35,12 @@ from verbal.dispatch.wakeup import JobNotifications
 from verbal.dispatch.workers import Dispatcher
 from verbal.engine.fetch import AppFetcher
 from verbal.engine.sessions import STEP_JOB, Engine
-from verbal.messaging.callbacks import CallbackSender, RetryPolicy
-from verbal.messaging.service import (
-    INBOUND_JOB,
-    SUBMIT_JOB,
-    WEBHOOK_JOB,
-    Messaging,
-    PipelineSettings,
-)
+from verbal.messaging.callbacks import REDELIVERY_JOB, CallbackStage, Redeliveries, RetryPolicy
+from verbal.messaging.service import INBOUND_JOB, Messaging, PipelineSettings
 from verbal.singletons import SingletonCarrier
 from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
+from verbal.store.journal import Journal, backend_for
 from verbal.store.models import Account
 from verbal.webhooks.client import HttpClient
 
@@ -168,6 +163,8 @@ class Runtime:
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
+        # The one writer of the message pipeline's records (verbal/store/journal.py).
+        self.journal = Journal(backend_for(self.engine))
         owner = f"{socket.gethostname()}:{os.getpid()}"
         self.queue = JobQueue(
             self.sessions,
@@ -182,7 +179,9 @@ class Runtime:
         rules: dict[str, RouteRule] = {}
         if settings.sandbox_enabled:
             self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes)
-            carriers.append(SandboxCarrier(self.sandbox, shared_database=not settings.is_sqlite))
+            carriers.append(
+                SandboxCarrier(self.sandbox, self.journal, shared_database=not settings.is_sqlite)
+            )
             if settings.smsc_enabled:
                 self.smsc = sandbox_smsc(self.sandbox, settings)
             rules["sandbox"] = RouteRule(prefixes=tuple(settings.sandbox_prefixes))
@@ -194,8 +193,22 @@ class Runtime:
             )
             rates[entry.name] = entry.throughput
         self.router = CarrierRouter(carriers, rules)
+        self.http = HttpClient(settings.webhook_timeout_seconds)
+        policy = RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            base_seconds=settings.webhook_retry_base_seconds,
+            max_seconds=settings.webhook_retry_max_seconds,
+        )
+        self.callbacks = CallbackStage(
+            self.http,
+            policy,
+            self.journal,
+            lambda account_id: self.messaging.token_of(account_id),
+            concurrency=settings.worker_concurrency,
+        )
         self.messaging = Messaging(
             self.sessions,
+            self.journal,
             self.queue,
             self.router,
             PipelineSettings(
@@ -207,22 +220,22 @@ class Runtime:
                 schedule_max_lead_seconds=settings.schedule_max_lead_seconds,
                 rate_per_carrier=rates,
                 rate_per_sender=settings.sender_rate_per_second,
+                submit_concurrency=settings.worker_concurrency,
+                admission_limit=settings.admission_limit,
+                lease_seconds=settings.job_lease_seconds,
+                poll_seconds=settings.idle_poll_seconds
+                if settings.is_sqlite
+                else settings.notified_poll_seconds,
             ),
             # One SQLite process keeps its buckets in memory; workers sharing PostgreSQL
             # share them in the database, so a limit holds across every node.
             MemoryBuckets() if settings.is_sqlite else DatabaseBuckets(self.sessions),
+            self.directory,
+            self.callbacks,
+            owner=owner,
+            shared_database=not settings.is_sqlite,
         )
-        self.http = HttpClient(settings.webhook_timeout_seconds)
-        self.callbacks = CallbackSender(
-            self.sessions,
-            self.queue,
-            self.http,
-            RetryPolicy(
-                max_attempts=settings.webhook_max_attempts,
-                base_seconds=settings.webhook_retry_base_seconds,
-                max_seconds=settings.webhook_retry_max_seconds,
-            ),
-        )
+        self.redeliveries = Redeliveries(self.http, policy, self.journal, self.queue)
         # On PostgreSQL new jobs announce themselves (LISTEN/NOTIFY): poll only as a safety net.
         self.notifications: JobNotifications | None = None
         idle_poll = settings.idle_poll_seconds
@@ -235,7 +248,7 @@ class Runtime:
             idle_poll_seconds=idle_poll,
         )
         if not settings.is_sqlite and self.runs_workers:
-            self.notifications = JobNotifications(settings.database_url, self.dispatcher.wake)
+            self.notifications = JobNotifications(settings.database_url, self._wake_workers)
         self.interpreter = Engine(
             self.sessions,
             self.queue,
@@ -244,22 +257,23 @@ class Runtime:
             DIALECTS,
             detect,
         )
-        self.dispatcher.register(SUBMIT_JOB, self.messaging.handle_submit)
-        self.dispatcher.register(WEBHOOK_JOB, self.callbacks.handle)
+        self.dispatcher.register(REDELIVERY_JOB, self.redeliveries.handle)
         self.dispatcher.register(INBOUND_JOB, self.interpreter.handle_inbound)
         self.dispatcher.register(STEP_JOB, self.interpreter.handle_step)
         # Singleton carriers are started by whichever worker holds their lease.
         leases = Leases(self.sessions, owner=owner, seconds=settings.carrier_lease_seconds)
         self.singletons = [
-            SingletonCarrier(
-                carrier, leases, self.dispatcher, self.messaging.handle_submit, self.messaging
-            )
+            SingletonCarrier(carrier, leases, self.messaging)
             for carrier in self.router.carriers
             if carrier.singleton
         ]
         self._worker: asyncio.Task[None] | None = None
         self.bootstrap_account: Account | None = None
         self._sqlite_lock: IO[bytes] | None = None
+
+    def _wake_workers(self) -> None:
+        self.dispatcher.wake()
+        self.messaging.wake()
 
     @property
     def runs_workers(self) -> bool:
@@ -284,6 +298,7 @@ class Runtime:
             released = await self.queue.release_leases(everyone=True)
             if released:
                 log.info("resuming %d jobs left in flight by the previous run", released)
+            await self.messaging.recover()
         if not self.runs_workers:
             return
         if self.settings.smsc_enabled and self.smsc is None:
@@ -299,6 +314,7 @@ class Runtime:
         for carrier in self.router.carriers:
             if not carrier.singleton:
                 await carrier.start(self.messaging)
+        await self.messaging.start()
         for singleton in self.singletons:
             singleton.start()
         if self.notifications is not None:
@@ -322,6 +338,7 @@ class Runtime:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+            await self.messaging.stop(self.settings.shutdown_deadline_seconds)
             if self.smsc is not None:
                 await self.smsc.stop()
             for singleton in self.singletons:
@@ -340,6 +357,7 @@ class Runtime:
 
     async def close(self) -> None:
         """Release connections and the SQLite lock (also for a runtime that never started)."""
+        await self.journal.close()
         await self.http.aclose()
         await self.engine.dispose()
         if self._sqlite_lock is not None:

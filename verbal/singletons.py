@@ -1,10 +1,10 @@
 """Carriers held by one worker at a time, through a lease in the shared database.
 
 An SMSC may allow an account only so many binds. A carrier declared `singleton` is bound by
-whichever worker holds its lease: that worker starts the carrier and claims its messages'
-submit jobs (kind `submit@<carrier>`, see `verbal.messaging.service.submit_kind`); the other
-workers leave both alone. The holder renews the lease every third of its length; if it
-cannot (the database is out of reach), it stops the carrier at once, before anyone else can
+whichever worker holds its lease: that worker starts the carrier and takes the messages parked
+in the carrier's lane (`messages.lane`, see `verbal.messaging.ledger`); the other workers
+leave both alone, parking there the messages they route to it. The holder renews the lease
+every third of its length; if it cannot (the database is out of reach), it stops the carrier at once, before anyone else can
 take over, so two workers never hold the binds together. A holder that dies stops renewing,
 and when its lease runs out the next worker to ask binds and sends what has queued up.
 """
@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import logging
 
-from verbal.carriers.base import Carrier, CarrierEvents
+from verbal.carriers.base import Carrier
 from verbal.dispatch.leases import Leases
-from verbal.dispatch.workers import Dispatcher, Handler
-from verbal.messaging.service import submit_kind
+from verbal.messaging.service import Messaging
 
 log = logging.getLogger("verbal.carriers")
 
@@ -28,17 +27,12 @@ class SingletonCarrier:
         self,
         carrier: Carrier,
         leases: Leases,
-        dispatcher: Dispatcher,
-        submit: Handler,
-        events: CarrierEvents,
+        messaging: Messaging,
     ) -> None:
         self.carrier = carrier
         self._leases = leases
-        self._dispatcher = dispatcher
-        self._submit = submit
-        self._events = events
+        self._messaging = messaging
         self._lease = f"carrier:{carrier.name}"
-        self._kind = submit_kind(carrier)
         self.held = False
         self._task: asyncio.Task[None] | None = None
 
@@ -80,12 +74,12 @@ class SingletonCarrier:
 
     async def _take_over(self) -> None:
         log.info("holding carrier %s (lease %s)", self.carrier.name, self._leases.owner)
-        await self.carrier.start(self._events)
+        await self.carrier.start(self._messaging)
         self.held = True
-        self._dispatcher.register(self._kind, self._submit)
+        self._messaging.hold_lane(self.carrier.name)
 
     async def _let_go(self) -> None:
-        self._dispatcher.unregister(self._kind)
+        self._messaging.release_lane(self.carrier.name)
         self.held = False
         try:
             await self.carrier.stop()

@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from verbal.messaging.service import Overloaded
+
 log = logging.getLogger("verbal.api")
 
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
@@ -42,6 +44,16 @@ def unauthorized() -> ApiError:
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, 20404, f"The requested resource {what} was not found")
+
+
+def overloaded(exc: Overloaded) -> ApiError:
+    """Admission control's refusal: Twilio's 20429, which each API renders in its shape."""
+    return ApiError(
+        429,
+        20429,
+        f"Too Many Requests: {exc.backlog} messages are in progress (limit {exc.limit}); "
+        "retry shortly",
+    )
 
 
 def _render(error: ApiError) -> JSONResponse:
@@ -75,6 +87,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return _render(ApiError(400, 20422, f"Invalid parameter {name}: {text}"))
 
 
+async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Overloaded)
+    return _render(overloaded(exc))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     incident = secrets.token_hex(6)
     log.exception("incident %s on %s %s", incident, request.method, request.url.path)
@@ -83,6 +100,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

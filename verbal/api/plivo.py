@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from verbal.api.auth import authenticated_account, runtime
-from verbal.api.errors import ApiError
+from verbal.api.errors import ApiError, overloaded
 from verbal.api.limits import MAX_ROW_ID
 from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR
 from verbal.dialects.plivo import message_uuid as uuid_of
 from verbal.messaging.errors import MessageRefused, Refusal
-from verbal.messaging.service import SendRequest
+from verbal.messaging.service import Overloaded, SendRequest
 from verbal.store.models import Account, Message
 
 PREFIX = "/v1/Account"
@@ -107,6 +107,8 @@ class PlivoRoute(APIRoute):
                 return await handler(request)
             except PlivoError as exc:
                 return _render(exc.status, exc.error)
+            except Overloaded as exc:
+                return _render(429, overloaded(exc).message)
             except ApiError as exc:
                 text = "authentication failed" if exc.status == 401 else exc.message
                 return _render(exc.status, text)
@@ -354,6 +356,8 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
         raise PlivoError(400, "destination number cannot be same as source number")
 
     messaging = runtime(request).messaging
+    messaging.admit_check()
+    await messaging.prepare(len(destinations))
     uuids: list[str] = []
     invalid: list[str] = []
     first_refusal: MessageRefused | None = None

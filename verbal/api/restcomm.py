@@ -41,11 +41,11 @@ from sqlalchemy.orm import InstrumentedAttribute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from verbal.api.auth import authenticated_account, runtime
-from verbal.api.errors import ApiError
+from verbal.api.errors import ApiError, overloaded
 from verbal.api.twilio import REFUSAL_CODES
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused, Refusal
-from verbal.messaging.service import MAX_URL_LENGTH, SendRequest, is_http_url
+from verbal.messaging.service import MAX_URL_LENGTH, Overloaded, SendRequest, is_http_url
 from verbal.messaging.states import Status
 from verbal.store.directory import KEEP, AlreadyExists, Keep
 from verbal.store.models import Account, Application, Message, PhoneNumber
@@ -180,6 +180,9 @@ class RestcommRoute(APIRoute):
                 return await handler(request)
             except RestcommError as exc:
                 return _error_response(request, exc)
+            except Overloaded as exc:
+                error = overloaded(exc)
+                return _error_response(request, RestcommError(429, error.code, error.message))
             except ApiError as exc:
                 return _error_response(request, RestcommError(exc.status, exc.code, exc.message))
             except RequestValidationError as exc:

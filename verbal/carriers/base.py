@@ -29,6 +29,9 @@ class OutboundSms:
     recipient: str
     body: str
     media_urls: tuple[str, ...] = ()
+    # The message may have been submitted before, by a process that died or timed out
+    # waiting: a carrier that can tell should answer as it did then, not send it again.
+    resubmission: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,15 +31,17 @@ import asyncio
 import contextlib
 import enum
 import fnmatch
+import heapq
+import itertools
 import logging
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.carriers.base import (
@@ -52,11 +54,15 @@ from verbal.carriers.base import (
     ReceiptStatus,
     SubmitResult,
 )
+from verbal.store.journal import Journal, Statement, json_text
 from verbal.store.models import Account, PhoneNumber, SandboxDelivery, SandboxRule
 
 log = logging.getLogger("verbal.carriers.sandbox")
 
 RECEIPT_BATCH = 500
+# How long a process trusts its copy of an account's rules (changes it makes itself apply
+# at once).
+RULES_TTL_SECONDS = 2.0
 
 
 class Outcome(enum.StrEnum):
@@ -153,6 +159,7 @@ class SandboxNetwork:
         self.sessions = sessions
         self.prefixes = tuple(prefixes)
         self._doors: list[FrontDoor] = []
+        self._rules_cache: dict[str, tuple[float, list[Rule]]] = {}
 
     def add_door(self, door: FrontDoor) -> None:
         """Open a front door; doors are asked in the order they were added."""
@@ -170,10 +177,15 @@ class SandboxNetwork:
 
     # -- messages into the network ---------------------------------------------------------
 
-    async def verdict(self, session: AsyncSession, account_sid: str, handset: str) -> Verdict:
+    async def verdict(
+        self, account_sid: str, handset: str, session: AsyncSession | None = None
+    ) -> Verdict:
         """The fate of ``account_sid``'s next message to ``handset``: its first matching
-        rule, or delivery."""
-        rule = await self._rule_for(session, account_sid, handset)
+        rule, or delivery. A caller inside a transaction passes its session, which reads
+        the rules if they are not cached (SQLite has one connection: another would wait
+        for this transaction forever)."""
+        rules = await self.rules(account_sid, session)
+        rule = next((rule for rule in rules if rule.matches(handset)), None)
         if rule is None:
             return Verdict(Outcome.DELIVER)
         code = rule.error_code or DEFAULT_ERROR_CODES.get(rule.outcome)
@@ -261,9 +273,24 @@ class SandboxNetwork:
 
     # -- rules -------------------------------------------------------------------------------
 
-    async def rules(self, account_sid: str) -> list[Rule]:
-        async with self.sessions() as session:
-            return await self._rules(session, account_sid)
+    async def rules(self, account_sid: str, session: AsyncSession | None = None) -> list[Rule]:
+        """The account's rules, in the order they are tried.
+
+        Cached: every message to a handset asks for them. A change made here clears the
+        account's entry at once; one made by another process (a second node on PostgreSQL)
+        is seen within `RULES_TTL_SECONDS`.
+        """
+        cached = self._rules_cache.get(account_sid)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if session is None:
+            async with self.sessions() as own:
+                rules = await self._rules(own, account_sid)
+        else:
+            rules = await self._rules(session, account_sid)
+        self._rules_cache[account_sid] = (now + RULES_TTL_SECONDS, rules)
+        return rules
 
     async def add_rule(
         self,
@@ -273,6 +300,7 @@ class SandboxNetwork:
         delay_seconds: float = 0.0,
         error_code: int | None = None,
     ) -> Rule:
+        self._rules_cache.pop(account_sid, None)
         async with self.sessions.begin() as session:
             row = SandboxRule(
                 account_sid=account_sid,
@@ -283,7 +311,8 @@ class SandboxNetwork:
             )
             session.add(row)
             await session.flush()
-            return self._rule(row)
+        self._rules_cache.pop(account_sid, None)
+        return self._rule(row)
 
     async def delete_rule(self, account_sid: str, rule_id: int | None = None) -> int:
         """Delete one rule, or all the account's when `rule_id` is None; returns how many."""
@@ -292,6 +321,7 @@ class SandboxNetwork:
             statement = statement.where(SandboxRule.id == rule_id)
         async with self.sessions.begin() as session:
             result: Any = await session.execute(statement)
+        self._rules_cache.pop(account_sid, None)
         return int(result.rowcount or 0)
 
     async def _rules(self, session: AsyncSession, account_sid: str) -> list[Rule]:
@@ -302,17 +332,53 @@ class SandboxNetwork:
         )
         return [self._rule(row) for row in rows]
 
-    async def _rule_for(self, session: AsyncSession, account_sid: str, number: str) -> Rule | None:
-        rules = await self._rules(session, account_sid)
-        return next((rule for rule in rules if rule.matches(number)), None)
-
     @staticmethod
     def _rule(row: SandboxRule) -> Rule:
         return Rule(row.id, row.pattern, Outcome(row.outcome), row.delay_seconds, row.error_code)
 
 
+# The sandbox carrier's writes, recorded through the journal (verbal/store/journal.py).
+_DELIVERY_COLUMNS = (
+    "message_sid",
+    "carrier_message_id",
+    "account_sid",
+    "handset",
+    "sender",
+    "body",
+    "media_urls",
+    "outcome",
+    "in_inbox",
+    "visible_at",
+    "receipt_status",
+    "receipt_error_code",
+    "receipt_due",
+    "receipt_reported",
+    "submitted_at",
+)
+INSERT_DELIVERY = Statement(
+    f"INSERT INTO sandbox_deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _DELIVERY_COLUMNS)})",
+    order=50,
+)
+MARK_REPORTED = Statement(
+    "UPDATE sandbox_deliveries SET receipt_reported = :reported WHERE message_sid = :message_sid",
+    order=60,
+)
+# A receipt still unreported this long after it fell due was owed by a process that died
+# (the live one reports from memory, at once): the stale sweep reports it.
+STALE_RECEIPT_SECONDS = 10.0
+STALE_SWEEP_SECONDS = 30.0
+
+
 class SandboxCarrier:
-    """The network's front door for Verbal's own pipeline: the sandbox as a `Carrier`."""
+    """The network's front door for Verbal's own pipeline: the sandbox as a `Carrier`.
+
+    Submissions are decided in memory (the account's rules are cached) and recorded through
+    the journal; the receipts they earn wait in a heap in memory until due. The delivery row
+    holds each pending receipt too, so a process that starts reports what a dead one owed
+    (at start, then by a periodic sweep of stale rows, which on PostgreSQL locks what it
+    takes, so workers do not report the same receipts).
+    """
 
     name = "sandbox"
     singleton = False  # every worker may hand messages to the simulated network
@@ -320,16 +386,17 @@ class SandboxCarrier:
     def __init__(
         self,
         network: SandboxNetwork,
+        journal: Journal,
         *,
-        idle_poll_seconds: float = 1.0,
         shared_database: bool = False,
     ) -> None:
         self.network = network
         self._sessions = network.sessions
-        # With several workers on one PostgreSQL, each takes its own receipts to report.
+        self._journal = journal
         self._shared = shared_database
-        self._idle_poll = idle_poll_seconds
         self._events: CarrierEvents | None = None
+        self._due: list[tuple[float, int, Receipt]] = []
+        self._order = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         network.add_door(self)
@@ -351,30 +418,27 @@ class SandboxCarrier:
             self._task = None
 
     async def submit(self, sms: OutboundSms) -> SubmitResult:
-        try:
-            return await self._submit(sms)
-        except IntegrityError:
-            # Two claims of one job raced (a lease ran out mid-submit): the first one won.
+        if sms.resubmission:
+            # Taken over after a crash: the network may have the message already, and then
+            # the answer is the one the first submission got (no second copy).
             async with self._sessions() as session:
-                return SubmitResult(await self._known_submission(session, sms.message_sid) or "")
-
-    async def _submit(self, sms: OutboundSms) -> SubmitResult:
-        async with self._sessions.begin() as session:
-            # A resubmission after a crash gets the answer the first submission got.
-            known = await self._known_submission(session, sms.message_sid)
+                known = await self._known_submission(session, sms.message_sid)
             if known is not None:
                 return SubmitResult(known)
-            verdict = await self.network.verdict(session, sms.account_sid, sms.recipient)
-            if verdict.outcome == Outcome.FAIL:
-                raise CarrierRejected(verdict.error_code or 30008, verdict.error_text)
-            if verdict.outcome == Outcome.THROTTLE:
-                raise CarrierTemporaryError(30001, "Sandbox carrier is throttling")
-            if verdict.outcome != Outcome.TIMEOUT:
-                carrier_id = "SB" + secrets.token_hex(12)
-                session.add(self.network.delivery(sms, carrier_id, verdict, receipt_pending=True))
+        verdict = await self.network.verdict(sms.account_sid, sms.recipient)
+        if verdict.outcome == Outcome.FAIL:
+            raise CarrierRejected(verdict.error_code or 30008, verdict.error_text)
+        if verdict.outcome == Outcome.THROTTLE:
+            raise CarrierTemporaryError(30001, "Sandbox carrier is throttling")
         if verdict.outcome == Outcome.TIMEOUT:
             await asyncio.Event().wait()  # never answers; the caller's timeout ends this
-        self._wake.set()
+        carrier_id = "SB" + secrets.token_hex(12)
+        delivery = self.network.delivery(sms, carrier_id, verdict, receipt_pending=True)
+        self._journal.write(INSERT_DELIVERY, _delivery_params(delivery))
+        if delivery.receipt_status is not None and delivery.receipt_due is not None:
+            receipt = _receipt_of(delivery)
+            heapq.heappush(self._due, (delivery.receipt_due, next(self._order), receipt))
+            self._wake.set()
         return SubmitResult(carrier_id)
 
     @staticmethod
@@ -406,52 +470,63 @@ class SandboxCarrier:
 
     # -- receipts ------------------------------------------------------------------------
 
-    def _due(self, now: float) -> Any:
-        query = (
-            select(SandboxDelivery)
-            .where(~SandboxDelivery.receipt_reported, SandboxDelivery.receipt_due <= now)
-            .order_by(SandboxDelivery.receipt_due)
-            .limit(RECEIPT_BATCH)
-        )
-        # Rows stay locked until they are marked reported, so other workers skip them; if
-        # this process dies first, the locks go with it and another worker reports them.
-        return query.with_for_update(skip_locked=True) if self._shared else query
+    async def _report_receipts(self) -> None:
+        sweep_at = 0.0  # at once: what a previous run left unreported
+        while True:
+            now = time.time()
+            if now >= sweep_at:
+                try:
+                    await self._sweep(stale_before=now - STALE_RECEIPT_SECONDS * (sweep_at > 0))
+                except Exception:
+                    log.exception("reporting left-over sandbox receipts failed; retrying")
+                sweep_at = now + STALE_SWEEP_SECONDS
+            while self._due and self._due[0][0] <= time.time():
+                _, _, receipt = heapq.heappop(self._due)
+                try:
+                    await self._report(receipt)
+                except Exception:
+                    log.exception("reporting the receipt of %s failed", receipt.message_sid)
+            self._wake.clear()
+            timeout = sweep_at - time.time()
+            if self._due:
+                timeout = min(timeout, self._due[0][0] - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
 
-    async def _report_batch(self) -> int:
-        """Report one batch of due receipts; return how many there were.
-
-        A receipt is marked reported only after its message took it, so a crash in between
-        reports it again, which the message's state machine absorbs.
-        """
-        if self._shared:
-            async with self._sessions.begin() as session:
-                due = (await session.scalars(self._due(time.time()))).all()
-                await self._report(due)
-                await self._mark_reported(session, due)
-        else:
-            # One process owns a SQLite file, and its single connection must be free for
-            # the messages' own transactions while receipts are reported.
-            async with self._sessions() as session:
-                due = (await session.scalars(self._due(time.time()))).all()
-            await self._report(due)
-            async with self._sessions.begin() as session:
-                await self._mark_reported(session, due)
-        return len(due)
-
-    async def _report(self, due: Sequence[SandboxDelivery]) -> None:
+    async def _report(self, receipt: Receipt) -> None:
         assert self._events is not None, "start() first"
-        for delivery in due:
-            code = delivery.receipt_error_code
-            await self._events.on_receipt(
-                Receipt(
-                    carrier=self.name,
-                    carrier_message_id=delivery.carrier_message_id,
-                    status=delivery.receipt_status,  # type: ignore[arg-type]
-                    error_code=code,
-                    error_message=ERROR_TEXT.get(code) if code else None,
-                    message_sid=delivery.message_sid,
+        # Marked reported only after the message took it (the journal keeps that order),
+        # so a crash in between reports it again, which the message's state absorbs.
+        await self._events.on_receipt(receipt)
+        self._journal.write(MARK_REPORTED, {"reported": True, "message_sid": receipt.message_sid})
+
+    async def _sweep(self, stale_before: float) -> None:
+        """Report, from the database, receipts that fell due before `stale_before` and are
+        still unreported: the first sweep takes everything a previous run owed."""
+        while True:
+            query = (
+                select(SandboxDelivery)
+                .where(
+                    ~SandboxDelivery.receipt_reported, SandboxDelivery.receipt_due <= stale_before
                 )
+                .order_by(SandboxDelivery.receipt_due)
+                .limit(RECEIPT_BATCH)
             )
+            if self._shared:
+                # Rows stay locked until they are marked, so other workers skip them.
+                async with self._sessions.begin() as session:
+                    due = (await session.scalars(query.with_for_update(skip_locked=True))).all()
+                    for delivery in due:
+                        await self._events.on_receipt(_receipt_of(delivery))  # type: ignore[union-attr]
+                    await self._mark_reported(session, due)
+            else:
+                async with self._sessions() as session:
+                    due = (await session.scalars(query)).all()
+                for delivery in due:
+                    await self._report(_receipt_of(delivery))
+                await self._journal.flushed()
+            if len(due) < RECEIPT_BATCH:
+                return
 
     @staticmethod
     async def _mark_reported(session: AsyncSession, due: Sequence[SandboxDelivery]) -> None:
@@ -462,27 +537,21 @@ class SandboxCarrier:
                 .values(receipt_reported=True)
             )
 
-    async def _report_receipts(self) -> None:
-        while True:
-            try:
-                next_due = await self._report_due()
-            except Exception:
-                log.exception("reporting sandbox receipts failed; retrying")
-                next_due = None
-            self._wake.clear()
-            timeout = self._idle_poll
-            if next_due is not None:
-                timeout = max(0.0, min(timeout, next_due - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _report_due(self) -> float | None:
-        """Report every receipt that is due; return when the next one falls due."""
-        while await self._report_batch() == RECEIPT_BATCH:
-            pass
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(func.min(SandboxDelivery.receipt_due)).where(
-                    ~SandboxDelivery.receipt_reported
-                )
-            )
+def _receipt_of(delivery: SandboxDelivery) -> Receipt:
+    code = delivery.receipt_error_code
+    return Receipt(
+        carrier=SandboxCarrier.name,
+        carrier_message_id=delivery.carrier_message_id,
+        status=delivery.receipt_status,  # type: ignore[arg-type]
+        error_code=code,
+        error_message=ERROR_TEXT.get(code) if code else None,
+        message_sid=delivery.message_sid,
+    )
+
+
+def _delivery_params(delivery: SandboxDelivery) -> dict[str, Any]:
+    params = {column: getattr(delivery, column) for column in _DELIVERY_COLUMNS}
+    params["media_urls"] = json_text(list(delivery.media_urls))
+    params["submitted_at"] = datetime.now(UTC)
+    return params

@@ -286,7 +286,7 @@ class SandboxSmsc(SmscHandler):
         """The answer to one submitted PDU, and in how many seconds a receipt it earned
         falls due (None: it earned none yet)."""
         request = submit.request
-        verdict = await self.network.verdict(session, submit.account_sid, submit.handset)
+        verdict = await self.network.verdict(submit.account_sid, submit.handset, session)
         if verdict.outcome == Outcome.THROTTLE:
             return request.response(CommandStatus.ESME_RTHROTTLED), None
         if verdict.outcome == Outcome.FAIL:

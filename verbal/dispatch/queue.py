@@ -64,6 +64,15 @@ class JobQueue:
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
+    def wake(self) -> None:
+        """Tell the listeners jobs were added (by a writer that does not go through
+        `enqueue`, such as the journal)."""
+        self._wake_all()
+
     def add_listener(self, wake: Callable[[], None]) -> None:
         """Call `wake` after any transaction that enqueued a job commits."""
         self._listeners.append(wake)

@@ -56,6 +56,8 @@ STEP_JOB = "session.step"
 # A session may fetch this many documents in all: a guard against apps that redirect or
 # `next` into themselves forever.
 MAX_DOCUMENTS = 50
+# Message ids reserved before a step runs (a verb sending to more reserves more).
+STEP_MESSAGES = 16
 # Waits up to this long happen inside the step; longer ones put the step back on the queue.
 INLINE_WAIT_SECONDS = 2.0
 # Which status a message reports to an RCML/TwiML `action`, once accepted.
@@ -192,6 +194,8 @@ class Engine:
 
     async def handle_step(self, job: ClaimedJob) -> None:
         sid = job.payload["session_sid"]
+        # Texts a step sends are accepted inside its transactions: their ids come first.
+        await self._messaging.prepare(STEP_MESSAGES)
         try:
             loaded = await self._load(sid)
             if loaded is None or loaded.row.state == "ended":
@@ -334,6 +338,7 @@ class Engine:
             return
         callback = verb.status_callback
         sids: list[str] = []
+        await self._messaging.prepare(len(destinations))
         try:
             async with self._sessions.begin() as session:
                 for destination in destinations:

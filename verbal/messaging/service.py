@@ -1,13 +1,26 @@
-"""The message pipeline: accept, dispatch, record receipts and inbound messages.
+"""The message pipeline: accept, submit, receipts, callbacks, inbound messages.
 
-Every change of a message's status goes through `_advance`, in the transaction that caused
-it, which writes the timeline rows and enqueues that transition's status callback. So the
-message, its history and the callbacks it owes can never disagree, whatever crashes.
+Work moves in memory; the database records it (docs/architecture.md, "The message path").
+An accepted message becomes a `MessageRecord` in this process's table of live messages and
+its SID goes onto the submit queue; every status change is computed by the pure state
+machine (`machine.advance`) and written to the journal as one guarded UPDATE plus its
+timeline rows, without waiting; the callbacks a change owes go to the callback stage, which
+delivers each message's in order. Only acceptance waits for its commit: a 201 means the
+message is on disk.
+
+The `messages` row is the outbox (`ledger.py`): while this process works on a message it
+holds the row's lease; work that must wait (a retry minutes away, a scheduled send, a
+singleton carrier another process holds) is parked in the row with the time it is due, and
+whoever claims it then (this process or another) picks it up. After a crash the rows say
+exactly what is left: submissions, and callbacks not yet settled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,8 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from verbal import ids
 from verbal.carriers.base import (
@@ -32,12 +46,12 @@ from verbal.carriers.base import (
     SubmitResult,
 )
 from verbal.carriers.encoding import analyze
-from verbal.dialects import CALLBACK_FORMATS
-from verbal.dialects.types import MessageFacts
 from verbal.dispatch.backoff import backoff_delay
-from verbal.dispatch.queue import ClaimedJob, JobQueue
+from verbal.dispatch.queue import JobQueue
 from verbal.dispatch.ratelimit import Buckets
+from verbal.messaging import ledger
 from verbal.messaging.addresses import InvalidNumber, to_e164
+from verbal.messaging.callbacks import REDELIVERY_JOB, CallbackStage, owed_callback
 from verbal.messaging.errors import (
     CallbackNotFound,
     MessageNotFound,
@@ -45,36 +59,43 @@ from verbal.messaging.errors import (
     NumberNotInService,
     Refusal,
 )
-from verbal.messaging.states import Status, is_final, path_to
+from verbal.messaging.machine import (
+    TO_SUBMIT,
+    MessageRecord,
+    TimelineEntry,
+    advance,
+    settle_callback,
+)
+from verbal.messaging.states import Status
 from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS
-from verbal.store.models import Account, Message, MessageEvent, PhoneNumber, WebhookAttempt
-from verbal.webhooks.delivery import IDEMPOTENCY_HEADER, append_query
+from verbal.store.directory import Directory
+from verbal.store.journal import Journal, Statement, execute_in
+from verbal.store.models import Account, Message, MessageEvent, WebhookAttempt
 
 log = logging.getLogger("verbal.messaging")
 
-SUBMIT_JOB = "submit"
-WEBHOOK_JOB = "webhook"
 INBOUND_JOB = "inbound"
 MAX_BODY_CHARS = 1600  # Twilio's limit for one message, however many segments
 MAX_MEDIA = 10
 MAX_URL_LENGTH = 2048  # the size of every URL column
-# Transitions that produce a status callback. "sending" lasts milliseconds and Twilio does
-# not report it; inbound messages report nothing.
-CALLBACK_STATUSES = frozenset(
-    {
-        Status.SCHEDULED,
-        Status.QUEUED,
-        Status.SENT,
-        Status.DELIVERED,
-        Status.UNDELIVERED,
-        Status.FAILED,
-        Status.CANCELED,
-    }
-)
-# Rate-limit waits up to this long happen in place; longer ones put the job back.
+# Rate-limit waits up to this long happen in place; longer ones park the message.
 RATE_WAIT_IN_PLACE_SECONDS = 1.0
 ERROR_EXPIRED = (30036, "Validity period expired")
 ERROR_NO_ROUTE = (30008, "No carrier reaches the destination")
+# Messages in `sent` kept in memory for their receipt, so that it needs no read (a single
+# process only: with several, another may have moved the message meanwhile).
+AWAITING_RECEIPT = 50_000
+# On PostgreSQL, wake the workers of every node when work is parked for them.
+NOTIFY_WORKERS = Statement("SELECT pg_notify('verbal_jobs', :channel)", order=90, key="channel")
+
+
+class Overloaded(Exception):
+    """The pipeline has more work in hand than its admission limit: try again later."""
+
+    def __init__(self, backlog: int, limit: int) -> None:
+        super().__init__(f"{backlog} messages in progress (limit {limit})")
+        self.backlog = backlog
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,29 +124,128 @@ class PipelineSettings:
     rate_per_carrier: dict[str, float] = field(default_factory=dict)
     # Messages per second from any one sender number (0: no limit).
     rate_per_sender: float = 0.0
+    # Submissions handed to carriers at once.
+    submit_concurrency: int = 64
+    # Retries due later than this leave memory (parked in their row).
+    park_after_seconds: float = 5.0
+    # Messages in progress in this process beyond which new ones are refused (0: no limit).
+    admission_limit: int = 20_000
+    lease_seconds: float = 60.0
+    # How often to look for parked work that fell due (workers).
+    poll_seconds: float = 1.0
 
 
 class Messaging:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        journal: Journal,
         queue: JobQueue,
         router: CarrierRouter,
         settings: PipelineSettings,
         buckets: Buckets,
+        directory: Directory,
+        callbacks: CallbackStage,
+        *,
+        owner: str,
+        shared_database: bool = False,
     ) -> None:
         self._sessions = sessions
+        self._journal = journal
         self._queue = queue
         self._router = router
         self._settings = settings
         self._buckets = buckets
+        self._directory = directory
+        self._callbacks = callbacks
+        self._owner = owner
+        self._shared = shared_database
+        self._ids = ledger.IdBlocks(sessions)
+        # Messages this process works on, by SID: the newest record of each.
+        self._live: dict[str, MessageRecord] = {}
+        self._awaiting_receipt: collections.OrderedDict[str, MessageRecord] = (
+            collections.OrderedDict()
+        )
+        self._by_carrier_id: dict[tuple[str, str], str] = {}
+        self._submits: asyncio.Queue[str] = asyncio.Queue()
+        self._submit_attempts: dict[str, int] = {}
+        self._lanes: set[str] = set()  # singleton carriers this process holds
+        self._account_sids: dict[int, str] = {}
+        self._submitting = 0  # submissions waiting for a carrier's answer
+        self._drained = asyncio.Event()  # set whenever that count comes back to 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._wake = asyncio.Event()
+        self._working = False
+        callbacks.settle = self._settle
+        callbacks.park = self._park_callbacks
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the stages: submission workers and the sweeper that claims parked work."""
+        self._working = True
+        for number in range(self._settings.submit_concurrency):
+            self._tasks.append(asyncio.create_task(self._submitter(), name=f"submit-{number}"))
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="message-sweeper"))
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop the stages and hand back what is in memory: the rows keep the work.
+
+        Submissions already handed to a carrier get `deadline` seconds to be answered, so
+        that a carrier's answer is not thrown away needlessly.
+        """
+        self._working = False
+        if self._submitting:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), deadline)
+        for task in self._tasks:
+            task.cancel()
+        for timer in self._timers:
+            timer.cancel()
+        await self._callbacks.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for record in list(self._live.values()):
+            self._write(record, (), ledger.Whereabouts(time.time()))
+        self._live.clear()
+        await self._journal.flushed()
+
+    def wake(self) -> None:
+        """Look for parked work now (a notification said some was added)."""
+        self._wake.set()
+
+    def hold_lane(self, carrier: str) -> None:
+        self._lanes.add(carrier)
+        self._wake.set()
+
+    def release_lane(self, carrier: str) -> None:
+        self._lanes.discard(carrier)
+
+    @property
+    def backlog(self) -> int:
+        """Messages in progress in this process (admitted and not yet done with)."""
+        return len(self._live)
 
     # -- accepting ------------------------------------------------------------------------
 
-    async def send(self, account: Account, request: SendRequest) -> Message:
-        """Validate and durably accept an outbound message; raises MessageRefused."""
-        async with self._sessions.begin() as session:
-            return await self.accept(session, account, request)
+    async def send(self, account: Account, request: SendRequest) -> MessageRecord:
+        """Validate and durably accept an outbound message; raises MessageRefused, or
+        Overloaded when the pipeline is over its admission limit."""
+        self.admit_check()
+        await self._ids.ensure(1)
+        record, entries, where = await self._accepted(account, request, "outbound-api")
+        await self._write(record, entries, where, new=True)
+        self.admit([record])
+        return record
+
+    async def prepare(self, count: int) -> None:
+        """Make sure `count` messages can be accepted inside a transaction the caller is
+        about to open (`accept`): their ids are reserved beforehand."""
+        await self._ids.ensure(count)
 
     async def accept(
         self,
@@ -134,50 +254,98 @@ class Messaging:
         request: SendRequest,
         *,
         direction: str = "outbound-api",
-    ) -> Message:
-        """Accept a message inside the caller's transaction (the engine commits it together
-        with the session's progress, so a crash neither loses nor repeats it)."""
-        to, sender, body, media = await self._validate(session, account, request)
+    ) -> MessageRecord:
+        """Accept a message inside the caller's transaction (the engine commits it with the
+        session's progress, so a crash neither loses nor repeats it). Call `prepare` before
+        the transaction; work on the message starts when it has committed."""
+        record, entries, where = await self._accepted(account, request, direction, session)
+        await execute_in(session, ledger.INSERT_MESSAGE, [ledger.insert_params(record, where)])
+        await execute_in(
+            session, ledger.INSERT_EVENT, [ledger.event_params(entry) for entry in entries]
+        )
+        info = session.sync_session.info
+        # A tuple, replaced rather than appended to: group commit restores `info` when a
+        # unit rolls back, and the unit's messages must leave with it.
+        info[_ACCEPTED_KEY] = (*info.get(_ACCEPTED_KEY, ()), (self, record))
+        return record
+
+    def admit(self, records: list[MessageRecord]) -> None:
+        """Start work on messages whose acceptance has committed."""
+        if not self._working:
+            if records and self._shared:
+                self._journal.write(NOTIFY_WORKERS, {"channel": ""})
+            return
+        for record in records:
+            if record.status == Status.SCHEDULED and not record.callbacks_owed:
+                continue  # parked until its time: the sweeper takes it then
+            self._live[record.sid] = record
+            if record.callbacks_owed:
+                # A message just accepted owes the callback of its one entry (queued).
+                entry = TimelineEntry(
+                    record.id, record.event_seq, record.status, record.date_created, None, True
+                )
+                self._owe(record, [entry])
+            if record.status != Status.SCHEDULED:
+                self._submits.put_nowait(record.sid)
+
+    def admit_check(self) -> None:
+        limit = self._settings.admission_limit
+        if limit and len(self._live) >= limit:
+            raise Overloaded(len(self._live), limit)
+
+    async def _accepted(
+        self,
+        account: Account,
+        request: SendRequest,
+        direction: str,
+        session: AsyncSession | None = None,
+    ) -> tuple[MessageRecord, tuple[TimelineEntry, ...], ledger.Whereabouts]:
+        """A valid request as a new message, queued (or scheduled), with its timeline and
+        where its work will stand; raises MessageRefused."""
+        to, sender, body, media = await self._validate(account, request, session)
+        self._account_sids[account.id] = account.sid
         info = analyze(body)
         now = datetime.now(UTC)
         self._check_schedule(request.send_at, now)
         validity = request.validity_period or self._settings.validity_period_seconds
         # A scheduled message's validity starts when it is released.
         start = request.send_at or now
-        message = Message(
+        accepted = MessageRecord(
+            id=self._ids.take(),
             sid=ids.sid("SM"),
             account_id=account.id,
             direction=direction,
             from_number=sender,
             to_number=to,
             body=body,
-            media_urls=list(media),
+            media_urls=tuple(media),
             encoding=info.encoding.value,
             num_segments=info.segments,
             status=Status.ACCEPTED.value,
             status_callback=request.status_callback or None,
             status_callback_method=request.status_callback_method,
             callback_format=request.callback_format,
+            carrier=None,
+            carrier_message_id=None,
+            error_code=None,
+            error_message=None,
             expires_at=start + timedelta(seconds=validity),
             send_at=request.send_at,
             date_created=now,
             date_updated=now,
+            date_sent=None,
         )
-        session.add(message)
-        await session.flush()
-        delay = 0.0
-        if request.send_at is None:
-            await self._advance(session, message, Status.QUEUED, account=account)
+        target = Status.QUEUED if request.send_at is None else Status.SCHEDULED
+        step = advance(accepted, target, now)
+        for entry in step.entries:
+            MESSAGE_TRANSITIONS.labels(entry.status, direction).inc()
+        if request.send_at is not None:
+            where = ledger.Whereabouts(request.send_at.timestamp())
+        elif self._working:
+            where = self._held()
         else:
-            await self._advance(session, message, Status.SCHEDULED, account=account)
-            delay = (request.send_at - now).total_seconds()
-        await self._queue.enqueue(
-            session,
-            submit_kind(self._router.route(to, sender)),
-            {"message_sid": message.sid, "to": to, "from": sender},
-            delay=delay,
-        )
-        return message
+            where = ledger.Whereabouts(time.time())
+        return step.record, step.entries, where
 
     def _check_schedule(self, send_at: datetime | None, now: datetime) -> None:
         if send_at is None:
@@ -191,64 +359,8 @@ class Messaging:
                 f"SendAt must be between {low:g} seconds and {high:g} seconds in the future.",
             )
 
-    # -- changing an accepted message -----------------------------------------------------
-
-    async def cancel(self, account: Account, sid: str) -> Message:
-        """Cancel a scheduled message before it is released; its submit job then ends idle."""
-        async with self._sessions.begin() as session:
-            message = await self._owned(session, account, sid)
-            if message.status != Status.SCHEDULED:
-                raise MessageRefused(
-                    Refusal.NOT_CANCELABLE,
-                    f"Message {sid} is {message.status}: only scheduled messages can be canceled.",
-                )
-            await self._advance(session, message, Status.CANCELED, account=account)
-            return message
-
-    async def redact(self, account: Account, sid: str) -> Message:
-        """Blank a finished message's body (Twilio: update with an empty Body)."""
-        async with self._sessions.begin() as session:
-            message = await self._owned(session, account, sid)
-            self._require_final(message, "redacted")
-            message.body = ""
-            message.date_updated = datetime.now(UTC)
-            return message
-
-    async def delete(self, account: Account, sid: str) -> None:
-        """Delete a finished message with its timeline and callback log.
-
-        Refused while the message or one of its status callbacks is still on its way, so no
-        job ever wakes up to a message that is gone.
-        """
-        async with self._sessions.begin() as session:
-            message = await self._owned(session, account, sid)
-            self._require_final(message, "deleted")
-            if await self._queue.has_ordered_jobs(session, message.sid):
-                raise MessageRefused(
-                    Refusal.IN_PROGRESS,
-                    f"Message {sid} still has status callbacks to deliver; try again shortly.",
-                )
-            for model in (MessageEvent, WebhookAttempt):
-                await session.execute(delete(model).where(model.message_id == message.id))
-            await session.delete(message)
-
-    async def _owned(self, session: AsyncSession, account: Account, sid: str) -> Message:
-        message = await self._lock(session, sid=sid)
-        if message is None or message.account_id != account.id:
-            raise MessageNotFound(sid)
-        return message
-
-    @staticmethod
-    def _require_final(message: Message, change: str) -> None:
-        if not is_final(message.status):
-            raise MessageRefused(
-                Refusal.IN_PROGRESS,
-                f"Message {message.sid} is {message.status} and cannot be {change} until it "
-                "reaches a final status.",
-            )
-
     async def _validate(
-        self, session: AsyncSession, account: Account, request: SendRequest
+        self, account: Account, request: SendRequest, session: AsyncSession | None
     ) -> tuple[str, str, str, tuple[str, ...]]:
         if not request.to:
             raise MessageRefused(Refusal.TO_MISSING, "A 'To' phone number is required.")
@@ -298,12 +410,7 @@ class Messaging:
                 Refusal.FROM_INVALID,
                 f"The 'From' number {request.from_} is not a valid phone number.",
             ) from None
-        owned = await session.scalar(
-            select(PhoneNumber.id).where(
-                PhoneNumber.number == sender, PhoneNumber.account_id == account.id
-            )
-        )
-        if owned is None:
+        if await self._directory.number_owner(sender, session) != account.id:
             raise MessageRefused(
                 Refusal.FROM_NOT_OWNED,
                 f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
@@ -315,68 +422,226 @@ class Messaging:
             )
         return to, sender, body, request.media_urls
 
-    # -- dispatching ----------------------------------------------------------------------
+    # -- recording changes ------------------------------------------------------------------
 
-    async def handle_submit(self, job: ClaimedJob) -> None:
-        """Run one submit job: hand the message to its carrier and record the outcome."""
-        sid = job.payload["message_sid"]
-        candidates = self._router.candidates(job.payload["to"], job.payload.get("from"))
-        carrier = candidates[0] if candidates else None
-        if carrier is not None and not await self._within_rate(job, carrier):
+    def _held(self) -> ledger.Whereabouts:
+        now = time.time()
+        return ledger.Whereabouts(now, self._owner, now + self._settings.lease_seconds)
+
+    def _write(
+        self,
+        record: MessageRecord,
+        entries: tuple[TimelineEntry, ...] | list[TimelineEntry],
+        where: ledger.Whereabouts,
+        *,
+        new: bool = False,
+    ) -> asyncio.Future[None]:
+        return self._journal.write_many(ledger.intents(record, entries, where, new=new))
+
+    def _apply(
+        self,
+        record: MessageRecord,
+        target: Status,
+        *,
+        error: tuple[int, str] | None = None,
+        carrier: str | None = None,
+        carrier_message_id: str | None = None,
+    ) -> MessageRecord:
+        """Move a message, record the move and start what it owes (callbacks)."""
+        step = advance(
+            record,
+            target,
+            datetime.now(UTC),
+            error=error,
+            carrier=carrier,
+            carrier_message_id=carrier_message_id,
+        )
+        if not step.changed and step.record is record:
+            return record
+        for entry in step.entries:
+            MESSAGE_TRANSITIONS.labels(entry.status, record.direction).inc()
+        self._record(step.record, step.entries)
+        self._owe(step.record, [entry for entry in step.entries if entry.callback])
+        return step.record
+
+    def _record(self, record: MessageRecord, entries: tuple[TimelineEntry, ...] = ()) -> None:
+        """Keep `record` as the message's newest state and journal it, with where its work
+        stands: held here while anything is left to do, released otherwise."""
+        if record.carrier and record.carrier_message_id:
+            self._by_carrier_id[(record.carrier, record.carrier_message_id)] = record.sid
+        busy = (
+            record.status in TO_SUBMIT or record.callbacks_owed or self._callbacks.busy(record.sid)
+        )
+        if busy and self._working:
+            self._live[record.sid] = record
+            self._write(record, entries, self._held())
             return
-        async with self._sessions.begin() as session:
-            message = await self._lock(session, sid=sid)
-            if message is None or is_final(message.status):
-                await self._queue.finish(session, job)
-                return
-            if message.expires_at is not None and message.expires_at <= datetime.now(UTC):
-                await self._fail(session, message, *ERROR_EXPIRED)
-                await self._queue.finish(session, job)
-                return
-            if carrier is None:
-                await self._fail(session, message, *ERROR_NO_ROUTE)
-                await self._queue.finish(session, job)
-                return
-            account = await session.get(Account, message.account_id)
-            if account is None:
-                raise LookupError(f"message {message.sid} has no account")
-            message.carrier = carrier.name
-            await self._advance(session, message, Status.SENDING, account=account)
-            sms = OutboundSms(
-                message_sid=message.sid,
-                account_sid=account.sid,
-                sender=message.from_number,
-                recipient=message.to_number,
-                body=message.body,
-                media_urls=tuple(message.media_urls),
-            )
+        self._live.pop(record.sid, None)
+        self._submit_attempts.pop(record.sid, None)
+        if record.status == Status.SCHEDULED and record.send_at is not None:
+            # Its callbacks are settled: it waits in its row until its time.
+            self._write(record, entries, ledger.Whereabouts(record.send_at.timestamp()))
+            return
+        if busy:  # a process without workers (an API node) leaves the work to them
+            self._write(record, entries, ledger.Whereabouts(time.time()))
+            if self._shared:
+                self._journal.write(NOTIFY_WORKERS, {"channel": ""})
+            return
+        self._write(record, entries, ledger.DONE)
+        if record.carrier and record.carrier_message_id:
+            self._by_carrier_id.pop((record.carrier, record.carrier_message_id), None)
+        if record.status == Status.SENT and not self._shared:
+            self._awaiting_receipt[record.sid] = record
+            if record.carrier and record.carrier_message_id:
+                self._by_carrier_id[(record.carrier, record.carrier_message_id)] = record.sid
+            while len(self._awaiting_receipt) > AWAITING_RECEIPT:
+                _, old = self._awaiting_receipt.popitem(last=False)
+                if old.carrier and old.carrier_message_id:
+                    self._by_carrier_id.pop((old.carrier, old.carrier_message_id), None)
 
-        outcome = await self._submit_in_turn(job, candidates, sms)
+    def _park(self, record: MessageRecord, due: float, lane: str | None = None) -> None:
+        """Hand a message's work back to its row, due at epoch time `due`."""
+        self._live.pop(record.sid, None)
+        self._write(record, (), ledger.Whereabouts(due, lane=lane))
+        if self._shared:
+            self._journal.write(NOTIFY_WORKERS, {"channel": ""})
+
+    def _current(self, sid: str) -> MessageRecord | None:
+        return self._live.get(sid) or self._awaiting_receipt.get(sid)
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def _owe(
+        self,
+        record: MessageRecord,
+        entries: list[TimelineEntry],
+        attempts: dict[str, int] | None = None,
+    ) -> None:
+        """Hand the callbacks `entries` owe to the callback stage. The account's SID (a
+        parameter of every callback) is known: whatever brings a record into memory
+        learns it first (`_know_account`)."""
+        if not entries or not record.status_callback:
+            return
+        account_sid = self._account_sids[record.account_id]
+        made = attempts or {}
+        self._callbacks.owe(
+            [
+                owed_callback(record, entry, account_sid, made.get(f"status:{entry.status}", 0))
+                for entry in entries
+            ]
+        )
+
+    async def _know_account(self, account_id: int) -> None:
+        if account_id not in self._account_sids:
+            sid, _ = await self.token_of(account_id)
+            self._account_sids[account_id] = sid
+
+    async def token_of(self, account_id: int) -> tuple[str, str]:
+        """The SID and current auth token of an account, for signing its callbacks."""
+        account = await self._directory.account_by_id(account_id)
+        if account is None:
+            raise LookupError(f"no account {account_id}")
+        return account.sid, account.auth_token
+
+    def _settle(self, sid: str, seq: int) -> None:
+        record = self._current(sid)
+        if record is None:
+            log.error("callback %s of %s settled for a message not in memory", seq, sid)
+            return
+        self._record(settle_callback(record, seq))
+
+    def _park_callbacks(self, sid: str, due: float) -> bool:
+        """Park a message whose next callback attempt is `due` (epoch); False when it has
+        a submission in progress, which keeps it here."""
+        record = self._live.get(sid)
+        if record is None or record.status in TO_SUBMIT:
+            return False
+        self._park(record, due)
+        return True
+
+    # -- submitting -------------------------------------------------------------------------
+
+    async def _submitter(self) -> None:
+        while True:
+            sid = await self._submits.get()
+            try:
+                await self._submit_one(sid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("submitting %s failed; retrying", sid, extra={"message_sid": sid})
+                record = self._live.get(sid)
+                if record is not None:
+                    self._retry_later(record, "internal error")
+
+    async def _submit_one(self, sid: str) -> None:
+        record = self._live.get(sid)
+        if record is None or record.status not in TO_SUBMIT:
+            return
+        if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+            self._apply(record, Status.FAILED, error=ERROR_EXPIRED)
+            return
+        candidates = self._router.candidates(record.to_number, record.from_number)
+        if not candidates:
+            self._apply(record, Status.FAILED, error=ERROR_NO_ROUTE)
+            return
+        first = candidates[0]
+        if first.singleton and first.name not in self._lanes:
+            self._park(record, time.time(), lane=first.name)
+            return
+        if not await self._within_rate(record, first):
+            return
+        record = self._live.get(sid)
+        if record is None or record.status not in TO_SUBMIT:
+            return
+        resubmission = record.status == Status.SENDING
+        record = dataclasses.replace(record, carrier=first.name)
+        moved = self._apply(record, Status.SENDING)
+        if moved is record:  # a resubmission: already sending, only the carrier is new
+            self._record(record)
+        sms = OutboundSms(
+            message_sid=record.sid,
+            account_sid=self._account_sids[record.account_id],
+            sender=record.from_number,
+            recipient=record.to_number,
+            body=record.body,
+            media_urls=record.media_urls,
+            resubmission=resubmission,
+        )
+        self._submitting += 1
+        try:
+            outcome = await self._submit_in_turn(record, candidates, sms)
+        finally:
+            self._submitting -= 1
+            if not self._submitting:
+                self._drained.set()
         if outcome is None:
             return
         carrier, result = outcome
-        async with self._sessions.begin() as session:
-            message = await self._lock(session, sid=sid)
-            if message is not None:
-                message.carrier = carrier.name
-                message.carrier_message_id = message.carrier_message_id or result.carrier_message_id
-                await self._advance(session, message, Status.SENT)
-            await self._queue.finish(session, job)
+        current = self._current(sid)
+        if current is None:
+            return  # a receipt finished it meanwhile, callbacks and all
+        current = dataclasses.replace(
+            current,
+            carrier=current.carrier if current.final else carrier.name,
+            carrier_message_id=current.carrier_message_id or result.carrier_message_id,
+        )
+        if self._apply(current, Status.SENT) is current:
+            self._record(current)  # already past sent: keep the carrier's id
 
     async def _submit_in_turn(
-        self, job: ClaimedJob, candidates: list[Carrier], sms: OutboundSms
+        self, record: MessageRecord, candidates: list[Carrier], sms: OutboundSms
     ) -> tuple[Carrier, SubmitResult] | None:
         """Offer the message to each candidate carrier in turn until one takes it.
 
         The next carrier gets it when one has no live link (CarrierUnavailable) or refuses
         it for good (CarrierRejected); the last one's refusal fails the message, and a
-        temporary error or a timeout puts the job back for later. None: the job is done
-        with, failed or rescheduled.
+        temporary error or a timeout retries later. None: failed or retrying.
         """
         sid = sms.message_sid
         error: Exception | None = None
         for index, carrier in enumerate(candidates):
-            if index and not await self._within_rate(job, carrier):
+            if index and not await self._within_rate(record, carrier):
                 return None
             try:
                 return carrier, await self._submit(carrier, sms)
@@ -394,43 +659,62 @@ class Messaging:
             except (CarrierTemporaryError, TimeoutError) as exc:
                 error = exc
             break
+        current = self._live.get(sid)
+        if current is None:
+            return None
         if isinstance(error, CarrierRejected):
-            async with self._sessions.begin() as session:
-                message = await self._lock(session, sid=sid)
-                if message is not None:
-                    await self._fail(session, message, error.code, error.message)
-                await self._queue.finish(session, job)
+            self._apply(current, Status.FAILED, error=(error.code, error.message))
             return None
         reason = "submit timed out" if isinstance(error, TimeoutError) else str(error)
+        self._retry_later(current, reason)
+        return None
+
+    def _retry_later(self, record: MessageRecord, reason: str) -> None:
+        attempts = self._submit_attempts.get(record.sid, 0) + 1
+        self._submit_attempts[record.sid] = attempts
         delay = backoff_delay(
-            job.attempts,
+            attempts,
             self._settings.submit_retry_base_seconds,
             self._settings.submit_retry_max_seconds,
         )
+        sid = record.sid
         log.info(
             "message %s: %s; retrying in %.1fs", sid, reason, delay, extra={"message_sid": sid}
         )
-        async with self._sessions.begin() as session:
-            await self._queue.reschedule(session, job, delay, reason)
-        return None
+        self._later(record, delay)
 
-    async def _within_rate(self, job: ClaimedJob, carrier: Carrier) -> bool:
+    def _later(self, record: MessageRecord, delay: float) -> None:
+        """Submit again after `delay` seconds: in memory if soon, from the row otherwise."""
+        if delay >= self._settings.park_after_seconds and not self._callbacks.busy(record.sid):
+            self._park(record, time.time() + delay)
+            return
+        loop = asyncio.get_running_loop()
+
+        def resume() -> None:
+            self._timers.discard(timer)
+            self._submits.put_nowait(record.sid)
+
+        timer = loop.call_later(delay, resume)
+        self._timers.add(timer)
+
+    async def _within_rate(self, record: MessageRecord, carrier: Carrier) -> bool:
         """Take a token for the carrier and one for the sender, waiting briefly if need be.
 
-        False means the wait would be long and the job was put back for later.
+        False means the wait would be long and the message was parked until then.
         """
         limits = [(f"carrier:{carrier.name}", self._settings.rate_per_carrier.get(carrier.name, 0))]
-        if job.payload.get("from"):
-            limits.append((f"sender:{job.payload['from']}", self._settings.rate_per_sender))
+        limits.append((f"sender:{record.from_number}", self._settings.rate_per_sender))
         for key, rate in limits:
+            if not rate:
+                continue
             wait = await self._buckets.reserve(key, rate)
             while 0 < wait <= RATE_WAIT_IN_PLACE_SECONDS:
                 await asyncio.sleep(wait)
                 wait = await self._buckets.reserve(key, rate)
             if wait > 0:
-                # A long wait would outlive the job's lease: give the job back instead.
-                async with self._sessions.begin() as session:
-                    await self._queue.reschedule(session, job, wait, f"rate limited ({key})")
+                current = self._live.get(record.sid)
+                if current is not None:
+                    self._later(current, wait)
                 return False
         return True
 
@@ -453,162 +737,138 @@ class Messaging:
         finally:
             SUBMIT_SECONDS.labels(carrier.name).observe(time.perf_counter() - started)
 
-    # -- carrier events -------------------------------------------------------------------
+    # -- claiming parked work ---------------------------------------------------------------
 
-    async def on_receipt(self, receipt: Receipt) -> None:
-        async with self._sessions.begin() as session:
-            if receipt.message_sid is not None:
-                message = await self._lock(session, sid=receipt.message_sid)
-            else:
-                message = await self._lock(
-                    session, carrier=receipt.carrier, carrier_message_id=receipt.carrier_message_id
-                )
-            if message is None:
-                log.warning(
-                    "receipt from %s for unknown message %s dropped",
-                    receipt.carrier,
-                    receipt.carrier_message_id,
-                )
-                return
-            # The receipt may beat the recording of the submit result: fill that in too.
-            message.carrier = message.carrier or receipt.carrier
-            message.carrier_message_id = message.carrier_message_id or receipt.carrier_message_id
-            target = Status(receipt.status)
-            if target in (Status.UNDELIVERED, Status.FAILED):
-                message.error_code = receipt.error_code or 30008
-                message.error_message = (receipt.error_message or "Unknown error")[:512]
-            await self._advance(session, message, target)
+    async def _sweeper(self) -> None:
+        while True:
+            try:
+                claimed = await self._claim()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming parked messages failed; retrying")
+                claimed = 0
+            if self._shared and self._live:
+                with contextlib.suppress(Exception):
+                    await ledger.renew(
+                        self._sessions,
+                        self._owner,
+                        [record.id for record in self._live.values()],
+                        time.time() + self._settings.lease_seconds,
+                    )
+            if claimed:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
 
-    async def on_inbound(self, sms: InboundSms) -> str:
-        async with self._sessions.begin() as session:
-            number = await session.scalar(
-                select(PhoneNumber).where(PhoneNumber.number == sms.recipient)
-            )
-            if number is None:
-                raise NumberNotInService(f"{sms.recipient} is not a number in service")
-            info = analyze(sms.body)
-            now = datetime.now(UTC)
-            message = Message(
-                sid=ids.sid("SM"),
-                account_id=number.account_id,
-                direction="inbound",
-                from_number=sms.sender,
-                to_number=sms.recipient,
-                body=sms.body,
-                media_urls=list(sms.media_urls),
-                encoding=info.encoding.value,
-                num_segments=info.segments,
-                status=Status.RECEIVING.value,
-                carrier=sms.carrier,
-                carrier_message_id=sms.carrier_message_id,
-                date_created=now,
-                date_updated=now,
-            )
-            session.add(message)
-            await session.flush()
-            session.add(MessageEvent(message_id=message.id, status=Status.RECEIVING.value))
-            await self._advance(session, message, Status.RECEIVED)
-            # Whoever runs the number's app (the engine) takes it from here, durably.
-            await self._queue.enqueue(session, INBOUND_JOB, {"message_sid": message.sid})
-            return message.sid
-
-    # -- the one way a status changes -----------------------------------------------------
-
-    async def _fail(self, session: AsyncSession, message: Message, code: int, text: str) -> None:
-        message.error_code = code
-        message.error_message = text[:512]
-        await self._advance(session, message, Status.FAILED)
-
-    async def _advance(
-        self,
-        session: AsyncSession,
-        message: Message,
-        target: Status,
-        *,
-        account: Account | None = None,
-    ) -> None:
-        steps = path_to(Status(message.status), target)
-        if not steps:
-            return
+    async def _claim(self) -> int:
+        limit = self._settings.admission_limit
+        room = limit - len(self._live) if limit else 500
+        if room <= 0:
+            return 0
+        claimed = await ledger.claim(
+            self._sessions,
+            owner=self._owner,
+            lease_seconds=self._settings.lease_seconds,
+            lanes=sorted(self._lanes),
+            limit=min(room, 500),
+            skip_locked=self._shared,
+        )
+        fresh = [record for record, _ in claimed if record.sid not in self._live]
+        for account_id in {record.account_id for record in fresh}:
+            await self._know_account(account_id)
+        owed = await ledger.owed_callbacks(self._sessions, fresh)
+        attempts = await ledger.attempts_made(self._sessions, list(owed))
         now = datetime.now(UTC)
-        for step in steps:
-            MESSAGE_TRANSITIONS.labels(step.value, message.direction).inc()
-            message.status = step.value
-            message.date_updated = now
-            if step == Status.SENT:
-                message.date_sent = now
-            error = message.error_code if is_final(step) else None
-            # A Core insert: the ORM's unit of work cost more than the statement (queue.py).
-            await session.execute(
-                insert(MessageEvent.__table__).values(
-                    message_id=message.id, status=step.value, occurred_at=now, error_code=error
-                )
+        for record in fresh:
+            self._live[record.sid] = record
+            self._owe(record, owed.get(record.id, []), attempts.get(record.id))
+            if record.status == Status.SCHEDULED:
+                if record.send_at is not None and record.send_at > now:
+                    self._park(record, record.send_at.timestamp())
+                    continue
+                record = self._apply(record, Status.QUEUED)
+            if record.status in (Status.ACCEPTED, Status.QUEUED, Status.SENDING):
+                self._submits.put_nowait(record.sid)
+            else:
+                self._record(record)
+        return len(claimed)
+
+    async def recover(self) -> None:
+        """On a single-process (SQLite) start: every lease in the table was left by a crashed
+        run, and is this process's to take over."""
+        released = await ledger.release_all(self._sessions)
+        if released:
+            log.info("resuming %d messages left in flight by the previous run", released)
+
+    # -- changing an accepted message -----------------------------------------------------
+
+    async def _load(self, sid: str) -> MessageRecord | None:
+        return self._current(sid) or await ledger.load(self._sessions, sid=sid)
+
+    async def cancel(self, account: Account, sid: str) -> MessageRecord:
+        """Cancel a scheduled message before it is released."""
+        record = await self._load(sid)
+        if record is None or record.account_id != account.id:
+            raise MessageNotFound(sid)
+        self._account_sids[account.id] = account.sid
+        if record.status != Status.SCHEDULED:
+            raise MessageRefused(
+                Refusal.NOT_CANCELABLE,
+                f"Message {sid} is {record.status}: only scheduled messages can be canceled.",
             )
-            if message.status_callback and step in CALLBACK_STATUSES:
-                if account is None:
-                    account = await session.get(Account, message.account_id)
-                if account is None:
-                    raise LookupError(f"message {message.sid} has no account")
-                await self._enqueue_status_callback(
-                    session, message, account, with_error=error is not None
+        record = self._apply(record, Status.CANCELED)
+        await self._journal.flushed()
+        return record
+
+    async def redact(self, account: Account, sid: str) -> Message:
+        """Blank a finished message's body (Twilio: update with an empty Body)."""
+        await self._journal.flushed()
+        async with self._sessions.begin() as session:
+            message = await self._owned(session, account, sid)
+            self._require_final(message, "redacted")
+            message.body = ""
+            message.date_updated = datetime.now(UTC)
+        return message
+
+    async def delete(self, account: Account, sid: str) -> None:
+        """Delete a finished message with its timeline and callback log.
+
+        Refused while the message or one of its status callbacks is still on its way.
+        """
+        await self._journal.flushed()
+        async with self._sessions.begin() as session:
+            message = await self._owned(session, account, sid)
+            self._require_final(message, "deleted")
+            if (
+                message.callback_cursor < message.callback_seq
+                or sid in self._live
+                or await self._queue.has_ordered_jobs(session, message.sid)
+            ):
+                raise MessageRefused(
+                    Refusal.IN_PROGRESS,
+                    f"Message {sid} still has status callbacks to deliver; try again shortly.",
                 )
+            for model in (MessageEvent, WebhookAttempt):
+                await session.execute(delete(model).where(model.message_id == message.id))
+            await session.delete(message)
+        self._awaiting_receipt.pop(sid, None)
 
-    async def _enqueue_status_callback(
-        self, session: AsyncSession, message: Message, account: Account, *, with_error: bool
-    ) -> None:
-        formatter = CALLBACK_FORMATS[message.callback_format]
-        # A filled-in intermediate status (sent, before a failed receipt) carries no error.
-        facts = MessageFacts(
-            sid=message.sid,
-            account_sid=account.sid,
-            from_number=message.from_number,
-            to_number=message.to_number,
-            body=message.body,
-            status=message.status,
-            error_code=message.error_code if with_error else None,
-            error_message=message.error_message if with_error else None,
-            media_urls=tuple(message.media_urls),
-            num_segments=message.num_segments,
-            date_updated=message.date_updated,
-        )
-        await self._enqueue_callback(
-            session,
-            message,
-            account,
-            f"status:{message.status}",
-            message.status_callback_method,
-            formatter.params(facts),
-        )
+    async def _owned(self, session: AsyncSession, account: Account, sid: str) -> Message:
+        message = await session.scalar(select(Message).where(Message.sid == sid))
+        if message is None or message.account_id != account.id:
+            raise MessageNotFound(sid)
+        return message
 
-    async def _enqueue_callback(
-        self,
-        session: AsyncSession,
-        message: Message,
-        account: Account,
-        event: str,
-        method: str,
-        params: list[tuple[str, str]],
-    ) -> None:
-        url = message.status_callback or ""
-        signed_url = url if method == "POST" else append_query(url, params)
-        formatter = CALLBACK_FORMATS[message.callback_format]
-        payload: dict[str, Any] = {
-            "message_id": message.id,
-            "event": event,
-            "url": url,
-            "method": method,
-            "params": params,
-            # Signed now, with the token the account has now: the job then holds no secret.
-            "headers": {
-                **formatter.signature_headers(
-                    signed_url, params if method == "POST" else [], account.auth_token
-                ),
-                # One token per status event, the same on every retry: a receiver that saw
-                # it already (a worker died after the request, before recording it) skips it.
-                IDEMPOTENCY_HEADER: f"{message.sid}-{uuid.uuid4().hex}",
-            },
-        }
-        await self._queue.enqueue(session, WEBHOOK_JOB, payload, ordering_key=message.sid)
+    @staticmethod
+    def _require_final(message: Message, change: str) -> None:
+        if message.rank < 9:
+            raise MessageRefused(
+                Refusal.IN_PROGRESS,
+                f"Message {message.sid} is {message.status} and cannot be {change} until it "
+                "reaches a final status.",
+            )
 
     async def redeliver_callback(self, account: Account, attempt_id: int) -> None:
         """Send a recorded status callback again, durably, after the message's pending ones.
@@ -617,6 +877,9 @@ class Messaging:
         account's current token, and the idempotency token is new: the developer asked for
         this delivery, so a receiver must not drop it as a repeat. Raises CallbackNotFound.
         """
+        from verbal.messaging.callbacks import signed_request
+
+        await self._journal.flushed()
         async with self._sessions.begin() as session:
             attempt = await session.get(WebhookAttempt, attempt_id)
             message = None
@@ -627,36 +890,126 @@ class Messaging:
             if not message.status_callback:
                 raise CallbackNotFound(f"message {message.sid} has no status callback URL")
             params = [(str(k), str(v)) for k, v in attempt.request_params.items()]
-            await self._enqueue_callback(
-                session, message, account, attempt.event, attempt.method, params
+            request = signed_request(
+                message.callback_format,
+                message.status_callback,
+                attempt.method,
+                params,
+                account.auth_token,
+                f"{message.sid}-{uuid.uuid4().hex}",
             )
+            payload: dict[str, Any] = {
+                "message_id": message.id,
+                "event": attempt.event,
+                "url": request.url,
+                "method": request.method,
+                "params": params,
+                "headers": request.headers,
+            }
+            await self._queue.enqueue(session, REDELIVERY_JOB, payload, ordering_key=message.sid)
 
-    async def _lock(
-        self,
-        session: AsyncSession,
-        *,
-        sid: str | None = None,
-        carrier: str | None = None,
-        carrier_message_id: str | None = None,
-    ) -> Message | None:
-        """Load a message for update: concurrent events on one message apply one by one."""
-        query = select(Message).with_for_update()
-        if sid is not None:
-            query = query.where(Message.sid == sid)
-        else:
-            query = query.where(
-                Message.carrier == carrier, Message.carrier_message_id == carrier_message_id
+    # -- carrier events -------------------------------------------------------------------
+
+    async def on_receipt(self, receipt: Receipt) -> None:
+        sid = receipt.message_sid or self._by_carrier_id.get(
+            (receipt.carrier, receipt.carrier_message_id)
+        )
+        record = self._current(sid) if sid is not None else None
+        if record is None:
+            if receipt.message_sid is not None:
+                record = await ledger.load(self._sessions, sid=receipt.message_sid)
+            else:
+                record = await ledger.load(
+                    self._sessions,
+                    carrier=receipt.carrier,
+                    carrier_message_id=receipt.carrier_message_id,
+                )
+        if record is None:
+            log.warning(
+                "receipt from %s for unknown message %s dropped",
+                receipt.carrier,
+                receipt.carrier_message_id,
             )
-        return await session.scalar(query)
+            return
+        self._awaiting_receipt.pop(record.sid, None)
+        await self._know_account(record.account_id)
+        target = Status(receipt.status)
+        error = None
+        if target in (Status.UNDELIVERED, Status.FAILED):
+            error = (receipt.error_code or 30008, receipt.error_message or "Unknown error")
+        before = record
+        record = self._apply(
+            record,
+            target,
+            error=error,
+            carrier=receipt.carrier,
+            carrier_message_id=receipt.carrier_message_id,
+        )
+        if record is not before and record.event_seq == before.event_seq:
+            self._record(record)  # only the carrier's id was filled in
+
+    async def on_inbound(self, sms: InboundSms) -> str:
+        account_id = await self._directory.number_owner(sms.recipient)
+        if account_id is None:
+            raise NumberNotInService(f"{sms.recipient} is not a number in service")
+        await self._ids.ensure(1)
+        info = analyze(sms.body)
+        now = datetime.now(UTC)
+        record = MessageRecord(
+            id=self._ids.take(),
+            sid=ids.sid("SM"),
+            account_id=account_id,
+            direction="inbound",
+            from_number=sms.sender,
+            to_number=sms.recipient,
+            body=sms.body,
+            media_urls=tuple(sms.media_urls),
+            encoding=info.encoding.value,
+            num_segments=info.segments,
+            status=Status.RECEIVING.value,
+            status_callback=None,
+            status_callback_method="POST",
+            callback_format="twilio",
+            carrier=sms.carrier,
+            carrier_message_id=sms.carrier_message_id,
+            error_code=None,
+            error_message=None,
+            expires_at=None,
+            send_at=None,
+            date_created=now,
+            date_updated=now,
+            date_sent=None,
+        )
+        receiving = TimelineEntry(record.id, 1, Status.RECEIVING.value, now, None, False)
+        record = dataclasses.replace(record, event_seq=1)
+        step = advance(record, Status.RECEIVED, now)
+        MESSAGE_TRANSITIONS.labels(Status.RECEIVED.value, "inbound").inc()
+        self._write(step.record, (receiving, *step.entries), ledger.DONE, new=True)
+        # Whoever runs the number's app (the engine) takes it from here, durably.
+        await self._journal.write(
+            ledger.INSERT_JOB, ledger.job_params(INBOUND_JOB, {"message_sid": record.sid})
+        )
+        self._queue.wake()
+        return record.sid
 
 
-def submit_kind(carrier: Carrier | None) -> str:
-    """The job kind of a message's submission. A singleton carrier's messages get a kind of
-    their own, which only the worker holding that carrier claims (it may still fail over to
-    the next carrier from there)."""
-    if carrier is not None and carrier.singleton:
-        return f"{SUBMIT_JOB}@{carrier.name}"
-    return SUBMIT_JOB
+_ACCEPTED_KEY = "verbal.messaging.accepted"
+
+
+@event.listens_for(Session, "after_commit")
+def _admit_after_commit(session: Session) -> None:
+    accepted = session.info.pop(_ACCEPTED_KEY, ())
+    by_pipeline: dict[int, tuple[Messaging, list[MessageRecord]]] = {}
+    for messaging, record in accepted:
+        by_pipeline.setdefault(id(messaging), (messaging, []))[1].append(record)
+    for messaging, records in by_pipeline.values():
+        messaging.admit(records)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_ACCEPTED_KEY, None)
 
 
 def is_http_url(url: str) -> bool:

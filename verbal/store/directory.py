@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,9 +56,72 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
         raise ValueError(f"not application settings: {', '.join(sorted(unknown))}")
 
 
+# How long a process trusts what it cached of an account or a number. Changes made through
+# this process clear its cache at once; this bounds how long one made elsewhere (the CLI, or
+# another node on PostgreSQL) goes unseen.
+CACHE_TTL_SECONDS = 5.0
+
+
+class _Cache:
+    """A small map whose entries expire; misses are never cached (a number added by another
+    process must be found at once)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self._ttl, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class Directory:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Read on every request and every message: accounts by id and by login, numbers'
+        # owners by number.
+        self._accounts = _Cache(CACHE_TTL_SECONDS)
+        self._owners = _Cache(CACHE_TTL_SECONDS)
+
+    def forget_numbers(self) -> None:
+        """Drop cached number owners (a number was added, moved or released)."""
+        self._owners.clear()
+
+    async def account_by_id(self, account_id: int) -> Account | None:
+        """An account by its row id (cached)."""
+        account = self._accounts.get(account_id)
+        if account is None:
+            async with self._sessions() as session:
+                account = await session.get(Account, account_id)
+            if account is not None:
+                self._accounts.put(account_id, account)
+        return account
+
+    async def number_owner(self, number: str, session: AsyncSession | None = None) -> int | None:
+        """The id of the account holding `number`, if any (cached). A caller inside a
+        transaction passes its session, which reads on a miss (on SQLite another session
+        would wait for that transaction to end)."""
+        owner = self._owners.get(number)
+        if owner is None:
+            query = select(PhoneNumber.account_id).where(PhoneNumber.number == number)
+            if session is not None:
+                owner = await session.scalar(query)
+            else:
+                async with self._sessions() as own:
+                    owner = await own.scalar(query)
+            if owner is not None:
+                self._owners.put(number, owner)
+        return owner
 
     async def create_account(
         self, friendly_name: str = "Verbal account", *, sid: str = "", auth_token: str = ""
@@ -91,8 +155,12 @@ class Directory:
     async def authenticate(self, username: str, password: str) -> Account | None:
         """The active account whose SID (or Plivo auth id) and token match, else None."""
         column = Account.plivo_auth_id if username.startswith(("MA", "SA")) else Account.sid
-        async with self._sessions() as session:
-            account = await session.scalar(select(Account).where(column == username))
+        account = self._accounts.get(("login", username))
+        if account is None:
+            async with self._sessions() as session:
+                account = await session.scalar(select(Account).where(column == username))
+            if account is not None:
+                self._accounts.put(("login", username), account)
         if account is None or account.status != "active":
             return None
         if not hmac.compare_digest(account.auth_token.encode(), password.encode()):
@@ -113,6 +181,7 @@ class Directory:
                 session.add(row)
         except IntegrityError as exc:
             raise AlreadyExists(f"{number} already belongs to an account") from exc
+        self.forget_numbers()
         return row
 
     async def number(self, number: str) -> PhoneNumber | None:
@@ -305,3 +374,4 @@ class Directory:
                 if own is not None:
                     own.deleted = True
             await session.delete(row)
+        self.forget_numbers()

@@ -66,6 +66,10 @@ class GroupCommitSessions(async_sessionmaker[AsyncSession]):
         try:
             batch = self._batch or await self._open()
             savepoint = await batch.session.begin_nested()
+            # What units leave in `info` for after the commit (jobs to wake for, messages
+            # to admit) must go with a unit that rolls back.
+            info = batch.session.sync_session.info
+            info_before = dict(info)
         except BaseException:
             # An open batch must still be committed or handed on, or it would hold the
             # connection for good.
@@ -77,6 +81,8 @@ class GroupCommitSessions(async_sessionmaker[AsyncSession]):
         except BaseException:
             if savepoint.is_active:
                 await savepoint.rollback()
+            info.clear()
+            info.update(info_before)
             self._end_turn(batch)
             raise
         batch.units += 1

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -130,6 +131,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_account_created", "account_id", "date_created", "id"),
         Index("ix_messages_carrier_ref", "carrier", "carrier_message_id"),
+        Index("ix_messages_work", "work_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,6 +159,18 @@ class Message(Base):
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow)
     date_sent: Mapped[datetime | None] = mapped_column()
+    # The outbox (verbal/messaging/ledger.py): how far the message is (`rank`, so that no
+    # writer moves it backwards), its newest timeline entry, the newest one owing a status
+    # callback and the last callback settled; when work is due, who holds it, and the
+    # singleton carrier whose holder alone may take it.
+    rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_cursor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    work_at: Mapped[float | None] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires: Mapped[float | None] = mapped_column(Float)
+    lane: Mapped[str | None] = mapped_column(String(64))
 
 
 class Session(Base):
@@ -211,13 +225,27 @@ class MessageEvent(Base):
     """One row per status transition, so every message has its own timeline."""
 
     __tablename__ = "message_events"
+    __table_args__ = (Index("ix_message_events_seq", "message_id", "seq", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    # The entry's place in its message's timeline, from 1.
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     error_code: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(String(512))
+    # Whether a status callback is owed for this entry.
+    callback: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class IdBlock(Base):
+    """The next id not yet reserved, per table whose ids processes reserve in blocks."""
+
+    __tablename__ = "id_blocks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class Job(Base):
