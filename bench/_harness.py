@@ -741,7 +741,8 @@ class EndToEnd:
             line += (
                 f" ({accepted.achieved_per_second:,.0f}/s of {rate:,.0f}/s offered),"
                 f" {done / window:,.0f}/s final within the window, backlog at its end"
-                f" {self.backlog.not_final:,} messages not final and {self.backlog.work:,} with work left"
+                f" {self.backlog.not_final:,} messages not final and"
+                f" {self.backlog.work:,} with work left"
             )
         drained = self.settled_at - self.window_end
         return f"{line}; all final {drained:,.1f} s later, {self.missing():,} callbacks missing"

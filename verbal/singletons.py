@@ -4,9 +4,10 @@ An SMSC may allow an account only so many binds. A carrier declared `singleton` 
 whichever worker holds its lease: that worker starts the carrier and takes the messages parked
 in the carrier's lane (`messages.lane`, see `verbal.messaging.ledger`); the other workers
 leave both alone, parking there the messages they route to it. The holder renews the lease
-every third of its length; if it cannot (the database is out of reach), it stops the carrier at once, before anyone else can
-take over, so two workers never hold the binds together. A holder that dies stops renewing,
-and when its lease runs out the next worker to ask binds and sends what has queued up.
+every third of its length; if it cannot (the database is out of reach), it stops the carrier
+at once, before anyone else can take over, so two workers never hold the binds together. A
+holder that dies stops renewing, and when its lease runs out the next worker to ask binds
+and sends what has queued up.
 """
 
 from __future__ import annotations
