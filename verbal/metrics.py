@@ -40,6 +40,10 @@ JOBS_RUN = Counter(
     "Jobs this process ran, by kind and outcome (ok, error).",
     ["kind", "outcome"],
 )
+MESSAGES_IN_PROGRESS = Gauge(
+    "verbal_messages_in_progress",
+    "Messages this process works on (its share of the admission limit).",
+)
 QUEUE_DEPTH = Gauge("verbal_queue_jobs", "Jobs in the queue, by kind.", ["kind"])
 QUEUE_DUE = Gauge("verbal_queue_due_jobs", "Jobs due now and not being worked on.")
 QUEUE_LAG = Gauge(

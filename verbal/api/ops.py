@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from verbal.api.auth import runtime
-from verbal.metrics import QUEUE_DEPTH, QUEUE_DUE, QUEUE_LAG
+from verbal.metrics import MESSAGES_IN_PROGRESS, QUEUE_DEPTH, QUEUE_DUE, QUEUE_LAG
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,4 +49,5 @@ async def metrics(request: Request) -> Response:
         QUEUE_DEPTH.labels(kind).set(count)
     QUEUE_DUE.set(stats.due)
     QUEUE_LAG.set(stats.lag_seconds)
+    MESSAGES_IN_PROGRESS.set(runtime(request).messaging.backlog)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

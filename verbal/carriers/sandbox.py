@@ -54,6 +54,7 @@ from verbal.carriers.base import (
     ReceiptStatus,
     SubmitResult,
 )
+from verbal.store.cache import TtlCache
 from verbal.store.journal import Journal, Statement, json_text
 from verbal.store.models import Account, PhoneNumber, SandboxDelivery, SandboxRule
 
@@ -159,7 +160,7 @@ class SandboxNetwork:
         self.sessions = sessions
         self.prefixes = tuple(prefixes)
         self._doors: list[FrontDoor] = []
-        self._rules_cache: dict[str, tuple[float, list[Rule]]] = {}
+        self._rules_cache: TtlCache[list[Rule]] = TtlCache(RULES_TTL_SECONDS)
 
     def add_door(self, door: FrontDoor) -> None:
         """Open a front door; doors are asked in the order they were added."""
@@ -280,17 +281,15 @@ class SandboxNetwork:
         account's entry at once; one made by another process (a second node on PostgreSQL)
         is seen within `RULES_TTL_SECONDS`.
         """
-        cached = self._rules_cache.get(account_sid)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        if session is None:
+
+        async def load() -> list[Rule]:
+            if session is not None:
+                return await self._rules(session, account_sid)
             async with self.sessions() as own:
-                rules = await self._rules(own, account_sid)
-        else:
-            rules = await self._rules(session, account_sid)
-        self._rules_cache[account_sid] = (now + RULES_TTL_SECONDS, rules)
-        return rules
+                return await self._rules(own, account_sid)
+
+        rules = await self._rules_cache.get(account_sid, load, shared=session is None)
+        return rules or []
 
     async def add_rule(
         self,
@@ -300,7 +299,7 @@ class SandboxNetwork:
         delay_seconds: float = 0.0,
         error_code: int | None = None,
     ) -> Rule:
-        self._rules_cache.pop(account_sid, None)
+        self._rules_cache.forget(account_sid)
         async with self.sessions.begin() as session:
             row = SandboxRule(
                 account_sid=account_sid,
@@ -311,7 +310,7 @@ class SandboxNetwork:
             )
             session.add(row)
             await session.flush()
-        self._rules_cache.pop(account_sid, None)
+        self._rules_cache.forget(account_sid)
         return self._rule(row)
 
     async def delete_rule(self, account_sid: str, rule_id: int | None = None) -> int:
@@ -321,7 +320,7 @@ class SandboxNetwork:
             statement = statement.where(SandboxRule.id == rule_id)
         async with self.sessions.begin() as session:
             result: Any = await session.execute(statement)
-        self._rules_cache.pop(account_sid, None)
+        self._rules_cache.forget(account_sid)
         return int(result.rowcount or 0)
 
     async def _rules(self, session: AsyncSession, account_sid: str) -> list[Rule]:

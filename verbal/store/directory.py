@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import hmac
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
+from verbal.store.cache import TtlCache
 from verbal.store.models import Account, Application, PhoneNumber
 
 
@@ -62,36 +62,13 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
 CACHE_TTL_SECONDS = 5.0
 
 
-class _Cache:
-    """A small map whose entries expire; misses are never cached (a number added by another
-    process must be found at once)."""
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._entries: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any) -> Any:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: Any, value: Any) -> None:
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + self._ttl, value)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 class Directory:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         # Read on every request and every message: accounts by id and by login, numbers'
         # owners by number.
-        self._accounts = _Cache(CACHE_TTL_SECONDS)
-        self._owners = _Cache(CACHE_TTL_SECONDS)
+        self._accounts: TtlCache[Account] = TtlCache(CACHE_TTL_SECONDS)
+        self._owners: TtlCache[int] = TtlCache(CACHE_TTL_SECONDS)
 
     def forget_numbers(self) -> None:
         """Drop cached number owners (a number was added, moved or released)."""
@@ -99,29 +76,26 @@ class Directory:
 
     async def account_by_id(self, account_id: int) -> Account | None:
         """An account by its row id (cached)."""
-        account = self._accounts.get(account_id)
-        if account is None:
+
+        async def load() -> Account | None:
             async with self._sessions() as session:
-                account = await session.get(Account, account_id)
-            if account is not None:
-                self._accounts.put(account_id, account)
-        return account
+                return await session.get(Account, account_id)
+
+        return await self._accounts.get(account_id, load)
 
     async def number_owner(self, number: str, session: AsyncSession | None = None) -> int | None:
         """The id of the account holding `number`, if any (cached). A caller inside a
         transaction passes its session, which reads on a miss (on SQLite another session
         would wait for that transaction to end)."""
-        owner = self._owners.get(number)
-        if owner is None:
-            query = select(PhoneNumber.account_id).where(PhoneNumber.number == number)
+        query = select(PhoneNumber.account_id).where(PhoneNumber.number == number)
+
+        async def load() -> int | None:
             if session is not None:
-                owner = await session.scalar(query)
-            else:
-                async with self._sessions() as own:
-                    owner = await own.scalar(query)
-            if owner is not None:
-                self._owners.put(number, owner)
-        return owner
+                return await session.scalar(query)
+            async with self._sessions() as own:
+                return await own.scalar(query)
+
+        return await self._owners.get(number, load, shared=session is None)
 
     async def create_account(
         self, friendly_name: str = "Verbal account", *, sid: str = "", auth_token: str = ""
@@ -155,12 +129,12 @@ class Directory:
     async def authenticate(self, username: str, password: str) -> Account | None:
         """The active account whose SID (or Plivo auth id) and token match, else None."""
         column = Account.plivo_auth_id if username.startswith(("MA", "SA")) else Account.sid
-        account = self._accounts.get(("login", username))
-        if account is None:
+
+        async def load() -> Account | None:
             async with self._sessions() as session:
-                account = await session.scalar(select(Account).where(column == username))
-            if account is not None:
-                self._accounts.put(("login", username), account)
+                return await session.scalar(select(Account).where(column == username))
+
+        account = await self._accounts.get(("login", username), load)
         if account is None or account.status != "active":
             return None
         if not hmac.compare_digest(account.auth_token.encode(), password.encode()):
