@@ -253,7 +253,7 @@ def _request_body(parameters: Iterable[str], media_type: str) -> dict[str, Any]:
 
 
 def _route(
-    method: str,
+    methods: str | tuple[str, ...],
     path: str,
     summary: str,
     *,
@@ -261,23 +261,27 @@ def _route(
     status: int = 200,
     json_only: bool = False,
 ) -> Callable[[Endpoint], Endpoint]:
-    """Register an endpoint at `path` and, unless it is JSON only, at `path.json` as well;
-    `takes` names the parameters of its body."""
+    """Register an endpoint for `methods` (Restcomm updates with POST and PUT alike) at
+    `path` and, unless it is JSON only, at `path.json` as well; `takes` names the parameters
+    of its body."""
     extra = _request_body(takes, JSON if json_only else FORM) if takes else None
 
     def register(endpoint: Endpoint) -> Endpoint:
-        # The `.json` form first: `{Sid}` alone would also match `SM….json`.
-        for variant in [path] if json_only else [path + ".json", path]:
-            router.add_api_route(
-                variant,
-                endpoint,
-                methods=[method],
-                summary=summary,
-                status_code=status,
-                responses=_answers(summary, status),
-                openapi_extra=extra,
-                route_class_override=JsonRoute if json_only else None,
-            )
+        # One route per method: a route serving two would give both operations one
+        # operationId, which OpenAPI forbids.
+        for method in (methods,) if isinstance(methods, str) else methods:
+            # The `.json` form first: `{Sid}` alone would also match `SM….json`.
+            for variant in [path] if json_only else [path + ".json", path]:
+                router.add_api_route(
+                    variant,
+                    endpoint,
+                    methods=[method],
+                    summary=summary,
+                    status_code=status,
+                    responses=_answers(summary, status),
+                    openapi_extra=extra,
+                    route_class_override=JsonRoute if json_only else None,
+                )
         return endpoint
 
     return register
@@ -934,7 +938,15 @@ async def fetch_application(
     return await _application_response(request, account, application, include_numbers)
 
 
-async def _update_application(request: Request, account: Account, sid: str) -> Response:
+@_route(
+    ("POST", "PUT"),
+    "/{AccountSid}/Applications/{ApplicationSid}",
+    "Update an application",
+    takes=APPLICATION_PARAMETERS,
+)
+async def update_application(
+    request: Request, account: OwnAccount, sid: ApplicationSid
+) -> Response:
     application = await _application_for_path(request, account, sid)
     form = await _form(request)
     settings = _application_settings(form, application)
@@ -947,30 +959,6 @@ async def _update_application(request: Request, account: Account, sid: str) -> R
     except LookupError:
         raise _not_found(f"/{API_VERSION}/Accounts/{account.sid}/Applications/{sid}") from None
     return await _application_response(request, account, updated, None)
-
-
-@_route(
-    "POST",
-    "/{AccountSid}/Applications/{ApplicationSid}",
-    "Update an application",
-    takes=APPLICATION_PARAMETERS,
-)
-async def update_application_post(
-    request: Request, account: OwnAccount, sid: ApplicationSid
-) -> Response:
-    return await _update_application(request, account, sid)
-
-
-@_route(
-    "PUT",
-    "/{AccountSid}/Applications/{ApplicationSid}",
-    "Update an application",
-    takes=APPLICATION_PARAMETERS,
-)
-async def update_application_put(
-    request: Request, account: OwnAccount, sid: ApplicationSid
-) -> Response:
-    return await _update_application(request, account, sid)
 
 
 @_route(
@@ -1208,35 +1196,19 @@ async def fetch_number(request: Request, account: OwnAccount, sid: PhoneNumberSi
     return await _number_response(request, account, number)
 
 
-async def _update_number(request: Request, account: Account, sid: str) -> Response:
+@_route(
+    ("POST", "PUT"),
+    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
+    "Update a number",
+    takes=NUMBER_PARAMETERS,
+)
+async def update_number(request: Request, account: OwnAccount, sid: PhoneNumberSid) -> Response:
     number = await _number_for_path(request, account, sid)
     form = await _form(request)
     own = await runtime(request).directory.own_application(number)
     changes = await _number_changes(request, account, form, own)
     number = await _apply(request, account, number, changes)
     return await _number_response(request, account, number)
-
-
-@_route(
-    "POST",
-    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
-    "Update a number",
-    takes=NUMBER_PARAMETERS,
-)
-async def update_number_post(
-    request: Request, account: OwnAccount, sid: PhoneNumberSid
-) -> Response:
-    return await _update_number(request, account, sid)
-
-
-@_route(
-    "PUT",
-    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
-    "Update a number",
-    takes=NUMBER_PARAMETERS,
-)
-async def update_number_put(request: Request, account: OwnAccount, sid: PhoneNumberSid) -> Response:
-    return await _update_number(request, account, sid)
 
 
 @_route(
