@@ -16,20 +16,20 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
-from urllib.parse import urlencode
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from verbal.api import lookups
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, overloaded
 from verbal.api.limits import MAX_ROW_ID
+from verbal.api.paging import Key, ListQuery, Window, link, read_counted
 from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR
 from verbal.dialects.plivo import message_uuid as uuid_of
 from verbal.messaging.errors import MessageRefused, Refusal
@@ -135,10 +135,8 @@ async def account_for_path(
 
 
 OwnAccount = Annotated[Account, Depends(account_for_path)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 # A filter's text goes to the database, and PostgreSQL refuses NUL in text.
 Filter = Annotated[str | None, Query(pattern=r"^[^\x00]*$")]
-Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 
 Row = TypeVar("Row")
 
@@ -146,48 +144,55 @@ Row = TypeVar("Row")
 # -- lists --------------------------------------------------------------------------------------
 
 
-async def fetch_page(
-    session: AsyncSession,
-    query: Select[tuple[Row]],
-    order: ColumnElement[Any],
-    limit: int,
-    offset: int,
-    keep: Callable[[Row], bool] | None = None,
-) -> tuple[list[Row], int]:
-    """One page of `query`'s rows and how many rows there are in all.
-
-    `keep` filters on what is not stored and so cannot be queried (a message's type, a
-    number's kind): then every row is read and the page is cut in Python.
-    """
-    ordered = query.order_by(order)
-    if keep is not None:
-        rows = [row for row in await session.scalars(ordered) if keep(row)]
-        return rows[offset : offset + limit], len(rows)
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    return list(await session.scalars(ordered.offset(offset).limit(limit))), total
+class Paging(NamedTuple):
+    limit: int
+    offset: int
 
 
-def list_answer(
-    path: str,
-    limit: int,
-    offset: int,
-    total: int,
-    filters: Sequence[tuple[str, str]],
-    objects: list[dict[str, Any]],
-) -> dict[str, Any]:
+def paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
+) -> Paging:
+    return Paging(limit, offset)
+
+
+PageParams = Annotated[Paging, Depends(paging)]
+
+
+class Page(NamedTuple, Generic[Row]):
+    """The rows of one page, how many the list has in all, and the filters to repeat."""
+
+    rows: list[Row]
+    total: int
+    paging: Paging
+    filters: Sequence[tuple[str, str]]
+
+
+async def read_page(
+    request: Request, listing: ListQuery[Row], paging: Paging, key: Key, *, descending: bool = False
+) -> Page[Row]:
+    """One page of the list's rows in `key` order."""
+    window = Window(key, paging.limit, paging.offset, descending=descending)
+    async with runtime(request).sessions() as session:
+        rows, total = await read_counted(session, listing, window)
+    return Page(rows, total, paging, listing.params)
+
+
+def list_answer(path: str, page: Page[Any], objects: list[dict[str, Any]]) -> dict[str, Any]:
     """A list in Plivo's shape. `next` and `previous` carry the filters along, and the SDK's
     auto-paging follows `next`'s own limit and offset."""
+    (limit, offset), total = page.paging, page.total
 
-    def page(at: int) -> str:
-        return f"{path}?{urlencode([('limit', limit), ('offset', at), *filters])}"
+    def page_uri(at: int) -> str:
+        return link(path, [("limit", limit), ("offset", at), *page.filters])
 
     return {
         "api_id": api_id(),
         "meta": {
             "limit": limit,
             "offset": offset,
-            "next": page(offset + limit) if offset + limit < total else None,
-            "previous": page(max(offset - limit, 0)) if offset > 0 else None,
+            "next": page_uri(offset + limit) if offset + limit < total else None,
+            "previous": page_uri(max(offset - limit, 0)) if offset > 0 else None,
             "total_count": total,
         },
         "objects": objects,
@@ -413,63 +418,48 @@ async def get_message(
     request: Request, account: OwnAccount, message_uuid: Annotated[str, Path()]
 ) -> dict[str, Any]:
     sid = _sid_of(message_uuid)
-    message = None
-    if sid is not None:
-        async with runtime(request).sessions() as session:
-            message = await session.scalar(
-                select(Message).where(Message.sid == sid, Message.account_id == account.id)
-            )
+    message = await lookups.account_message(request, account, sid) if sid else None
     if message is None:
         raise PlivoError(404, "not found")
     return {"api_id": api_id(), **message_json(message, account.plivo_auth_id)}
+
+
+def _direction(direction: str) -> ColumnElement[bool]:
+    if direction not in ("inbound", "outbound"):
+        raise PlivoError(400, "message_direction must be inbound or outbound")
+    inbound = Message.direction == "inbound"
+    return inbound if direction == "inbound" else ~inbound
+
+
+def _state(state: str) -> ColumnElement[bool]:
+    states = _STATES.get(state)
+    if states is None and state not in ("rejected", "read"):
+        raise PlivoError(400, f"invalid message_state {state!r}")
+    return Message.status.in_(states or ())
 
 
 @router.get("/{auth_id}/Message/", summary="List messages, newest first")
 async def list_messages(
     request: Request,
     account: OwnAccount,
-    limit: Limit = DEFAULT_LIMIT,
-    offset: Offset = 0,
+    paging: PageParams,
     message_direction: Annotated[str | None, Query()] = None,
     message_state_: Annotated[str | None, Query(alias="message_state")] = None,
     message_type: Annotated[str | None, Query()] = None,
     from_number: Filter = None,
     to_number: Filter = None,
 ) -> dict[str, Any]:
-    query = select(Message).where(Message.account_id == account.id)
-    filters: list[tuple[str, str]] = []
-    if message_direction:
-        if message_direction not in ("inbound", "outbound"):
-            raise PlivoError(400, "message_direction must be inbound or outbound")
-        inbound = Message.direction == "inbound"
-        query = query.where(inbound if message_direction == "inbound" else ~inbound)
-        filters.append(("message_direction", message_direction))
-    if message_state_:
-        states = _STATES.get(message_state_)
-        if states is None and message_state_ not in ("rejected", "read"):
-            raise PlivoError(400, f"invalid message_state {message_state_!r}")
-        query = query.where(Message.status.in_(states or ()))
-        filters.append(("message_state", message_state_))
-    if message_type:
-        if message_type not in (*TYPES, "whatsapp"):
-            raise PlivoError(400, f"invalid message_type {message_type!r}")
-        filters.append(("message_type", message_type))
-    if from_number:
-        query = query.where(Message.from_number == as_e164(from_number))
-        filters.append(("from_number", from_number))
-    if to_number:
-        query = query.where(Message.to_number == as_e164(to_number))
-        filters.append(("to_number", to_number))
-
+    listing = ListQuery(lookups.messages(account))
+    listing.filter("message_direction", message_direction, _direction)
+    listing.filter("message_state", message_state_, _state)
+    if message_type and message_type not in (*TYPES, "whatsapp"):
+        raise PlivoError(400, f"invalid message_type {message_type!r}")
     # The type is not stored (it is whether there is media, a JSON list): filtered in Python.
-    keep = (lambda m: type_of(m) == message_type) if message_type else None
-    async with runtime(request).sessions() as session:
-        rows, total = await fetch_page(session, query, Message.id.desc(), limit, offset, keep)
+    listing.filter("message_type", message_type, keep=lambda m: type_of(m) == message_type)
+    listing.filter("from_number", from_number, lambda n: Message.from_number == as_e164(n))
+    listing.filter("to_number", to_number, lambda n: Message.to_number == as_e164(n))
+    page = await read_page(request, listing, paging, Message.id, descending=True)
+    auth_id = account.plivo_auth_id
     return list_answer(
-        f"{PREFIX}/{account.plivo_auth_id}/Message/",
-        limit,
-        offset,
-        total,
-        filters,
-        [message_json(m, account.plivo_auth_id) for m in rows],
+        f"{PREFIX}/{auth_id}/Message/", page, [message_json(m, auth_id) for m in page.rows]
     )

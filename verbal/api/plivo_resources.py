@@ -23,23 +23,23 @@ from typing import Annotated, Any
 import phonenumbers
 from fastapi import APIRouter, Path, Query, Request, Response
 from phonenumbers import PhoneNumberType, geocoder
-from sqlalchemy import false, select
+from sqlalchemy import ColumnElement, false, true
 
+from verbal.api import lookups
 from verbal.api.auth import runtime
+from verbal.api.paging import ListQuery
 from verbal.api.plivo import (
-    DEFAULT_LIMIT,
     PREFIX,
     Filter,
-    Limit,
-    Offset,
     OwnAccount,
+    PageParams,
     PlivoError,
     PlivoRoute,
     api_id,
     as_e164,
-    fetch_page,
     list_answer,
     plivo_number,
+    read_page,
     request_params,
     text_param,
 )
@@ -209,8 +209,8 @@ async def _application(
     """The account's listed application that `app_id` names. Not found is 404 for the path's
     own resource and 400 for an application a parameter refers to."""
     sid = sid_of(app_id)
-    application = await runtime(request).directory.application(sid) if sid else None
-    if application is None or application.account_id != account.id or application.number_owned:
+    application = await lookups.account_application(request, account, sid) if sid else None
+    if application is None:
         if status == 404:
             raise PlivoError(404, "not found")
         raise PlivoError(status, f"invalid {name}: no application {app_id} on this account")
@@ -261,34 +261,23 @@ async def get_application(request: Request, account: OwnAccount, app_id: AppId) 
 async def list_applications(
     request: Request,
     account: OwnAccount,
-    limit: Limit = DEFAULT_LIMIT,
-    offset: Offset = 0,
+    paging: PageParams,
     app_name: Filter = None,
     subaccount: Filter = None,
 ) -> dict[str, Any]:
     _refuse_async(request.query_params)
-    query = select(Application).where(
-        Application.account_id == account.id,
-        Application.deleted.is_(False),
-        Application.number_owned.is_(False),
-    )
-    filters: list[tuple[str, str]] = []
-    if app_name:
-        query = query.where(Application.friendly_name == app_name)
-        filters.append(("app_name", app_name))
-    if subaccount:
-        filters.append(("subaccount", subaccount))
+    listing = ListQuery(lookups.applications(account))
+    listing.filter("app_name", app_name, lambda name: Application.friendly_name == name)
     # The subaccount is kept in the `extra` JSON, which each database queries its own way.
-    keep = (lambda a: (a.extra or {}).get("subaccount") == subaccount) if subaccount else None
-    async with runtime(request).sessions() as session:
-        rows, total = await fetch_page(session, query, Application.id, limit, offset, keep)
+    listing.filter(
+        "subaccount",
+        subaccount,
+        keep=lambda a: (a.extra or {}).get("subaccount") == subaccount,
+    )
+    page = await read_page(request, listing, paging, Application.id)
+    auth_id = account.plivo_auth_id
     return list_answer(
-        f"{PREFIX}/{account.plivo_auth_id}/Application/",
-        limit,
-        offset,
-        total,
-        filters,
-        [application_json(a, account.plivo_auth_id) for a in rows],
+        f"{PREFIX}/{auth_id}/Application/", page, [application_json(a, auth_id) for a in page.rows]
     )
 
 
@@ -388,22 +377,11 @@ def _carrier(request: Request, number: str) -> str | None:
     return carrier.name if carrier else None
 
 
-async def _application_sids(request: Request, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    async with runtime(request).sessions() as session:
-        rows = await session.execute(
-            select(Application.id, Application.sid).where(Application.id.in_(ids))
-        )
-        return {row.id: row.sid for row in rows}
-
-
 async def _numbers_json(
     request: Request, numbers: list[PhoneNumber], auth_id: str
 ) -> list[dict[str, Any]]:
-    sids = await _application_sids(
-        request, {n.application_id for n in numbers if n.application_id is not None}
-    )
+    applications = await lookups.applications_by_id(request, [n.application_id for n in numbers])
+    sids = {id_: application.sid for id_, application in applications.items()}
     return [
         number_json(
             n,
@@ -477,53 +455,44 @@ async def add_numbers(request: Request, account: OwnAccount) -> dict[str, Any]:
     return {"api_id": api_id(), "message": "changed"}
 
 
+def _starts_with(digits: str) -> ColumnElement[bool]:
+    prefix = as_e164(digits)
+    if not prefix[1:].isdigit():
+        raise PlivoError(400, "invalid number_startswith: digits only")
+    return PhoneNumber.number.startswith(prefix, autoescape=True)
+
+
+def _services(services: str) -> ColumnElement[bool]:
+    """Verbal's numbers carry texts and media and no calls: asking for voice finds none."""
+    wanted = {s.strip() for s in services.split(",") if s.strip()}
+    if not wanted <= set(SERVICES):
+        raise PlivoError(400, "invalid services: a comma-separated list of sms, voice, mms")
+    return false() if "voice" in wanted else true()
+
+
 @router.get("/{auth_id}/Number/", summary="List the account's numbers, oldest first")
 async def list_numbers(
     request: Request,
     account: OwnAccount,
-    limit: Limit = DEFAULT_LIMIT,
-    offset: Offset = 0,
+    paging: PageParams,
     kind: Annotated[str | None, Query(alias="type")] = None,
     number_startswith: Filter = None,
     alias: Filter = None,
     services: Filter = None,
     subaccount: Filter = None,
 ) -> dict[str, Any]:
-    query = select(PhoneNumber).where(PhoneNumber.account_id == account.id)
-    filters: list[tuple[str, str]] = []
-    if number_startswith:
-        prefix = as_e164(number_startswith)
-        if not prefix[1:].isdigit():
-            raise PlivoError(400, "invalid number_startswith: digits only")
-        query = query.where(PhoneNumber.number.startswith(prefix, autoescape=True))
-        filters.append(("number_startswith", number_startswith))
-    if alias:
-        query = query.where(PhoneNumber.friendly_name == alias)
-        filters.append(("alias", alias))
-    if services:
-        wanted = {s.strip() for s in services.split(",") if s.strip()}
-        if not wanted <= set(SERVICES):
-            raise PlivoError(400, "invalid services: a comma-separated list of sms, voice, mms")
-        if "voice" in wanted:
-            query = query.where(false())
-        filters.append(("services", services))
-    if subaccount:
-        # Verbal has no subaccounts: no number belongs to one.
-        query = query.where(false())
-        filters.append(("subaccount", subaccount))
-    if kind:
-        filters.append(("type", kind))
+    listing = ListQuery(lookups.numbers(account))
+    listing.filter("number_startswith", number_startswith, _starts_with)
+    listing.filter("alias", alias, lambda name: PhoneNumber.friendly_name == name)
+    listing.filter("services", services, _services)
+    # Verbal has no subaccounts: no number belongs to one.
+    listing.filter("subaccount", subaccount, lambda _: false())
     # The kind is read from the numbering plan, not stored.
-    keep = (lambda n: number_type(n.number) == kind) if kind else None
-    async with runtime(request).sessions() as session:
-        rows, total = await fetch_page(session, query, PhoneNumber.id, limit, offset, keep)
+    listing.filter("type", kind, keep=lambda n: number_type(n.number) == kind)
+    page = await read_page(request, listing, paging, PhoneNumber.id)
+    auth_id = account.plivo_auth_id
     return list_answer(
-        f"{PREFIX}/{account.plivo_auth_id}/Number/",
-        limit,
-        offset,
-        total,
-        filters,
-        await _numbers_json(request, rows, account.plivo_auth_id),
+        f"{PREFIX}/{auth_id}/Number/", page, await _numbers_json(request, page.rows, auth_id)
     )
 
 

@@ -29,19 +29,20 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from verbal.api import lookups
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, overloaded
+from verbal.api.paging import ListQuery, Window, count, link, read
 from verbal.api.twilio import REFUSAL_CODES
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused, Refusal
@@ -255,7 +256,7 @@ def _request_body(parameters: Iterable[str], media_type: str) -> dict[str, Any]:
 
 
 def _route(
-    method: str,
+    methods: str | tuple[str, ...],
     path: str,
     summary: str,
     *,
@@ -263,23 +264,27 @@ def _route(
     status: int = 200,
     json_only: bool = False,
 ) -> Callable[[Endpoint], Endpoint]:
-    """Register an endpoint at `path` and, unless it is JSON only, at `path.json` as well;
-    `takes` names the parameters of its body."""
+    """Register an endpoint for `methods` (Restcomm updates with POST and PUT alike) at
+    `path` and, unless it is JSON only, at `path.json` as well; `takes` names the parameters
+    of its body."""
     extra = _request_body(takes, JSON if json_only else FORM) if takes else None
 
     def register(endpoint: Endpoint) -> Endpoint:
-        # The `.json` form first: `{Sid}` alone would also match `SM….json`.
-        for variant in [path] if json_only else [path + ".json", path]:
-            router.add_api_route(
-                variant,
-                endpoint,
-                methods=[method],
-                summary=summary,
-                status_code=status,
-                responses=_answers(summary, status),
-                openapi_extra=extra,
-                route_class_override=JsonRoute if json_only else None,
-            )
+        # One route per method: a route serving two would give both operations one
+        # operationId, which OpenAPI forbids.
+        for method in (methods,) if isinstance(methods, str) else methods:
+            # The `.json` form first: `{Sid}` alone would also match `SM….json`.
+            for variant in [path] if json_only else [path + ".json", path]:
+                router.add_api_route(
+                    variant,
+                    endpoint,
+                    methods=[method],
+                    summary=summary,
+                    status_code=status,
+                    responses=_answers(summary, status),
+                    openapi_extra=extra,
+                    route_class_override=JsonRoute if json_only else None,
+                )
         return endpoint
 
     return register
@@ -401,20 +406,27 @@ def _dates(created: datetime, updated: datetime) -> list[Field]:
 
 # -- paging -----------------------------------------------------------------------------------
 
-PageNumber = Annotated[int, Query(alias="Page", ge=0, description="Page number, from 0.")]
-PageSize = Annotated[
-    int, Query(alias="PageSize", ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")
-]
-AfterSid = Annotated[
-    str | None, Query(alias="AfterSid", description="Continue after this row (next links).")
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Paging:
     page: int
     page_size: int
     after_sid: str | None
+
+
+def _paging(
+    page: Annotated[int, Query(alias="Page", ge=0, description="Page number, from 0.")] = 0,
+    page_size: Annotated[
+        int, Query(alias="PageSize", ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")
+    ] = DEFAULT_PAGE_SIZE,
+    after_sid: Annotated[
+        str | None, Query(alias="AfterSid", description="Continue after this row (next links).")
+    ] = None,
+) -> Paging:
+    return Paging(page, page_size, after_sid)
+
+
+PageParams = Annotated[Paging, Depends(_paging)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,14 +440,10 @@ class Listing:
     filters: list[tuple[str, str]]
 
     def _link(self, page: int, after_sid: str | None = None) -> str:
-        query: list[tuple[str, str | int]] = [
-            ("Page", page),
-            ("PageSize", self.paging.page_size),
-            *self.filters,
-        ]
-        if after_sid:
-            query.append(("AfterSid", after_sid))
-        return f"{self.path}?{urlencode(query)}"
+        after = [("AfterSid", after_sid)] if after_sid else []
+        return link(
+            self.path, [("Page", page), ("PageSize", self.paging.page_size), *self.filters, *after]
+        )
 
     def envelope(self) -> list[tuple[str, str | int]]:
         page, size = self.paging.page, self.paging.page_size
@@ -461,36 +469,35 @@ class Listing:
 
 async def _page(
     request: Request,
-    query: Select[Any],
+    listing: ListQuery[Any],
+    paging: Paging,
     *,
     scope: ColumnElement[bool],
     sid_column: InstrumentedAttribute[str],
     order: InstrumentedAttribute[Any],
     descending: bool,
-    paging: Paging,
-) -> tuple[list[Any], int]:
-    """One page of `query`'s rows and how many rows it has in all.
+) -> Listing:
+    """One page of the list's rows and how many rows it has in all.
 
     `AfterSid` continues after that row (looked up in `scope`, the account's rows, so a row
     that has stopped matching the filters still anchors); without it, `Page` counts rows.
     """
     async with runtime(request).sessions() as session:
-        total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        total = await count(session, listing)
         last = max(math.ceil(total / paging.page_size) - 1, 0)
         if paging.page > last:
             raise _invalid(f"Page {paging.page} is beyond the last page, {last}")
+        anchor = None
         if paging.after_sid:
             anchor = await session.scalar(
                 select(order).where(sid_column == paging.after_sid, scope)
             )
             if anchor is None:
                 raise _invalid(f"Invalid AfterSid {paging.after_sid!r}")
-            query = query.where(order < anchor if descending else order > anchor)
-        else:
-            query = query.offset(paging.page * paging.page_size)
-        ordered = query.order_by(order.desc() if descending else order.asc())
-        rows = list(await session.scalars(ordered.limit(paging.page_size)))
-    return rows, total
+        offset = 0 if paging.after_sid else paging.page * paging.page_size
+        window = Window(order, paging.page_size, offset, anchor, descending)
+        rows = await read(session, listing, window)
+    return Listing(rows, paging, total, request.url.path, listing.params)
 
 
 def _list_response(
@@ -636,10 +643,7 @@ async def fetch_sms(
     account: OwnAccount,
     message_sid: Annotated[str, Path(alias="MessageSid")],
 ) -> Response:
-    async with runtime(request).sessions() as session:
-        message = await session.scalar(
-            select(Message).where(Message.sid == message_sid, Message.account_id == account.id)
-        )
+    message = await lookups.account_message(request, account, message_sid)
     if message is None:
         raise _not_found(f"/{API_VERSION}/Accounts/{account.sid}/SMS/Messages/{message_sid}")
     return _resource_response(request, "SMSMessage", _message_fields(message, account.sid))
@@ -652,10 +656,15 @@ def _day(value: str, name: str) -> datetime:
         raise _invalid(f"{name} must be a date as YYYY-MM-DD") from None
 
 
+def _ends_with(column: InstrumentedAttribute[str], number: str) -> ColumnElement[bool]:
+    return column.endswith(_NUMBER_SEPARATORS.sub("", number), autoescape=True)
+
+
 @_route("GET", "/{AccountSid}/SMS/Messages", "List SMS messages, newest first")
 async def list_sms(
     request: Request,
     account: OwnAccount,
+    paging: PageParams,
     to: Annotated[str | None, Query(alias="To", description="Ends with this number.")] = None,
     from_: Annotated[str | None, Query(alias="From", description="Ends with this number.")] = None,
     start_time: Annotated[
@@ -666,47 +675,32 @@ async def list_sms(
     ] = None,
     body: Annotated[str | None, Query(alias="Body", description="Contains this text.")] = None,
     status: Annotated[str | None, Query(alias="Status")] = None,
-    page: PageNumber = 0,
-    page_size: PageSize = DEFAULT_PAGE_SIZE,
-    after_sid: AfterSid = None,
 ) -> Response:
-    scope = Message.account_id == account.id
-    query = select(Message).where(scope)
-    filters: list[tuple[str, str]] = []
-    for name, value, column in (
-        ("To", to, Message.to_number),
-        ("From", from_, Message.from_number),
-    ):
-        if value:
-            query = query.where(column.endswith(_NUMBER_SEPARATORS.sub("", value), autoescape=True))
-            filters.append((name, value))
-    if start_time:
-        query = query.where(Message.date_created >= _day(start_time, "StartTime"))
-        filters.append(("StartTime", start_time))
-    if end_time:
-        # The whole day named is included.
-        until = _day(end_time, "EndTime") + timedelta(days=1)
-        query = query.where(Message.date_created < until)
-        filters.append(("EndTime", end_time))
-    if body:
-        query = query.where(Message.body.contains(body, autoescape=True))
-        filters.append(("Body", body))
-    if status:
-        query = query.where(Message.status.in_(_statuses_shown_as(status)))
-        filters.append(("Status", status))
-    paging = Paging(page, page_size, after_sid)
-    rows, total = await _page(
+    listing = ListQuery(lookups.messages(account))
+    listing.filter("To", to, lambda number: _ends_with(Message.to_number, number))
+    listing.filter("From", from_, lambda number: _ends_with(Message.from_number, number))
+    listing.filter(
+        "StartTime", start_time, lambda day: Message.date_created >= _day(day, "StartTime")
+    )
+    # The whole day named is included.
+    listing.filter(
+        "EndTime",
+        end_time,
+        lambda day: Message.date_created < _day(day, "EndTime") + timedelta(days=1),
+    )
+    listing.filter("Body", body, lambda text: Message.body.contains(text, autoescape=True))
+    listing.filter("Status", status, lambda shown: Message.status.in_(_statuses_shown_as(shown)))
+    page = await _page(
         request,
-        query,
-        scope=scope,
+        listing,
+        paging,
+        scope=Message.account_id == account.id,
         sid_column=Message.sid,
         order=Message.id,
         descending=True,
-        paging=paging,
     )
-    listing = Listing(rows, paging, total, request.url.path, filters)
-    items = [_message_fields(message, account.sid) for message in rows]
-    return _list_response(request, listing, "SMSMessages", "messages", "SMSMessage", items)
+    items = [_message_fields(message, account.sid) for message in page.rows]
+    return _list_response(request, page, "SMSMessages", "messages", "SMSMessage", items)
 
 
 # -- the JSON Messages API --------------------------------------------------------------------
@@ -782,25 +776,6 @@ async def send_message(request: Request, account: OwnAccount) -> Response:
 
 
 # -- applications -----------------------------------------------------------------------------
-
-
-async def _applications_by_id(
-    request: Request, ids: Iterable[int | None]
-) -> dict[int, Application]:
-    wanted = {id_ for id_ in ids if id_ is not None}
-    if not wanted:
-        return {}
-    async with runtime(request).sessions() as session:
-        rows = await session.scalars(select(Application).where(Application.id.in_(wanted)))
-        return {row.id: row for row in rows}
-
-
-async def _account_application(request: Request, account: Account, sid: str) -> Application | None:
-    """One of the account's listed applications (not a number's own URLs), if it exists."""
-    application = await runtime(request).directory.application(sid)
-    if application is None or application.account_id != account.id or application.number_owned:
-        return None
-    return application
 
 
 def _rcml_url(application: Application) -> str | None:
@@ -904,7 +879,7 @@ async def _applications_fields(
                 .order_by(PhoneNumber.number)
             )
         )
-    attached = await _applications_by_id(
+    attached = await lookups.applications_by_id(
         request, [i for n in numbers for i in (n.application_id, n.voice_application_id)]
     )
     return [
@@ -938,7 +913,7 @@ async def _application_response(
 
 
 async def _application_for_path(request: Request, account: Account, sid: str) -> Application:
-    application = await _account_application(request, account, sid)
+    application = await lookups.account_application(request, account, sid)
     if application is None:
         raise _not_found(f"/{API_VERSION}/Accounts/{account.sid}/Applications/{sid}")
     return application
@@ -966,7 +941,15 @@ async def fetch_application(
     return await _application_response(request, account, application, include_numbers)
 
 
-async def _update_application(request: Request, account: Account, sid: str) -> Response:
+@_route(
+    ("POST", "PUT"),
+    "/{AccountSid}/Applications/{ApplicationSid}",
+    "Update an application",
+    takes=APPLICATION_PARAMETERS,
+)
+async def update_application(
+    request: Request, account: OwnAccount, sid: ApplicationSid
+) -> Response:
     application = await _application_for_path(request, account, sid)
     form = await _form(request)
     settings = _application_settings(form, application)
@@ -979,30 +962,6 @@ async def _update_application(request: Request, account: Account, sid: str) -> R
     except LookupError:
         raise _not_found(f"/{API_VERSION}/Accounts/{account.sid}/Applications/{sid}") from None
     return await _application_response(request, account, updated, None)
-
-
-@_route(
-    "POST",
-    "/{AccountSid}/Applications/{ApplicationSid}",
-    "Update an application",
-    takes=APPLICATION_PARAMETERS,
-)
-async def update_application_post(
-    request: Request, account: OwnAccount, sid: ApplicationSid
-) -> Response:
-    return await _update_application(request, account, sid)
-
-
-@_route(
-    "PUT",
-    "/{AccountSid}/Applications/{ApplicationSid}",
-    "Update an application",
-    takes=APPLICATION_PARAMETERS,
-)
-async def update_application_put(
-    request: Request, account: OwnAccount, sid: ApplicationSid
-) -> Response:
-    return await _update_application(request, account, sid)
 
 
 @_route(
@@ -1020,28 +979,24 @@ async def delete_application(
 async def list_applications(
     request: Request,
     account: OwnAccount,
+    paging: PageParams,
     include_numbers: IncludeNumbers = None,
-    page: PageNumber = 0,
-    page_size: PageSize = DEFAULT_PAGE_SIZE,
-    after_sid: AfterSid = None,
 ) -> Response:
-    scope = (Application.account_id == account.id) & Application.number_owned.is_(False)
-    query = select(Application).where(scope, Application.deleted.is_(False))
-    paging = Paging(page, page_size, after_sid)
-    rows, total = await _page(
+    listing = ListQuery(lookups.applications(account))
+    with_numbers = (include_numbers or "").lower() == "true"
+    listing.filter("includeNumbers", "true" if with_numbers else None)
+    page = await _page(
         request,
-        query,
-        scope=scope,
+        listing,
+        paging,
+        # A deleted application still anchors the page after it.
+        scope=(Application.account_id == account.id) & Application.number_owned.is_(False),
         sid_column=Application.sid,
         order=Application.id,
         descending=False,
-        paging=paging,
     )
-    with_numbers = (include_numbers or "").lower() == "true"
-    filters = [("includeNumbers", "true")] if with_numbers else []
-    listing = Listing(rows, paging, total, request.url.path, filters)
-    items = await _applications_fields(request, account.sid, rows, with_numbers=with_numbers)
-    return _list_response(request, listing, "Applications", "applications", "Application", items)
+    items = await _applications_fields(request, account.sid, page.rows, with_numbers=with_numbers)
+    return _list_response(request, page, "Applications", "applications", "Application", items)
 
 
 # -- incoming phone numbers -------------------------------------------------------------------
@@ -1118,7 +1073,7 @@ def _number_fields(
 async def _numbers_fields(
     request: Request, account_sid: str, numbers: list[PhoneNumber]
 ) -> list[list[Field]]:
-    applications = await _applications_by_id(
+    applications = await lookups.applications_by_id(
         request,
         [
             id_
@@ -1159,7 +1114,7 @@ async def _number_changes(
         sid = form[name].strip()
         if not sid:
             return None
-        found = await _account_application(request, account, sid)
+        found = await lookups.account_application(request, account, sid)
         if found is None:
             raise _invalid(f"{name} {sid} is not an application of this account")
         return found
@@ -1244,35 +1199,19 @@ async def fetch_number(request: Request, account: OwnAccount, sid: PhoneNumberSi
     return await _number_response(request, account, number)
 
 
-async def _update_number(request: Request, account: Account, sid: str) -> Response:
+@_route(
+    ("POST", "PUT"),
+    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
+    "Update a number",
+    takes=NUMBER_PARAMETERS,
+)
+async def update_number(request: Request, account: OwnAccount, sid: PhoneNumberSid) -> Response:
     number = await _number_for_path(request, account, sid)
     form = await _form(request)
     own = await runtime(request).directory.own_application(number)
     changes = await _number_changes(request, account, form, own)
     number = await _apply(request, account, number, changes)
     return await _number_response(request, account, number)
-
-
-@_route(
-    "POST",
-    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
-    "Update a number",
-    takes=NUMBER_PARAMETERS,
-)
-async def update_number_post(
-    request: Request, account: OwnAccount, sid: PhoneNumberSid
-) -> Response:
-    return await _update_number(request, account, sid)
-
-
-@_route(
-    "PUT",
-    "/{AccountSid}/IncomingPhoneNumbers/{PhoneNumberSid}",
-    "Update a number",
-    takes=NUMBER_PARAMETERS,
-)
-async def update_number_put(request: Request, account: OwnAccount, sid: PhoneNumberSid) -> Response:
-    return await _update_number(request, account, sid)
 
 
 @_route(
@@ -1291,41 +1230,36 @@ async def delete_number(request: Request, account: OwnAccount, sid: PhoneNumberS
 async def list_numbers(
     request: Request,
     account: OwnAccount,
+    paging: PageParams,
     phone_number: Annotated[
         str | None, Query(alias="PhoneNumber", description="Contains this text.")
     ] = None,
     friendly_name: Annotated[
         str | None, Query(alias="FriendlyName", description="Contains this text.")
     ] = None,
-    page: PageNumber = 0,
-    page_size: PageSize = DEFAULT_PAGE_SIZE,
-    after_sid: AfterSid = None,
 ) -> Response:
-    scope = PhoneNumber.account_id == account.id
-    query = select(PhoneNumber).where(scope)
-    filters: list[tuple[str, str]] = []
-    for name, value, column in (
-        ("PhoneNumber", phone_number, PhoneNumber.number),
-        ("FriendlyName", friendly_name, PhoneNumber.friendly_name),
-    ):
-        if value:
-            query = query.where(column.contains(value, autoescape=True))
-            filters.append((name, value))
-    paging = Paging(page, page_size, after_sid)
-    rows, total = await _page(
+    listing = ListQuery(lookups.numbers(account))
+    listing.filter(
+        "PhoneNumber", phone_number, lambda text: PhoneNumber.number.contains(text, autoescape=True)
+    )
+    listing.filter(
+        "FriendlyName",
+        friendly_name,
+        lambda text: PhoneNumber.friendly_name.contains(text, autoescape=True),
+    )
+    page = await _page(
         request,
-        query,
-        scope=scope,
+        listing,
+        paging,
+        scope=PhoneNumber.account_id == account.id,
         sid_column=PhoneNumber.sid,
         order=PhoneNumber.number,
         descending=False,
-        paging=paging,
     )
-    listing = Listing(rows, paging, total, request.url.path, filters)
-    items = await _numbers_fields(request, account.sid, rows)
+    items = await _numbers_fields(request, account.sid, page.rows)
     return _list_response(
         request,
-        listing,
+        page,
         "IncomingPhoneNumbers",
         "incomingPhoneNumbers",
         "IncomingPhoneNumber",

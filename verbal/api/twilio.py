@@ -1,10 +1,10 @@
 """Twilio's Messages API (2010-04-01) and its Media subresource, as the `twilio` SDK calls it.
 
 Requests are form-encoded with Twilio's PascalCase names; responses are Twilio's JSON with
-RFC 2822 dates; lists page with `PageSize`, `Page` and a `PageToken`, and the page object has
-exactly the meta keys the SDK knows plus one records key (any other key breaks its parser).
-The paging, the form reading and the account checks here serve Twilio's other resources too
-(`verbal.api.twilio_resources`).
+RFC 2822 dates; lists page with `PageSize`, `Page` and a `PageToken` (through
+`verbal.api.paging`), and the page object has exactly the meta keys the SDK knows plus one
+records key (any other key breaks its parser). The paging, the form reading and the account
+checks here serve Twilio's other resources too (`verbal.api.twilio_resources`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Annotated, Any, NamedTuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
-from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.datastructures import FormData
 
+from verbal.api import lookups
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, not_found, unauthorized
 from verbal.api.limits import MAX_ROW_ID
+from verbal.api.paging import ListQuery, Window, link, read
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageNotFound, MessageRefused, Refusal
 from verbal.messaging.service import SendRequest
@@ -92,10 +93,7 @@ async def account_application(request: Request, account: Account, sid: str) -> A
     """One of the account's listed applications (never a number's own URLs), else None."""
     if not well_formed_sid("AP", sid):
         return None
-    application = await runtime(request).directory.application(sid)
-    if application is None or application.account_id != account.id or application.number_owned:
-        return None
-    return application
+    return await lookups.account_application(request, account, sid)
 
 
 # -- forms ------------------------------------------------------------------------------------
@@ -164,11 +162,14 @@ PageParams = Annotated[Paging, Depends(paging)]
 
 
 class PageSlice(NamedTuple):
-    """The records of one page and the PageTokens of the pages around it."""
+    """The records of one page, the PageTokens of the pages around it and the filters its
+    page URIs repeat."""
 
     rows: list[Any]
+    paging: Paging
     next_token: str | None
     previous_token: str | None
+    filters: Sequence[tuple[str, str]] = ()
 
 
 def _token_anchor(token: str) -> tuple[bool, int]:
@@ -182,26 +183,25 @@ def _token_anchor(token: str) -> tuple[bool, int]:
 
 async def keyset_page(
     request: Request,
-    query: Select[Any],
+    listing: ListQuery[Any],
     key: InstrumentedAttribute[int],
     paging: Paging,
     *,
     newest_first: bool,
 ) -> PageSlice:
-    """One page of `query`'s rows in `key` order (descending when `newest_first`)."""
-    backwards = False
-    if paging.token:
-        backwards, anchor = _token_anchor(paging.token)
-        # Rows are read away from the anchor, then put back in page order.
-        descending = newest_first != backwards
-        query = query.where(key < anchor if descending else key > anchor)
-    else:
-        descending = newest_first
-        if paging.number:
-            query = query.offset(paging.number * paging.size)
-    order = key.desc() if descending else key.asc()
+    """One page of the list's rows in `key` order (descending when `newest_first`)."""
+    backwards, anchor = _token_anchor(paging.token) if paging.token else (False, None)
+    # From a token, rows are read away from its anchor, then put back in page order; one
+    # row more than the page says whether another page follows.
+    window = Window(
+        key,
+        paging.size + 1,
+        offset=0 if paging.token else paging.number * paging.size,
+        after=anchor,
+        descending=newest_first != backwards,
+    )
     async with runtime(request).sessions() as session:
-        rows = list(await session.scalars(query.order_by(order).limit(paging.size + 1)))
+        rows = await read(session, listing, window)
     more = len(rows) > paging.size
     rows = rows[: paging.size]
     if backwards:
@@ -210,8 +210,10 @@ async def keyset_page(
     has_previous = (more if backwards else paging.number > 0) and bool(rows)
     return PageSlice(
         rows,
+        paging,
         f"PA{getattr(rows[-1], key.key)}" if rows and has_next else None,
         f"PB{getattr(rows[0], key.key)}" if has_previous else None,
+        listing.params,
     )
 
 
@@ -232,24 +234,21 @@ def position_page(items: Sequence[Any], paging: Paging) -> PageSlice:
         end = min(start + paging.size, total)
     return PageSlice(
         list(items[start:end]),
+        paging,
         f"PA{end - 1}" if start < end < total else None,
         f"PB{start}" if 0 < start < end else None,
     )
 
 
 def page_json(
-    base: str,
-    records_key: str,
-    records: list[dict[str, Any]],
-    paging: Paging,
-    page: PageSlice,
-    filters: Sequence[tuple[str, str]] = (),
+    base: str, records_key: str, records: list[dict[str, Any]], page: PageSlice
 ) -> dict[str, Any]:
     """Twilio's page envelope around `records`; page URIs repeat the filters."""
+    paging = page.paging
 
     def page_uri(number: int, token: str | None = None) -> str:
-        query = [("PageSize", str(paging.size)), ("Page", str(number)), *filters]
-        return f"{base}?{urlencode(query + ([('PageToken', token)] if token else []))}"
+        tokens = [("PageToken", token)] if token else []
+        return link(base, [("PageSize", paging.size), ("Page", number), *page.filters, *tokens])
 
     return {
         records_key: records,
@@ -359,11 +358,7 @@ def _message_sid(account: Account, sid: str) -> str:
 
 
 async def _message(request: Request, account: Account, sid: str) -> Message:
-    _message_sid(account, sid)
-    async with runtime(request).sessions() as session:
-        message = await session.scalar(
-            select(Message).where(Message.sid == sid, Message.account_id == account.id)
-        )
+    message = await lookups.account_message(request, account, _message_sid(account, sid))
     if message is None:
         raise _message_not_found(account, sid)
     return message
@@ -509,31 +504,30 @@ async def delete_message(
     return Response(status_code=204)
 
 
-def _date_sent_filters(
-    on: str | None, before: str | None, after: str | None
-) -> tuple[list[Any], list[tuple[str, str]]]:
-    """DateSent conditions and the parameters that page URIs repeat.
+def _filter_date_sent(
+    listing: ListQuery[Message], on: str | None, before: str | None, after: str | None
+) -> None:
+    """Narrow `listing` by the DateSent filters given. An empty one is not skipped, as other
+    filters' are, but refused: it is not a date.
 
     `DateSent` is the UTC day of its value; `DateSent<` and `DateSent>` (sent by the SDK,
     `<=`/`>=` in Twilio's docs) are on or before and on or after its instant.
     """
-    conditions: list[Any] = []
-    given: list[tuple[str, str]] = []
     for name, value in (("DateSent", on), ("DateSent<", before), ("DateSent>", after)):
         if value is None:
             continue
         instant = parse_instant(value)
         if instant is None:
             raise ApiError(400, 20422, f"Invalid parameter {name}: {value!r} is not ISO 8601")
-        given.append((name, value))
         if name == "DateSent":
             day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
-            conditions += [Message.date_sent >= day, Message.date_sent < day + timedelta(days=1)]
+            listing.add(
+                name, value, Message.date_sent >= day, Message.date_sent < day + timedelta(days=1)
+            )
         elif name == "DateSent<":
-            conditions.append(Message.date_sent <= instant)
+            listing.add(name, value, Message.date_sent <= instant)
         else:
-            conditions.append(Message.date_sent >= instant)
-    return conditions, given
+            listing.add(name, value, Message.date_sent >= instant)
 
 
 @router.get("/{AccountSid}/Messages.json", summary="List messages, newest first")
@@ -553,21 +547,16 @@ async def list_messages(
         str | None, Query(alias="DateSent>", description="Sent at or after (ISO 8601).")
     ] = None,
 ) -> dict[str, Any]:
-    query = select(Message).where(Message.account_id == account.id)
-    filters = [(name, value) for name, value in (("To", to), ("From", from_)) if value]
-    for name, value in filters:
-        column = Message.to_number if name == "To" else Message.from_number
-        query = query.where(column == _as_stored(value))
-    conditions, dates = _date_sent_filters(date_sent, date_sent_before, date_sent_after)
-    query = query.where(*conditions)
-    page = await keyset_page(request, query, Message.id, paging, newest_first=True)
+    listing = ListQuery(lookups.messages(account))
+    listing.filter("To", to, lambda value: Message.to_number == _as_stored(value))
+    listing.filter("From", from_, lambda value: Message.from_number == _as_stored(value))
+    _filter_date_sent(listing, date_sent, date_sent_before, date_sent_after)
+    page = await keyset_page(request, listing, Message.id, paging, newest_first=True)
     return page_json(
         f"{PREFIX}/{account.sid}/Messages.json",
         "messages",
         [message_json(m, account.sid) for m in page.rows],
-        paging,
         page,
-        [*filters, *dates],
     )
 
 
@@ -588,7 +577,6 @@ async def list_media(
         f"{message_uri(account.sid, message.sid)}/Media.json",
         "media_list",
         [media_json(message, account.sid, index) for index in page.rows],
-        paging,
         page,
     )
 

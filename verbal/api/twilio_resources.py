@@ -21,11 +21,13 @@ from typing import Annotated, Any, Literal
 
 import phonenumbers
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from sqlalchemy import false, select
+from sqlalchemy import ColumnElement, false, select
 from starlette.datastructures import FormData
 
+from verbal.api import lookups
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, not_found
+from verbal.api.paging import ListQuery
 from verbal.api.twilio import (
     API_VERSION,
     INVALID_APPLICATION_SID,
@@ -223,20 +225,12 @@ async def list_accounts(
     friendly_name: Annotated[str | None, Query(alias="FriendlyName", pattern=NO_NUL)] = None,
     status: Annotated[str | None, Query(alias="Status", pattern=NO_NUL)] = None,
 ) -> dict[str, Any]:
-    query = select(Account).where(Account.id == account.id)
-    filters = [(n, v) for n, v in (("FriendlyName", friendly_name), ("Status", status)) if v]
-    if friendly_name:
-        query = query.where(Account.friendly_name == friendly_name)
-    if status:
-        query = query.where(Account.status == status)
-    page = await keyset_page(request, query, Account.id, paging, newest_first=False)
+    listing = ListQuery(select(Account).where(Account.id == account.id))
+    listing.filter("FriendlyName", friendly_name, lambda name: Account.friendly_name == name)
+    listing.filter("Status", status, lambda value: Account.status == value)
+    page = await keyset_page(request, listing, Account.id, paging, newest_first=False)
     return page_json(
-        f"/{API_VERSION}/Accounts.json",
-        "accounts",
-        [account_json(a) for a in page.rows],
-        paging,
-        page,
-        filters,
+        f"/{API_VERSION}/Accounts.json", "accounts", [account_json(a) for a in page.rows], page
     )
 
 
@@ -315,22 +309,14 @@ async def list_applications(
     paging: PageParams,
     friendly_name: Annotated[str | None, Query(alias="FriendlyName", pattern=NO_NUL)] = None,
 ) -> dict[str, Any]:
-    query = select(Application).where(
-        Application.account_id == account.id,
-        Application.deleted.is_(False),
-        Application.number_owned.is_(False),
-    )
-    filters = [("FriendlyName", friendly_name)] if friendly_name else []
-    if friendly_name:
-        query = query.where(Application.friendly_name == friendly_name)
-    page = await keyset_page(request, query, Application.id, paging, newest_first=False)
+    listing = ListQuery(lookups.applications(account))
+    listing.filter("FriendlyName", friendly_name, lambda name: Application.friendly_name == name)
+    page = await keyset_page(request, listing, Application.id, paging, newest_first=False)
     return page_json(
         f"{PREFIX}/{account.sid}/Applications.json",
         "applications",
         [application_json(a, account.sid) for a in page.rows],
-        paging,
         page,
-        filters,
     )
 
 
@@ -449,19 +435,18 @@ async def _numbers_json(
     request: Request, account: Account, numbers: Sequence[PhoneNumber]
 ) -> list[dict[str, Any]]:
     """Several numbers as Twilio shows them, with the applications they refer to read at once."""
-    ids = {
-        application_id
-        for number in numbers
-        for application_id in (
-            number.application_id,
-            number.own_application_id,
-            number.voice_application_id,
-        )
-        if application_id is not None
-    }
-    async with runtime(request).sessions() as session:
-        rows = await session.scalars(select(Application).where(Application.id.in_(ids)))
-        applications = {application.id: application for application in rows}
+    applications = await lookups.applications_by_id(
+        request,
+        [
+            application_id
+            for number in numbers
+            for application_id in (
+                number.application_id,
+                number.own_application_id,
+                number.voice_application_id,
+            )
+        ],
+    )
     return [number_json(number, account.sid, applications) for number in numbers]
 
 
@@ -566,6 +551,13 @@ async def create_number(request: Request, account: OwnAccount, form: RawForm) ->
     return await _apply(request, account, number, changes)
 
 
+def _number_contains(pattern: str) -> ColumnElement[bool]:
+    """Twilio matches part of a number, `*` being any digit; a filter with no digit matches
+    none."""
+    digits = "".join("_" if c == "*" else c for c in pattern if c.isdigit() or c == "*")
+    return PhoneNumber.number.like(f"%{digits}%") if digits else false()
+
+
 @router.get(
     NUMBERS + ".json",
     summary="List the account's numbers, oldest first",
@@ -581,26 +573,15 @@ async def list_numbers(
     ] = None,
     friendly_name: Annotated[str | None, Query(alias="FriendlyName", pattern=NO_NUL)] = None,
 ) -> dict[str, Any]:
-    query = select(PhoneNumber).where(PhoneNumber.account_id == account.id)
-    filters = [
-        (name, value)
-        for name, value in (("PhoneNumber", phone_number), ("FriendlyName", friendly_name))
-        if value
-    ]
-    if phone_number:
-        digits = "".join("_" if c == "*" else c for c in phone_number if c.isdigit() or c == "*")
-        # Twilio matches part of a number; a filter with no digit matches none.
-        query = query.where(PhoneNumber.number.like(f"%{digits}%") if digits else false())
-    if friendly_name:
-        query = query.where(PhoneNumber.friendly_name == friendly_name)
-    page = await keyset_page(request, query, PhoneNumber.id, paging, newest_first=False)
+    listing = ListQuery(lookups.numbers(account))
+    listing.filter("PhoneNumber", phone_number, _number_contains)
+    listing.filter("FriendlyName", friendly_name, lambda name: PhoneNumber.friendly_name == name)
+    page = await keyset_page(request, listing, PhoneNumber.id, paging, newest_first=False)
     return page_json(
         f"{PREFIX}/{account.sid}/IncomingPhoneNumbers.json",
         "incoming_phone_numbers",
         await _numbers_json(request, account, page.rows),
-        paging,
         page,
-        filters,
     )
 
 
