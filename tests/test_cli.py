@@ -300,7 +300,7 @@ def test_tables_print_whole_credentials(cli: Cli) -> None:
     assert owner["account_sid"] in numbers and number["sid"] in numbers
 
 
-def test_sigterm_hands_back_jobs_in_flight(cli: Cli, serve: Any) -> None:
+def test_sigterm_hands_back_messages_in_flight(cli: Cli, serve: Any) -> None:
     account_sid, auth_token = "AC" + "5" * 32, "6" * 32
     cli.env.update(
         VERBAL_BOOTSTRAP_ACCOUNT_SID=account_sid,
@@ -311,7 +311,7 @@ def test_sigterm_hands_back_jobs_in_flight(cli: Cli, serve: Any) -> None:
     server = serve()
     cli.ok("numbers", "add", NUMBER)
     with httpx.Client(base_url=server.base_url, auth=(account_sid, auth_token), timeout=10) as http:
-        # The sandbox never answers this submit: the job stays claimed until it times out.
+        # The sandbox never answers this submit: the message stays held until it times out.
         rule = http.post("/sandbox/rules", json={"pattern": "+1555*", "outcome": "timeout"})
         assert rule.status_code == 201, rule.text
         sent = http.post(
@@ -321,15 +321,22 @@ def test_sigterm_hands_back_jobs_in_flight(cli: Cli, serve: Any) -> None:
         assert sent.status_code == 201, sent.text
     database = cli.workdir / "verbal.db"
 
-    def leases() -> list[Any]:
+    def held() -> list[Any]:
         with closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT lease_owner FROM jobs WHERE kind = 'submit'").fetchall()
+            return db.execute("SELECT status, lease_owner, work_at FROM messages").fetchall()
 
-    wait_for(lambda: leases() and leases()[0][0] is not None, 10, "the submit to be claimed")
-    # Graceful: the dispatcher waits for the submit to time out, then lets go of its lease
-    # (uvicorn used to re-raise SIGTERM and kill the process before Runtime.stop() ran).
+    wait_for(
+        lambda: held() and held()[0][0] == "sending" and held()[0][1] is not None,
+        10,
+        "the submit to be under way",
+    )
+    # Graceful: the server waits for the submit to time out, then lets go of the message,
+    # leaving its work in the row (uvicorn used to re-raise SIGTERM and kill the process
+    # before Runtime.stop() ran).
     assert server.stop() == 0, server.tail()
-    assert leases() == [(None,)], server.tail()
+    [(status, owner, work_at)] = held()
+    assert (status, owner) == ("sending", None), server.tail()
+    assert work_at is not None, "the message's work was not handed back"
 
 
 def test_demo_answers_a_handset_with_its_sample_app(cli: Cli, serve: Any) -> None:

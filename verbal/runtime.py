@@ -187,7 +187,9 @@ class Runtime:
             rules["sandbox"] = RouteRule(prefixes=tuple(settings.sandbox_prefixes))
         rates = {"sandbox": settings.sandbox_rate_per_second}
         for entry in settings.carriers:
-            carriers.append(SmppCarrier(smpp_config(entry, settings), self.sessions, owner=owner))
+            carriers.append(
+                SmppCarrier(smpp_config(entry, settings), self.sessions, self.journal, owner=owner)
+            )
             rules[entry.name] = RouteRule(
                 tuple(entry.prefixes), tuple(entry.senders), entry.priority
             )

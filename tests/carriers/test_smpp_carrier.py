@@ -40,6 +40,7 @@ from verbal.carriers.smpp.text import LongMessages, TextCoding, encode_message
 from verbal.carriers.smpp_carrier import SmppCarrier, SmppCarrierConfig
 from verbal.metrics import SMPP_SUBMITS
 from verbal.store import create_engine, migrate, session_factory
+from verbal.store.journal import Journal, backend_for
 
 PASSWORD = "pw123"
 OURS = "+15550001000"
@@ -119,12 +120,14 @@ def carrier_config(smsc: NodeSmsc | int, **overrides: Any) -> SmppCarrierConfig:
 async def running(
     store: async_sessionmaker[AsyncSession], config: SmppCarrierConfig, events: Recorder
 ) -> AsyncIterator[SmppCarrier]:
-    carrier = SmppCarrier(config, store, owner="test:1")
+    journal = Journal(backend_for(store.kw["bind"]))
+    carrier = SmppCarrier(config, store, journal, owner="test:1")
     await carrier.start(events)
     try:
         yield carrier
     finally:
         await carrier.stop()
+        await journal.close()
 
 
 async def bound(carrier: SmppCarrier) -> None:
@@ -143,12 +146,14 @@ def sms(body: str, to: str = HANDSET, sender: str = OURS) -> OutboundSms:
 
 
 async def submit_as_pipeline(carrier: SmppCarrier, message: OutboundSms) -> SubmitResult:
-    """Submit as the pipeline does: a timeout per attempt, and temporary errors retried."""
+    """Submit as the pipeline does: a timeout per attempt, and temporary errors retried,
+    each retry marked as a resubmission."""
     for _ in range(200):
         try:
             return await asyncio.wait_for(carrier.submit(message), 2.0)
         except (CarrierTemporaryError, TimeoutError):
             await asyncio.sleep(0.05)
+            message = replace(message, resubmission=True)
     raise AssertionError(f"{message.body!r} was never accepted")
 
 

@@ -43,6 +43,7 @@ An SMPP text carries no media: media URLs are sent as lines of text after the bo
 """
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -50,9 +51,9 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.carriers import smpp_status as bind_status
@@ -93,6 +94,7 @@ from verbal.carriers.smpp.receipts import (
 )
 from verbal.carriers.smpp.text import TextCoding, decode_message, encode_message
 from verbal.metrics import SMPP_RECEIPTS, SMPP_SUBMITS
+from verbal.store.journal import Journal, Statement
 from verbal.store.models import SmppPart
 
 __all__ = ["SmppCarrier", "SmppCarrierConfig"]
@@ -198,6 +200,51 @@ def _text_of(sms: OutboundSms) -> str:
     return "\n".join(filter(None, (sms.body, *sms.media_urls)))
 
 
+# The carrier's writes, recorded through the journal (verbal/store/journal.py).
+_PART_COLUMNS = (
+    "carrier",
+    "message_sid",
+    "part_id",
+    "id_decimal",
+    "id_hex",
+    "sequence",
+    "total",
+    "reference",
+    "created_at",
+)
+FORGET_PART = Statement(
+    "DELETE FROM smpp_parts WHERE carrier = :carrier AND part_id = :part_id", order=54
+)
+RECORD_PART = Statement(
+    f"INSERT INTO smpp_parts ({', '.join(_PART_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _PART_COLUMNS)})",
+    order=55,
+)
+RECEIPT_ON_PART = Statement(
+    "UPDATE smpp_parts SET state = :state, outcome = :outcome, error_code = :error_code, "
+    "error_message = :error_message WHERE carrier = :carrier AND part_id = :part_id",
+    order=56,
+)
+# Parts remembered for their receipts; older ones are looked up in the database.
+_REMEMBERED_PARTS = 100_000
+
+
+@dataclass(eq=False, slots=True)
+class _SentPart:
+    """A part this process sent, with its receipt's outcome once known (what `smpp_parts`
+    records, kept in memory to match receipts without a read)."""
+
+    message_sid: str
+    part_id: str
+    sequence: int
+    total: int
+    reference: int
+    state: str | None = None
+    outcome: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+
+
 class SmppCarrier:
     """A `Carrier` over SMPP 3.4; see the module docstring."""
 
@@ -205,6 +252,7 @@ class SmppCarrier:
         self,
         config: SmppCarrierConfig,
         sessions: async_sessionmaker[AsyncSession],
+        journal: Journal,
         *,
         owner: str,
     ) -> None:
@@ -212,6 +260,7 @@ class SmppCarrier:
         self.name = config.name
         self.singleton = config.singleton
         self._sessions = sessions
+        self._journal = journal
         self._owner = owner
         self._changed = Pulse()
         self._wake = Pulse()
@@ -235,6 +284,10 @@ class SmppCarrier:
         self._recheck: set[str] = set()
         # Ids of parts accepted and not recorded yet.
         self._recording: set[str] = set()
+        # The parts this process sent lately, by id, and each message's: a receipt for one
+        # of them is matched without a read (the rows are written through the journal).
+        self._parts: collections.OrderedDict[str, _SentPart] = collections.OrderedDict()
+        self._messages: dict[str, list[_SentPart]] = {}
         self._reassembler = Reassembler(config.mo_timeout)
         self._task: asyncio.Task[None] | None = None
         self._reported: dict[str, tuple[int, float]] = {}
@@ -301,7 +354,7 @@ class SmppCarrier:
             task.exception()  # retrieved: a caller that stopped waiting must not be warned
 
     async def _send(self, sms: OutboundSms) -> SubmitResult:
-        recorded = await self._recorded(sms.message_sid)
+        recorded = await self._recorded(sms)
         first = next(iter(recorded.values()), None)
         reference = first.reference if first else self._next_reference(sms.recipient)
         try:
@@ -400,11 +453,19 @@ class SmppCarrier:
             del self._references[next(iter(self._references))]
         return reference
 
-    async def _recorded(self, message_sid: str) -> dict[int, SmppPart]:
+    async def _recorded(self, sms: OutboundSms) -> dict[int, SmppPart | _SentPart]:
+        """The parts of `sms` the SMSC accepted already, by sequence: those this process
+        remembers, else, for a message that may have gone out before (a resubmission, maybe
+        by a process that died), those recorded in the database."""
+        remembered = self._messages.get(sms.message_sid)
+        if remembered:
+            return {part.sequence: part for part in remembered}
+        if not sms.resubmission:
+            return {}
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(SmppPart).where(
-                    SmppPart.carrier == self.name, SmppPart.message_sid == message_sid
+                    SmppPart.carrier == self.name, SmppPart.message_sid == sms.message_sid
                 )
             )
             return {row.sequence: row for row in rows}
@@ -412,6 +473,7 @@ class SmppCarrier:
     async def _record(
         self, message_sid: str, part_id: str, sequence: int, total: int, reference: int
     ) -> None:
+        """Record an accepted part: in memory for its receipt, and through the journal."""
         keys = id_keys(part_id)
         values = {
             "carrier": self.name,
@@ -422,21 +484,30 @@ class SmppCarrier:
             "sequence": sequence,
             "total": total,
             "reference": reference,
+            "created_at": datetime.now(UTC),
         }
-        try:
-            async with self._sessions.begin() as session:
-                session.add(SmppPart(**values))
-        except IntegrityError:
-            # SMSCs reuse ids once their counters wrap: the newest message owns an id.
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    delete(SmppPart).where(
-                        SmppPart.carrier == self.name, SmppPart.part_id == part_id
-                    )
-                )
-                session.add(SmppPart(**values))
+        # SMSCs reuse ids once their counters wrap: the newest message owns an id.
+        self._journal.write(FORGET_PART, {"carrier": self.name, "part_id": part_id})
+        self._journal.write(RECORD_PART, values)
+        part = _SentPart(message_sid, part_id, sequence, total, reference)
+        self._remember(part)
         if self._unmatched:
             self._note_recorded(part_id, keys)
+
+    def _remember(self, part: _SentPart) -> None:
+        old = self._parts.pop(part.part_id, None)
+        if old is not None:
+            self._forget_message(old.message_sid)
+        self._parts[part.part_id] = part
+        self._messages.setdefault(part.message_sid, []).append(part)
+        while len(self._parts) > _REMEMBERED_PARTS:
+            _, oldest = self._parts.popitem(last=False)
+            self._forget_message(oldest.message_sid)
+
+    def _forget_message(self, message_sid: str) -> None:
+        for part in self._messages.pop(message_sid, ()):
+            if self._parts.get(part.part_id) is part:
+                del self._parts[part.part_id]
 
     def _note_recorded(self, part_id: str, keys: IdKeys) -> None:
         """Mark the set-aside receipts that may be for ``part_id``, and wake the upkeep."""
@@ -486,6 +557,9 @@ class SmppCarrier:
 
         False when no recorded part has its id (yet).
         """
+        sent = self._parts.get(parsed.message_id)
+        if sent is not None and len(self._messages.get(sent.message_sid, ())) == sent.total:
+            return await self._apply_sent(sent, parsed)
         async with self._sessions.begin() as session:
             part = await self._find_part(session, parsed.message_id)
             if part is None:
@@ -516,6 +590,32 @@ class SmppCarrier:
             # Outside the transaction above: SQLite has one connection, and on_receipt
             # needs it. A crash in between leaves the part recorded and the message not;
             # the SMSC, unanswered, sends the receipt again and this runs again.
+            await self._events.on_receipt(receipt)
+        return True
+
+    async def _apply_sent(self, sent: _SentPart, parsed: ParsedReceipt) -> bool:
+        """`_apply` for a part of a message this process sent whole: decided in memory."""
+        sent.state = parsed.state
+        sent.outcome = parsed.outcome.value
+        sent.error_code = parsed.error_code
+        sent.error_message = parsed.error_message
+        self._journal.write(
+            RECEIPT_ON_PART,
+            {
+                "carrier": self.name,
+                "part_id": sent.part_id,
+                "state": sent.state,
+                "outcome": sent.outcome,
+                "error_code": sent.error_code,
+                "error_message": sent.error_message,
+            },
+        )
+        SMPP_RECEIPTS.labels(self.name, "matched").inc()
+        parts = sorted(self._messages[sent.message_sid], key=lambda part: part.sequence)
+        receipt = self._verdict(parts)  # type: ignore[arg-type]
+        if receipt is not None:
+            self._forget_message(sent.message_sid)
+            assert self._events is not None, "start() first"
             await self._events.on_receipt(receipt)
         return True
 

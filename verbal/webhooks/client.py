@@ -1,4 +1,4 @@
-"""The one HTTP client for everything Verbal sends out: status callbacks and app fetches.
+"""The HTTP client for everything Verbal sends out: status callbacks and app fetches.
 
 It is aiohttp rather than httpx, measured: posting form callbacks to a local receiver with
 32 in flight, httpx 0.28 managed about 430 requests/s on one core and aiohttp about 5,400.
@@ -7,12 +7,15 @@ Callbacks are three requests per message, so this is the pipeline's widest pipe.
 The session is made on first use, inside the running event loop (aiohttp requires that),
 and pooled: keep-alive connections are reused across requests to the same app. URLs are
 sent exactly as given (no re-quoting), because webhook signatures cover the URL's bytes.
+Status callbacks to plain http URLs take a leaner path (`kept_alive`, `keepalive.py`).
 """
 
 from __future__ import annotations
 
 import aiohttp
 from yarl import URL
+
+from verbal.webhooks.keepalive import KeepAliveClient
 
 
 class HttpClient:
@@ -22,6 +25,8 @@ class HttpClient:
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Plain-http status callbacks: a leaner client (keepalive.py says why).
+        self.kept_alive = KeepAliveClient(connect_timeout=min(5.0, timeout_seconds))
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -39,6 +44,7 @@ class HttpClient:
         return self._session
 
     async def aclose(self) -> None:
+        self.kept_alive.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -7,11 +7,13 @@ any signature); this module only does the HTTP and turns every way it can go wro
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from verbal.webhooks.client import REQUEST_ERRORS, HttpClient, exact_url, read_up_to
+from verbal.webhooks.keepalive import RequestFailed
 
 RESPONSE_EXCERPT_BYTES = 2048
 # Twilio's name for a webhook's retry-stable idempotency token, which receivers written for
@@ -60,6 +62,8 @@ async def deliver(client: HttpClient, request: WebhookRequest) -> DeliveryResult
         data = urlencode(request.params).encode()
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
     started = time.perf_counter()
+    if request.full_url.startswith("http://"):
+        return await _deliver_kept_alive(client, request, headers, data, started)
     try:
         async with client.session.request(
             request.method,
@@ -76,6 +80,33 @@ async def deliver(client: HttpClient, request: WebhookRequest) -> DeliveryResult
         return DeliveryResult(None, None, _since(started), "timed out")
     except REQUEST_ERRORS as exc:
         return DeliveryResult(None, None, _since(started), f"{type(exc).__name__}: {exc}"[:500])
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    return DeliveryResult(status, excerpt, _since(started), error)
+
+
+async def _deliver_kept_alive(
+    client: HttpClient,
+    request: WebhookRequest,
+    headers: dict[str, str],
+    data: bytes | None,
+    started: float,
+) -> DeliveryResult:
+    """`deliver` over the lean client (`keepalive.py`), for plain http URLs."""
+    try:
+        async with asyncio.timeout(client.timeout.total):
+            answer = await client.kept_alive.request(
+                request.method,
+                request.full_url,
+                headers,
+                data,
+                excerpt_limit=RESPONSE_EXCERPT_BYTES,
+            )
+    except TimeoutError:
+        return DeliveryResult(None, None, _since(started), "timed out")
+    except (RequestFailed, OSError, ValueError) as exc:
+        return DeliveryResult(None, None, _since(started), f"{type(exc).__name__}: {exc}"[:500])
+    status = answer.status
+    excerpt = answer.body.decode("utf-8", "replace")
     error = None if 200 <= status < 300 else f"HTTP {status}"
     return DeliveryResult(status, excerpt, _since(started), error)
 

@@ -1,0 +1,224 @@
+"""A small HTTP/1.1 client for status callbacks: kept-alive connections and nothing else.
+
+Why not aiohttp, which the rest of Verbal uses: status callbacks are three requests per
+message, the widest pipe of the pipeline, and aiohttp spent about 0.2 ms of CPU on each one
+where a plain protocol with httptools' parser spends about 0.06 (`shared/spec/performance.md`
+measured both; `bench/results.md` has Verbal's figures). A callback needs little of what
+aiohttp offers: one request, a form body, no redirects, no cookies, no proxy, a short
+excerpt of the answer. So plain `http://` callbacks go through this client; `https://`
+ones, and everything else Verbal fetches, go through aiohttp (`client.py`).
+
+Connections are pooled per origin and reused while the server keeps them alive; a request
+that finds its kept-alive connection closed by the server before any answer came is sent
+once more on a new one. The URL is sent exactly as given (signatures cover its bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httptools
+
+# Answers longer than this are not read to their end: the connection is closed instead.
+MAX_DRAIN_BYTES = 1 << 20
+MAX_IDLE_PER_ORIGIN = 64
+
+
+class RequestFailed(Exception):
+    """The request got no complete answer; the message says why."""
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: bytes  # at most the excerpt asked for
+
+
+@dataclass(eq=False)
+class _Exchange:
+    """What the parser has seen of the answer in progress."""
+
+    excerpt_limit: int
+    body: bytearray = field(default_factory=bytearray)
+    seen: int = 0
+    done: asyncio.Future[None] | None = None
+    started: bool = False
+    headers_complete: bool = False
+    # Read when the answer is complete: afterwards the parser has reset.
+    keep_alive: bool = False
+    status: int = 0
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._exchange: _Exchange | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self._exchange
+        if exchange is None:
+            self.close()  # the server spoke out of turn: this connection is not reusable
+            return
+        exchange.started = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(RequestFailed("the server switched protocols"))
+        except httptools.HttpParserError as error:
+            self._fail(RequestFailed(f"malformed answer: {error}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        exchange = self._exchange
+        if exchange is not None and exchange.done is not None and not exchange.done.done():
+            if exchange.headers_complete:
+                # A body delimited by the end of the connection ends with it.
+                exchange.done.set_result(None)
+            else:
+                reason = f"{type(exc).__name__}: {exc}" if exc else "connection closed"
+                exchange.done.set_exception(_Closed(reason, started=exchange.started))
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        if self._exchange is not None:
+            self._exchange.headers_complete = True
+            self._exchange.status = self._parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        room = exchange.excerpt_limit - len(exchange.body)
+        if room > 0:
+            exchange.body += body[:room]
+        exchange.seen += len(body)
+        if exchange.seen > MAX_DRAIN_BYTES:
+            self._fail(None)
+
+    def on_message_complete(self) -> None:
+        exchange = self._exchange
+        if exchange is not None and exchange.done is not None and not exchange.done.done():
+            exchange.keep_alive = self._parser.should_keep_alive()
+            exchange.done.set_result(None)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def exchange(self, request: bytes, excerpt_limit: int) -> Answer:
+        exchange = _Exchange(excerpt_limit, done=asyncio.get_running_loop().create_future())
+        self._exchange = exchange
+        assert self.transport is not None
+        self.transport.write(request)
+        try:
+            await exchange.done  # type: ignore[misc]
+        finally:
+            self._exchange = None
+        if not exchange.keep_alive:
+            self.close()
+        return Answer(exchange.status, bytes(exchange.body))
+
+    def _fail(self, error: Exception | None) -> None:
+        exchange = self._exchange
+        if error is not None and exchange is not None and exchange.done is not None:
+            if not exchange.done.done():
+                exchange.done.set_exception(error)
+        elif exchange is not None and exchange.done is not None and not exchange.done.done():
+            # Drained enough of an endless answer: what was read is the answer.
+            exchange.done.set_result(None)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Closed(RequestFailed):
+    def __init__(self, reason: str, *, started: bool) -> None:
+        super().__init__(reason)
+        self.started = started
+
+
+class KeepAliveClient:
+    """Pooled HTTP/1.1 connections for plain-http form posts and gets (see module doc)."""
+
+    def __init__(self, *, connect_timeout: float = 5.0) -> None:
+        self._connect_timeout = connect_timeout
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        excerpt_limit: int,
+    ) -> Answer:
+        """Send one request and read its answer; raises RequestFailed or OSError. The
+        caller bounds the whole exchange in time."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not a plain http URL: {url!r}")
+        origin = (parts.hostname, parts.port or 80)
+        target = url[len(f"{parts.scheme}://{parts.netloc}") :] or "/"
+        host = parts.netloc.rpartition("@")[2]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        data = head + body if body is not None else head
+        for reused in (True, False):
+            connection = self._idle_connection(origin) if reused else None
+            if connection is None:
+                connection = await self._connect(origin)
+            try:
+                answer = await connection.exchange(data, excerpt_limit)
+            except _Closed as closed:
+                # A kept-alive connection the server had closed: once more, on a new one.
+                if reused and connection is not None and not closed.started:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            if not connection.closed:
+                self._keep(origin, connection)
+            return answer
+        raise AssertionError("unreachable")
+
+    def _idle_connection(self, origin: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection
+        return None
+
+    def _keep(self, origin: tuple[str, int], connection: _Connection) -> None:
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) >= MAX_IDLE_PER_ORIGIN:
+            connection.close()
+        else:
+            idle.append(connection)
+
+    async def _connect(self, origin: tuple[str, int]) -> _Connection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._connect_timeout):
+            _, connection = await loop.create_connection(_Connection, *origin)
+        return connection
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
