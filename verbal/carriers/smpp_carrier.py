@@ -462,6 +462,7 @@ class SmppCarrier:
             return {part.sequence: part for part in remembered}
         if not sms.resubmission:
             return {}
+        await self._journal.flushed()  # parts recorded here a moment ago are on disk
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(SmppPart).where(
@@ -558,7 +559,7 @@ class SmppCarrier:
         False when no recorded part has its id (yet).
         """
         sent = self._parts.get(parsed.message_id)
-        if sent is not None and len(self._messages.get(sent.message_sid, ())) == sent.total:
+        if sent is not None:
             return await self._apply_sent(sent, parsed)
         async with self._sessions.begin() as session:
             part = await self._find_part(session, parsed.message_id)
@@ -594,7 +595,7 @@ class SmppCarrier:
         return True
 
     async def _apply_sent(self, sent: _SentPart, parsed: ParsedReceipt) -> bool:
-        """`_apply` for a part of a message this process sent whole: decided in memory."""
+        """`_apply` for a part this process sent: decided in memory."""
         sent.state = parsed.state
         sent.outcome = parsed.outcome.value
         sent.error_code = parsed.error_code
@@ -612,7 +613,9 @@ class SmppCarrier:
         )
         SMPP_RECEIPTS.labels(self.name, "matched").inc()
         parts = sorted(self._messages[sent.message_sid], key=lambda part: part.sequence)
-        receipt = self._verdict(parts)  # type: ignore[arg-type]
+        # The message's verdict waits for every part to be accepted (the last receipt to
+        # come then decides it).
+        receipt = self._verdict(parts) if len(parts) == sent.total else None  # type: ignore[arg-type]
         if receipt is not None:
             self._forget_message(sent.message_sid)
             assert self._events is not None, "start() first"
