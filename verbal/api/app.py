@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from verbal import __version__
 from verbal.api import demo as demo_app
 from verbal.api import errors, native, openapi, ops, plivo, plivo_resources, sandbox, tropo, twilio
+from verbal.api.fastlane import FastLane
 from verbal.api.limits import BodySizeLimit
 from verbal.api.restcomm import router as restcomm_router
 from verbal.api.twilio_resources import router as twilio_resources_router
@@ -43,6 +44,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     errors.install(app)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    if runtime.serves_api:
+        # Added last, so it sees requests first: sends skip the framework (fastlane.py).
+        app.add_middleware(FastLane, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(ops.router)
     if not runtime.serves_api:
         # A worker node answers only health and metrics; the APIs live on api nodes.

@@ -56,46 +56,46 @@ def overloaded(exc: Overloaded) -> ApiError:
     )
 
 
-def _render(error: ApiError) -> JSONResponse:
+def render(error: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="Verbal"'} if error.status == 401 else None
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _render(exc)
+    return render(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
-        return _render(not_found(request.url.path))
+        return render(not_found(request.url.path))
     if exc.status_code == 405:
-        return _render(ApiError(405, 20004, f"Method {request.method} not allowed"))
-    return _render(ApiError(exc.status_code, exc.status_code, str(exc.detail)))
+        return render(ApiError(405, 20004, f"Method {request.method} not allowed"))
+    return render(ApiError(exc.status_code, exc.status_code, str(exc.detail)))
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
-        return _render(ApiError(400, 20422, "The request body is not valid JSON"))
+        return render(ApiError(400, 20422, "The request body is not valid JSON"))
     location = [str(part) for part in first.get("loc", ())]
     # ("body", "To") or ("query", "PageSize") or ("path", "rule_id"): name the parameter.
     name = ".".join(location[1:]) if len(location) > 1 else "".join(location)
     text = first.get("msg", "is invalid")
-    return _render(ApiError(400, 20422, f"Invalid parameter {name}: {text}"))
+    return render(ApiError(400, 20422, f"Invalid parameter {name}: {text}"))
 
 
 async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Overloaded)
-    return _render(overloaded(exc))
+    return render(overloaded(exc))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     incident = secrets.token_hex(6)
     log.exception("incident %s on %s %s", incident, request.method, request.url.path)
-    return _render(ApiError(500, 20500, f"Internal server error (incident {incident})"))
+    return render(ApiError(500, 20500, f"Internal server error (incident {incident})"))
 
 
 def install(app: FastAPI) -> None:

@@ -358,6 +358,7 @@ INSERT_DELIVERY = Statement(
     f"INSERT INTO sandbox_deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _DELIVERY_COLUMNS)})",
     order=50,
+    times=("submitted_at",),
 )
 MARK_REPORTED = Statement(
     "UPDATE sandbox_deliveries SET receipt_reported = :reported WHERE message_sid = :message_sid",

@@ -219,6 +219,7 @@ RECORD_PART = Statement(
     f"INSERT INTO smpp_parts ({', '.join(_PART_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _PART_COLUMNS)})",
     order=55,
+    times=("created_at",),
 )
 RECEIPT_ON_PART = Statement(
     "UPDATE smpp_parts SET state = :state, outcome = :outcome, error_code = :error_code, "

@@ -73,6 +73,7 @@ _COLUMNS = (
 INSERT_MESSAGE = Statement(
     f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})",
     order=10,
+    times=("expires_at", "send_at", "date_created", "date_updated", "date_sent"),
 )
 UPDATE_MESSAGE = Statement(
     "UPDATE messages SET "
@@ -80,11 +81,13 @@ UPDATE_MESSAGE = Statement(
     + " WHERE id = :id AND rank <= :rank",
     order=20,
     key="id",
+    times=("date_updated", "date_sent"),
 )
 INSERT_EVENT = Statement(
     "INSERT INTO message_events (message_id, seq, status, occurred_at, error_code, callback) "
     "VALUES (:message_id, :seq, :status, :occurred_at, :error_code, :callback)",
     order=30,
+    times=("occurred_at",),
 )
 INSERT_ATTEMPT = Statement(
     "INSERT INTO webhook_attempts (message_id, event, url, method, request_params, attempt, "
@@ -92,6 +95,7 @@ INSERT_ATTEMPT = Statement(
     "(:message_id, :event, :url, :method, :request_params, :attempt, :response_status, "
     ":response_excerpt, :latency_ms, :error, :delivered, :attempted_at)",
     order=40,
+    times=("attempted_at",),
 )
 INSERT_JOB = Statement(
     "INSERT INTO jobs (kind, payload, ordering_key, run_at, created_at, attempts) "

@@ -87,9 +87,9 @@ class Directory:
         """The id of the account holding `number`, if any (cached). A caller inside a
         transaction passes its session, which reads on a miss (on SQLite another session
         would wait for that transaction to end)."""
-        query = select(PhoneNumber.account_id).where(PhoneNumber.number == number)
 
         async def load() -> int | None:
+            query = select(PhoneNumber.account_id).where(PhoneNumber.number == number)
             if session is not None:
                 return await session.scalar(query)
             async with self._sessions() as own:

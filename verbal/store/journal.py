@@ -30,7 +30,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -57,6 +57,8 @@ class Statement:
     sql: str
     order: int
     key: str | None = None
+    # The parameters that hold datetimes (aware, UTC): stored as SQLAlchemy stores them.
+    times: tuple[str, ...] = ()
     names: tuple[str, ...] = field(init=False)
     positional_sql: str = field(init=False)
 
@@ -263,21 +265,32 @@ def _retryable(error: BaseException) -> bool:
 # -- values -----------------------------------------------------------------------------------
 
 
-def sqlite_value(value: Any) -> Any:
-    """A parameter as SQLAlchemy would have stored it in SQLite: naive UTC datetimes as
-    ISO text with microseconds, booleans as integers."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    if isinstance(value, bool):
-        return int(value)
-    return value
+def sqlite_time(value: datetime) -> str:
+    """A datetime as SQLAlchemy stores it in SQLite: naive UTC, ISO text with microseconds."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def postgres_value(value: Any) -> Any:
-    """A parameter for asyncpg: timestamps without time zone are naive UTC."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
+def postgres_time(value: datetime) -> datetime:
+    """A datetime for a PostgreSQL `timestamp without time zone`: naive UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _with_times(
+    statement: Statement, rows: list[Params], convert: Callable[[datetime], Any]
+) -> list[Params]:
+    """`rows` with their datetime parameters converted (booleans and the rest need nothing:
+    both drivers take Python's)."""
+    if not statement.times:
+        return rows
+    converted = []
+    for row in rows:
+        copy = dict(row)
+        for name in statement.times:
+            value = copy[name]
+            if value is not None:
+                copy[name] = convert(value)
+        converted.append(copy)
+    return converted
 
 
 async def execute_in(session: Any, statement: Statement, rows: list[Params]) -> None:
@@ -285,9 +298,8 @@ async def execute_in(session: Any, statement: Statement, rows: list[Params]) -> 
     the caller's own), with the values adapted as the journal adapts them."""
     from sqlalchemy import text
 
-    adapt = sqlite_value if session.bind.dialect.name == "sqlite" else postgres_value
-    values = [{k: adapt(v) for k, v in row.items()} for row in rows]
-    await session.execute(text(statement.sql), values)
+    convert = sqlite_time if session.bind.dialect.name == "sqlite" else postgres_time
+    await session.execute(text(statement.sql), _with_times(statement, rows, convert))
 
 
 def json_text(value: Any) -> str:
@@ -315,7 +327,7 @@ class SqliteBackend:
             try:
                 index = 0
                 for statement, rows in groups:
-                    values = [{k: sqlite_value(v) for k, v in row.items()} for row in rows]
+                    values = _with_times(statement, rows, sqlite_time)
                     if not careful:
                         sqlite.executemany(statement.sql, values)
                         continue
@@ -352,7 +364,8 @@ class PostgresBackend:
                 index = 0
                 for statement, rows in groups:
                     values = [
-                        tuple(postgres_value(row[name]) for name in statement.names) for row in rows
+                        tuple(row[name] for name in statement.names)
+                        for row in _with_times(statement, rows, postgres_time)
                     ]
                     if not careful:
                         await pg.executemany(statement.positional_sql, values)
