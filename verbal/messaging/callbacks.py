@@ -125,7 +125,11 @@ def signed_request(
 class _Line:
     """One message's callbacks waiting their turn, and the task delivering them."""
 
-    waiting: collections.deque[OwedCallback] = field(default_factory=collections.deque)
+    # Each callback with the journal's commit of the change it reports: a receiver that
+    # reads the message on hearing of it must find it so.
+    waiting: collections.deque[tuple[OwedCallback, asyncio.Future[None] | None]] = field(
+        default_factory=collections.deque
+    )
     task: asyncio.Task[None] | None = None
 
 
@@ -159,15 +163,18 @@ class CallbackStage:
         line = self._lines.get(sid)
         return line is not None and bool(line.waiting)
 
-    def owe(self, callbacks: list[OwedCallback]) -> None:
-        """Queue callbacks behind the message's earlier ones (all of one message)."""
+    def owe(
+        self, callbacks: list[OwedCallback], after: asyncio.Future[None] | None = None
+    ) -> None:
+        """Queue callbacks behind the message's earlier ones (all of one message), to go
+        out once `after` (the commit of what they report) is done."""
         if not callbacks:
             return
         sid = callbacks[0].sid
         line = self._lines.get(sid)
         if line is None:
             line = self._lines[sid] = _Line()
-        line.waiting.extend(callbacks)
+        line.waiting.extend((callback, after) for callback in callbacks)
         if line.task is None:
             line.task = asyncio.get_running_loop().create_task(self._run(sid, line))
 
@@ -182,7 +189,10 @@ class CallbackStage:
     async def _run(self, sid: str, line: _Line) -> None:
         try:
             while line.waiting:
-                callback = line.waiting[0]
+                callback, after = line.waiting[0]
+                if after is not None and not after.done():
+                    # A failed commit is the journal's to report; the callback still goes.
+                    await asyncio.wait([after])
                 attempts = callback.attempts_made
                 while True:
                     attempts, due = await self._deliver(callback, attempts)

@@ -528,7 +528,9 @@ class Messaging:
             [
                 owed_callback(record, entry, account_sid, made.get(f"status:{entry.status}", 0))
                 for entry in entries
-            ]
+            ],
+            # The journal's next commit holds the change these report (just written).
+            after=self._journal.flushed(),
         )
 
     async def _know_account(self, account_id: int) -> None:
