@@ -163,9 +163,7 @@ class CallbackStage:
         line = self._lines.get(sid)
         return line is not None and bool(line.waiting)
 
-    def owe(
-        self, callbacks: list[OwedCallback], after: asyncio.Future[None] | None = None
-    ) -> None:
+    def owe(self, callbacks: list[OwedCallback], after: asyncio.Future[None] | None = None) -> None:
         """Queue callbacks behind the message's earlier ones (all of one message), to go
         out once `after` (the commit of what they report) is done."""
         if not callbacks:
