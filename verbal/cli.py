@@ -69,14 +69,16 @@ def _out() -> Console:
     from rich.console import Console
 
     # Piped output gets no terminal width; a wide console keeps SIDs and tokens whole in tables.
-    return Console(width=None if sys.stdout.isatty() else 240)
+    # No emoji codes: a name like "ops:fire:" prints as written (and rich's emoji table, 1 MiB,
+    # stays unloaded).
+    return Console(width=None if sys.stdout.isatty() else 240, emoji=False)
 
 
 @functools.cache
 def _err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)
 
 
 def _table(*headers: str, title: str | None = None, show_header: bool = True) -> Table:
@@ -207,6 +209,10 @@ OnStarted = Callable[["Runtime"], Coroutine[Any, Any, None]]
 
 
 async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = False) -> None:
+    # Alembic (the migrations run on start) imports mako, which highlights the source in its
+    # error pages with pygments whenever pygments is installed, as it is with rich: 4.4 MiB of
+    # lexers in a server that renders no mako template. Marked absent, mako uses plain text.
+    sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
     import uvicorn
 
     from verbal.api.app import create_app
@@ -222,7 +228,8 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
         raise _fail(str(exc)) from None
     try:
         await on_started(runtime)
-        _out().print(f"Verbal {__version__} starting on {settings.base_url}")
+        # Not through rich, which a server needs only for the first start's table.
+        print(f"Verbal {__version__} starting on {settings.base_url}", flush=True)
         config = uvicorn.Config(
             create_app(runtime, manage_runtime=False, demo=demo),
             host=settings.host,
@@ -231,6 +238,8 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
             # Our handlers (text or JSON) format uvicorn's records too.
             log_config=None,
             access_log=False,
+            # No route speaks WebSocket: uvicorn would otherwise import a WebSocket library.
+            ws="none",
         )
         await _server(config).serve()
     finally:
