@@ -42,9 +42,9 @@ class Cli:
     env: dict[str, str]
     workdir: Path
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "verbal", *args],
+            [sys.executable, *python, "-m", "verbal", *args],
             env=self.env,
             cwd=self.workdir,
             capture_output=True,
@@ -74,6 +74,16 @@ class Cli:
 
     def create_account(self, name: str = "Account") -> dict[str, Any]:
         return dict(self.json("accounts", "create", "--name", name))
+
+    def imports(self, *args: str) -> set[str]:
+        """The modules `verbal ...` imports, as `python -X importtime` lists them."""
+        result = self.run(*args, python=("-X", "importtime"))
+        assert result.returncode == 0, f"verbal {' '.join(args)}: {result.stderr}"
+        return {
+            line.rsplit("|", 1)[1].strip()
+            for line in result.stderr.splitlines()
+            if line.startswith("import time:")
+        }
 
 
 @pytest.fixture
@@ -212,6 +222,14 @@ def test_commands_on_a_new_database(cli: Cli) -> None:
     assert accounts == []
     assert "0 accounts exist; name one with --account" in send
     assert "0 accounts exist; name one with --account" in add
+
+
+def test_commands_import_only_what_they_use(cli: Cli) -> None:
+    # The web stack, the pipeline and the database layers take seconds to import: `version`
+    # loads none of them, and the commands on the database only the database layers.
+    server = {"fastapi", "uvicorn", "aiohttp", "verbal.api", "verbal.runtime"}
+    assert not cli.imports("version") & {*server, "sqlalchemy", "pydantic_settings", "rich"}
+    assert not cli.imports("accounts", "list") & server
 
 
 # -- the CLI and a running server --------------------------------------------------------------

@@ -2,39 +2,40 @@
 
 `serve` runs everything in one process; the other commands work on the same database
 directly, so they also work while a server runs (it picks up what they queue).
+
+Each command imports what it uses when it runs, and nothing else is imported at module
+level: the web stack, the pipeline and the database layers take about 1.6 s of CPU to import
+on a 2-core Xeon, which `verbal version` and `--help` should not pay, and the database
+commands skip the web stack and the pipeline (`send` aside, which needs the pipeline to
+accept a message).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import json
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import asdict
-from typing import Annotated, Any, TypeVar
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import uvicorn
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import select
 
 from verbal import __version__
-from verbal.carriers import smpp_status
-from verbal.config import Settings
-from verbal.logs import configure as configure_logs
-from verbal.messaging.addresses import InvalidNumber, to_e164
-from verbal.messaging.errors import MessageRefused
-from verbal.messaging.service import SendRequest
-from verbal.messaging.timeline import load_timeline
-from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
-from verbal.store import migrate
-from verbal.store.directory import AlreadyExists
-from verbal.store.models import Account, Application, Message, PhoneNumber
+
+if TYPE_CHECKING:
+    import uvicorn
+    from rich.console import Console
+    from rich.table import Table
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from verbal.config import Settings
+    from verbal.runtime import Runtime
+    from verbal.store.directory import Directory
+    from verbal.store.models import Account, Application, Message, PhoneNumber
 
 app = typer.Typer(help="Verbal: programmable messaging on your own carriers.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Manage accounts and their credentials.", no_args_is_help=True)
@@ -50,9 +51,6 @@ app.add_typer(messages_app, name="messages")
 app.add_typer(apps_app, name="apps")
 app.add_typer(db_app, name="db")
 
-# Piped output gets no terminal width; a wide console keeps SIDs and tokens whole in tables.
-out = Console(width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -66,17 +64,70 @@ def main() -> None:
     app()
 
 
+@functools.cache
+def _out() -> Console:
+    from rich.console import Console
+
+    # Piped output gets no terminal width; a wide console keeps SIDs and tokens whole in tables.
+    # No emoji codes: a name like "ops:fire:" prints as written (and rich's emoji table, 1 MiB,
+    # stays unloaded).
+    return Console(width=None if sys.stdout.isatty() else 240, emoji=False)
+
+
+@functools.cache
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, emoji=False)
+
+
+def _table(*headers: str, title: str | None = None, show_header: bool = True) -> Table:
+    from rich.table import Table
+
+    return Table(*headers, title=title, show_header=show_header)
+
+
 def _settings(**overrides: Any) -> Settings:
+    from verbal.config import Settings
+
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    import asyncio
+
     return asyncio.run(coro())
+
+
+@dataclass(frozen=True)
+class _Database:
+    sessions: async_sessionmaker[AsyncSession]
+    directory: Directory
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[_Database]:
+    """The database, migrated, for the commands that only read and write its rows: no
+    `Runtime`, whose pipeline, carriers and HTTP client would be imported and built for
+    nothing."""
+    from verbal.store import create_engine, migrate, session_factory
+    from verbal.store.directory import Directory
+
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine, group_commit=settings.sqlite_group_commit)
+        yield _Database(sessions, Directory(sessions))
+    finally:
+        await engine.dispose()
 
 
 @asynccontextmanager
 async def _offline(settings: Settings) -> AsyncIterator[Runtime]:
     """The runtime's services on a migrated database, without workers or carriers running."""
+    from verbal.runtime import Runtime
+    from verbal.store import migrate
+
     runtime = Runtime(settings)
     try:
         await migrate(runtime.engine)
@@ -86,11 +137,13 @@ async def _offline(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    _err().print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 
 
 def _e164(number: str) -> str:
+    from verbal.messaging.addresses import InvalidNumber, to_e164
+
     try:
         return to_e164(number)
     except InvalidNumber as exc:
@@ -110,11 +163,11 @@ def _account_json(account: Account, *, secrets: bool) -> dict[str, Any]:
 
 
 def _print_credentials(account: Account, title: str) -> None:
-    table = Table(title=title, show_header=False)
+    table = _table(title=title, show_header=False)
     table.add_row("Account SID", account.sid)
     table.add_row("Auth token", account.auth_token)
     table.add_row("Plivo auth id", account.plivo_auth_id)
-    out.print(table)
+    _out().print(table)
 
 
 # -- serve / demo ---------------------------------------------------------------------------
@@ -152,11 +205,19 @@ async def _announce(runtime: Runtime) -> None:
         _print_credentials(runtime.bootstrap_account, "First start: your account (shown once)")
 
 
-OnStarted = Callable[[Runtime], Coroutine[Any, Any, None]]
+OnStarted = Callable[["Runtime"], Coroutine[Any, Any, None]]
 
 
 async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = False) -> None:
+    # Alembic (the migrations run on start) imports mako, which highlights the source in its
+    # error pages with pygments whenever pygments is installed, as it is with rich: 4.4 MiB of
+    # lexers in a server that renders no mako template. Marked absent, mako uses plain text.
+    sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
+    import uvicorn
+
     from verbal.api.app import create_app
+    from verbal.logs import configure as configure_logs
+    from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
 
     configure_logs(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
@@ -167,7 +228,8 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
         raise _fail(str(exc)) from None
     try:
         await on_started(runtime)
-        out.print(f"Verbal {__version__} starting on {settings.base_url}")
+        # Not through rich, which a server needs only for the first start's table.
+        print(f"Verbal {__version__} starting on {settings.base_url}", flush=True)
         config = uvicorn.Config(
             create_app(runtime, manage_runtime=False, demo=demo),
             host=settings.host,
@@ -176,27 +238,34 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
             # Our handlers (text or JSON) format uvicorn's records too.
             log_config=None,
             access_log=False,
+            # No route speaks WebSocket: uvicorn would otherwise import a WebSocket library.
+            ws="none",
         )
-        await _Server(config).serve()
+        await _server(config).serve()
     finally:
         await runtime.stop()
 
 
-class _Server(uvicorn.Server):
+def _server(config: uvicorn.Config) -> uvicorn.Server:
     """uvicorn, minus re-raising SIGINT/SIGTERM once it has stopped serving.
 
     uvicorn re-raises the signal after shutting down, which would kill the process before
-    `Runtime.stop()` hands back the jobs in flight; here the signal only ends serving.
+    `Runtime.stop()` hands back the jobs in flight; here the signal only ends serving. (The
+    class is made here because uvicorn is only imported by the commands that serve.)
     """
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -213,6 +282,8 @@ def demo(
     database_url: DatabaseOption = None,
 ) -> None:
     """Serve with a ready demo account and number, and print what to try."""
+    from verbal.store.directory import AlreadyExists
+
     settings = _settings(host=host, port=port, database_url=database_url)
 
     async def prepare(runtime: Runtime) -> None:
@@ -246,7 +317,7 @@ def demo(
         _print_credentials(account, "Demo account")
         base = settings.base_url
         auth = f"{account.sid}:{account.auth_token}"
-        out.print(
+        _out().print(
             "\n[bold]Try it[/bold]\n"
             f"Send a text from the demo number to a sandbox handset:\n"
             f"  curl -u {auth} {base}/2010-04-01/Accounts/{account.sid}/Messages.json \\\n"
@@ -283,11 +354,14 @@ def send(
     database_url: DatabaseOption = None,
 ) -> None:
     """Queue a message; a running `verbal serve` on the same database sends it."""
+    from verbal.messaging.errors import MessageRefused
+    from verbal.messaging.service import SendRequest
+
     settings = _settings(database_url=database_url)
 
     async def go() -> dict[str, Any]:
         async with _offline(settings) as runtime:
-            account = await _pick_account(runtime, account_sid)
+            account = await _pick_account(runtime.directory, account_sid)
             request = SendRequest(
                 to=to,
                 from_=from_,
@@ -312,19 +386,19 @@ def send(
     if as_json:
         print(json.dumps(result))
     else:
-        out.print(
+        _out().print(
             f"queued {result['sid']} ({result['num_segments']} segment(s), "
             f"{result['encoding']}) to {result['to']}"
         )
 
 
-async def _pick_account(runtime: Runtime, sid: str | None) -> Account:
+async def _pick_account(directory: Directory, sid: str | None) -> Account:
     if sid:
-        account = await runtime.directory.account(sid)
+        account = await directory.account(sid)
         if account is None:
             raise _fail(f"no account {sid}")
         return account
-    accounts = await runtime.directory.accounts()
+    accounts = await directory.accounts()
     if len(accounts) != 1:
         raise _fail(f"{len(accounts)} accounts exist; name one with --account")
     return accounts[0]
@@ -343,8 +417,8 @@ def accounts_create(
     settings = _settings(database_url=database_url)
 
     async def go() -> Account:
-        async with _offline(settings) as runtime:
-            return await runtime.directory.create_account(name)
+        async with _database(settings) as db:
+            return await db.directory.create_account(name)
 
     account = _run(go)
     if as_json:
@@ -365,20 +439,20 @@ def accounts_list(
     settings = _settings(database_url=database_url)
 
     async def go() -> list[Account]:
-        async with _offline(settings) as runtime:
-            return await runtime.directory.accounts()
+        async with _database(settings) as db:
+            return await db.directory.accounts()
 
     accounts = _run(go)
     if as_json:
         print(json.dumps([_account_json(a, secrets=show_tokens) for a in accounts]))
         return
-    table = Table("Account SID", "Plivo auth id", "Name", "Status")
+    table = _table("Account SID", "Plivo auth id", "Name", "Status")
     if show_tokens:
         table.add_column("Auth token")
     for a in accounts:
         row = [a.sid, a.plivo_auth_id, a.friendly_name, a.status]
         table.add_row(*row, *([a.auth_token] if show_tokens else []))
-    out.print(table)
+    _out().print(table)
 
 
 # -- numbers --------------------------------------------------------------------------------
@@ -407,14 +481,16 @@ def numbers_add(
     database_url: DatabaseOption = None,
 ) -> None:
     """Give an account a number it can send from and receive on."""
+    from verbal.store.directory import AlreadyExists
+
     settings = _settings(database_url=database_url)
     e164 = _e164(number)
 
     async def go() -> tuple[PhoneNumber, str]:
-        async with _offline(settings) as runtime:
-            account = await _pick_account(runtime, account_sid)
+        async with _database(settings) as db:
+            account = await _pick_account(db.directory, account_sid)
             try:
-                return await runtime.directory.add_number(account, e164, name), account.sid
+                return await db.directory.add_number(account, e164, name), account.sid
             except AlreadyExists as exc:
                 raise _fail(str(exc)) from None
 
@@ -422,7 +498,7 @@ def numbers_add(
     if as_json:
         print(json.dumps(_number_json(row, owner)))
     else:
-        out.print(f"{row.number} added to {owner} ({row.sid})")
+        _out().print(f"{row.number} added to {owner} ({row.sid})")
 
 
 @numbers_app.command("list")
@@ -431,10 +507,10 @@ def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None)
     settings = _settings(database_url=database_url)
 
     async def go() -> list[dict[str, Any]]:
-        async with _offline(settings) as runtime:
-            owners = {a.id: a.sid for a in await runtime.directory.accounts()}
-            apps = {a.id: a.sid for a in await runtime.directory.applications()}
-            numbers = await runtime.directory.numbers()
+        async with _database(settings) as db:
+            owners = {a.id: a.sid for a in await db.directory.accounts()}
+            apps = {a.id: a.sid for a in await db.directory.applications()}
+            numbers = await db.directory.numbers()
             return [
                 _number_json(n, owners[n.account_id], apps.get(n.application_id or 0))
                 for n in numbers
@@ -444,12 +520,12 @@ def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None)
     if as_json:
         print(json.dumps(numbers))
         return
-    table = Table("Number", "Account SID", "Application", "Name", "SID")
+    table = _table("Number", "Account SID", "Application", "Name", "SID")
     for n in numbers:
         table.add_row(
             n["number"], n["account_sid"], n["application_sid"] or "", n["friendly_name"], n["sid"]
         )
-    out.print(table)
+    _out().print(table)
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -462,10 +538,14 @@ def messages_list(
     database_url: DatabaseOption = None,
 ) -> None:
     """The newest messages of every account."""
+    from sqlalchemy import select
+
+    from verbal.store.models import Message
+
     settings = _settings(database_url=database_url)
 
     async def go() -> list[dict[str, Any]]:
-        async with _offline(settings) as runtime, runtime.sessions() as session:
+        async with _database(settings) as db, db.sessions() as session:
             rows = await session.scalars(select(Message).order_by(Message.id.desc()).limit(limit))
             return [_message_json(m) for m in rows]
 
@@ -473,7 +553,7 @@ def messages_list(
     if as_json:
         print(json.dumps(messages))
         return
-    table = Table("SID", "Direction", "From", "To", "Status", "Error", "Created")
+    table = _table("SID", "Direction", "From", "To", "Status", "Error", "Created")
     for m in messages:
         table.add_row(
             m["sid"],
@@ -484,7 +564,7 @@ def messages_list(
             str(m["error_code"] or ""),
             m["date_created"],
         )
-    out.print(table)
+    _out().print(table)
 
 
 @messages_app.command("show")
@@ -494,17 +574,22 @@ def messages_show(
     database_url: DatabaseOption = None,
 ) -> None:
     """A message's status history and every status-callback attempt."""
+    from sqlalchemy import select
+
+    from verbal.messaging.timeline import load_timeline
+    from verbal.store.models import Message
+
     settings = _settings(database_url=database_url)
 
     async def go() -> dict[str, Any]:
-        async with _offline(settings) as runtime:
-            async with runtime.sessions() as session:
+        async with _database(settings) as db:
+            async with db.sessions() as session:
                 account_id = await session.scalar(
                     select(Message.account_id).where(Message.sid == sid)
                 )
             timeline = None
             if account_id is not None:
-                timeline = await load_timeline(runtime.sessions, account_id, sid)
+                timeline = await load_timeline(db.sessions, account_id, sid)
             if timeline is None:
                 raise _fail(f"no message {sid}")
             return {
@@ -535,20 +620,20 @@ def messages_show(
     if as_json:
         print(json.dumps(story))
         return
-    out.print(
+    _out().print(
         f"[bold]{story['sid']}[/bold] {story['from']} → {story['to']}: {story['status']}"
         + (f" (error {story['error_code']})" if story["error_code"] else "")
     )
-    events = Table("Status", "At", "Error", title="Status history")
+    events = _table("Status", "At", "Error", title="Status history")
     for e in story["events"]:
         events.add_row(e["status"], e["at"], str(e["error_code"] or ""))
-    out.print(events)
+    _out().print(events)
     if story["callbacks"]:
-        callbacks = Table("Event", "Attempt", "Result", "Latency ms", "At", title="Callbacks")
+        callbacks = _table("Event", "Attempt", "Result", "Latency ms", "At", title="Callbacks")
         for c in story["callbacks"]:
             result = str(c["response_status"]) if c["response_status"] else (c["error"] or "")
             callbacks.add_row(c["event"], str(c["attempt"]), result, str(c["latency_ms"]), c["at"])
-        out.print(callbacks)
+        _out().print(callbacks)
 
 
 def _message_json(message: Message) -> dict[str, Any]:
@@ -611,9 +696,9 @@ def apps_create(
     settings = _settings(database_url=database_url)
 
     async def go() -> dict[str, Any]:
-        async with _offline(settings) as runtime:
-            account = await _pick_account(runtime, account_sid)
-            application = await runtime.directory.create_application(
+        async with _database(settings) as db:
+            account = await _pick_account(db.directory, account_sid)
+            application = await db.directory.create_application(
                 account,
                 name,
                 dialect=dialect,
@@ -627,8 +712,8 @@ def apps_create(
     if as_json:
         print(json.dumps(created))
     else:
-        out.print(f"application {created['sid']} ({created['dialect']}) → {created['sms_url']}")
-        out.print(f"Tropo messaging token: {created['messaging_token']}")
+        _out().print(f"application {created['sid']} ({created['dialect']}) → {created['sms_url']}")
+        _out().print(f"Tropo messaging token: {created['messaging_token']}")
 
 
 @apps_app.command("list")
@@ -637,21 +722,21 @@ def apps_list(as_json: JsonFlag = False, database_url: DatabaseOption = None) ->
     settings = _settings(database_url=database_url)
 
     async def go() -> list[dict[str, Any]]:
-        async with _offline(settings) as runtime:
-            owners = {a.id: a.sid for a in await runtime.directory.accounts()}
+        async with _database(settings) as db:
+            owners = {a.id: a.sid for a in await db.directory.accounts()}
             return [
                 _application_json(a, owners[a.account_id])
-                for a in await runtime.directory.applications()
+                for a in await db.directory.applications()
             ]
 
     applications = _run(go)
     if as_json:
         print(json.dumps(applications))
         return
-    table = Table("SID", "Name", "Dialect", "SMS URL")
+    table = _table("SID", "Name", "Dialect", "SMS URL")
     for a in applications:
         table.add_row(a["sid"], a["friendly_name"], a["dialect"], a["sms_url"] or "")
-    out.print(table)
+    _out().print(table)
 
 
 @numbers_app.command("attach")
@@ -665,17 +750,17 @@ def numbers_attach(
     e164 = _e164(number)
 
     async def go() -> None:
-        async with _offline(settings) as runtime:
-            application = await runtime.directory.application(application_sid)
+        async with _database(settings) as db:
+            application = await db.directory.application(application_sid)
             if application is None:
                 raise _fail(f"no application {application_sid}")
             try:
-                await runtime.directory.attach(e164, application)
+                await db.directory.attach(e164, application)
             except LookupError as exc:
                 raise _fail(str(exc)) from None
 
     _run(go)
-    out.print(f"{e164} now runs {application_sid}")
+    _out().print(f"{e164} now runs {application_sid}")
 
 
 # -- carriers -------------------------------------------------------------------------------
@@ -704,7 +789,7 @@ def carriers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("Name", "Kind", "Reaches", "Senders", "Priority", "Rate limit")
+    table = _table("Name", "Kind", "Reaches", "Senders", "Priority", "Rate limit")
     for r in rows:
         table.add_row(
             r["name"],
@@ -714,14 +799,16 @@ def carriers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None
             str(r.get("priority", "")),
             f"{r['rate_per_second']}/s" if r["rate_per_second"] else "unlimited",
         )
-    out.print(table)
+    _out().print(table)
     if settings.carriers:
-        out.print(_binds_table(rows))
+        _out().print(_binds_table(rows))
 
 
 async def _smpp_carriers(settings: Settings) -> list[dict[str, Any]]:
-    async with _offline(settings) as runtime:
-        reported = await smpp_status.read(runtime.sessions, settings.carrier_status_seconds)
+    from verbal.carriers import smpp_status
+
+    async with _database(settings) as db:
+        reported = await smpp_status.read(db.sessions, settings.carrier_status_seconds)
     rows = []
     for carrier in settings.carriers:
         binds = [asdict(bind) for bind in reported if bind.carrier == carrier.name]
@@ -749,7 +836,7 @@ def _ago(moment: float | None, now: float) -> str:
 
 def _binds_table(rows: list[dict[str, Any]]) -> Table:
     now = time.time()
-    table = Table("Carrier", "Bind", "Worker", "State", "Window", "Sent", "Rate", "Last error")
+    table = _table("Carrier", "Bind", "Worker", "State", "Window", "Sent", "Rate", "Last error")
     for row in rows:
         if row["kind"] != "smpp":
             continue
@@ -786,11 +873,11 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     settings = _settings(database_url=database_url)
 
     async def go() -> None:
-        async with _offline(settings):
+        async with _database(settings):
             pass
 
     _run(go)
-    out.print("database schema is current")
+    _out().print("database schema is current")
 
 
 @app.command()

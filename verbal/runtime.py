@@ -12,19 +12,13 @@ import fcntl
 import logging
 import os
 import socket
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from verbal.carriers.base import Carrier, CarrierRouter, RouteRule
 from verbal.carriers.encoding import Alphabet
 from verbal.carriers.sandbox import SandboxCarrier, SandboxNetwork
-from verbal.carriers.sandbox_smsc import EsmeAccount, SandboxSmsc
-from verbal.carriers.smpp.client import BindConfig
-from verbal.carriers.smpp.server import ServerLimits
-from verbal.carriers.smpp.session import SessionConfig
-from verbal.carriers.smpp.text import LongMessages, TextCoding
-from verbal.carriers.smpp_carrier import SmppCarrier, SmppCarrierConfig
 from verbal.config import Settings, SmppCarrierSettings
 from verbal.dialects import DIALECTS
 from verbal.dialects.detect import detect
@@ -43,6 +37,10 @@ from verbal.store.directory import Directory
 from verbal.store.journal import Journal, backend_for
 from verbal.store.models import Account
 from verbal.webhooks.client import HttpClient
+
+if TYPE_CHECKING:
+    from verbal.carriers.sandbox_smsc import SandboxSmsc
+    from verbal.carriers.smpp_carrier import SmppCarrierConfig
 
 log = logging.getLogger("verbal")
 
@@ -89,6 +87,13 @@ def smpp_config(entry: SmppCarrierSettings, settings: Settings) -> SmppCarrierCo
     A message waits for a bind at most half the pipeline's submit timeout, so that when
     every bind is down the next carrier still gets its turn within the same attempt.
     """
+    # The SMPP modules are imported only where SMPP is configured (here, `sandbox_smsc` and
+    # `Runtime.__init__`): they would add about 1.5 MiB to every other process.
+    from verbal.carriers.smpp.client import BindConfig
+    from verbal.carriers.smpp.session import SessionConfig
+    from verbal.carriers.smpp.text import LongMessages, TextCoding
+    from verbal.carriers.smpp_carrier import SmppCarrierConfig
+
     return SmppCarrierConfig(
         name=entry.name,
         bind=BindConfig(
@@ -130,6 +135,9 @@ def smpp_config(entry: SmppCarrierSettings, settings: Settings) -> SmppCarrierCo
 
 def sandbox_smsc(network: SandboxNetwork, settings: Settings) -> SandboxSmsc:
     """The sandbox's SMPP front door, as the `smsc_*` settings describe it."""
+    from verbal.carriers.sandbox_smsc import EsmeAccount, SandboxSmsc
+    from verbal.carriers.smpp.server import ServerLimits
+
     return SandboxSmsc(
         network,
         [
@@ -186,6 +194,8 @@ class Runtime:
                 self.smsc = sandbox_smsc(self.sandbox, settings)
             rules["sandbox"] = RouteRule(prefixes=tuple(settings.sandbox_prefixes))
         rates = {"sandbox": settings.sandbox_rate_per_second}
+        if settings.carriers:
+            from verbal.carriers.smpp_carrier import SmppCarrier
         for entry in settings.carriers:
             carriers.append(
                 SmppCarrier(smpp_config(entry, settings), self.sessions, self.journal, owner=owner)

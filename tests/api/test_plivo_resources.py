@@ -9,13 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import phonenumbers
 import plivo
 import pytest
+from phonenumbers import PhoneNumberType
 from plivo import plivoxml
 from plivo.exceptions import AuthenticationError, ResourceNotFoundError, ValidationError
 
 from tests.conftest import AppHit, AppServer, LiveVerbal
 from tests.engine.helpers import APP_NUMBER, text_app, wait_for_texts
+from verbal.api.plivo_resources import country_name
 from verbal.store.models import Account
 
 HANDSET = "+15550002000"
@@ -298,6 +301,24 @@ def test_number_get_update_delete_field_by_field(
     with pytest.raises(ResourceNotFoundError):
         client.numbers.delete(digits(APP_NUMBER))
     assert directory_call(verbal, "number", APP_NUMBER) is None
+
+
+def test_country_names_are_the_geocoders() -> None:
+    # `country` is read from phonenumbers' table of region names alone; the geocoder would
+    # import the place names of every prefix too (100 MiB). Both name the same countries,
+    # and none where a country code is shared and the number is valid in several regions.
+    from phonenumbers import geocoder
+
+    kinds = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in kinds:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                expected = geocoder.country_name_for_number(example, "en")
+                assert country_name(example) == expected, (region, kind)
+    # Not vacuous: a number of one country is named, a toll-free +1 number is not.
+    assert country_name(phonenumbers.parse("+14155550100")) == "United States"
+    assert country_name(phonenumbers.parse("+18005550100")) == ""
 
 
 def test_own_numbers_are_added_and_described_by_the_numbering_plan(

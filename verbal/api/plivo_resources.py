@@ -16,13 +16,17 @@ Wherever an app_id is read, the `AP…` SID is accepted too, so SIDs from the CL
 
 from __future__ import annotations
 
+import functools
+import importlib.machinery
+import importlib.util
+import pathlib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import phonenumbers
 from fastapi import APIRouter, Path, Query, Request, Response
-from phonenumbers import PhoneNumberType, geocoder
+from phonenumbers import PhoneNumberType
 from sqlalchemy import ColumnElement, false, true
 
 from verbal.api import lookups
@@ -334,11 +338,44 @@ def number_type(number: str) -> str:
     return NUMBER_TYPES.get(phonenumbers.number_type(parsed), "local")
 
 
+def country_name(parsed: phonenumbers.PhoneNumber) -> str:
+    """The country a number belongs to, in English; "" when not exactly one country claims it.
+
+    The same answer as `phonenumbers.geocoder.country_name_for_number(parsed, "en")`.
+    """
+    regions = phonenumbers.region_codes_for_country_code(parsed.country_code)
+    if len(regions) > 1:
+        regions = tuple(r for r in regions if phonenumbers.is_valid_number_for_region(parsed, r))
+    return _english_region_names().get(regions[0], "") if len(regions) == 1 else ""
+
+
+@functools.cache
+def _english_region_names() -> dict[str, str]:
+    """Region code -> English name, from phonenumbers' table of region names, read alone.
+
+    Not through `phonenumbers.geocoder`: importing it also loads `phonenumbers.geodata`, the
+    place names of every number prefix in every language (about 100 MiB of RSS and 0.6 s), for
+    this one column. The region names are a file of their own, which phonenumbers offers no
+    public way to read by itself; read here on first use, it costs about 1 MiB and 50 ms.
+    """
+    location = pathlib.Path(phonenumbers.__file__).parent / "geodata" / "locale.py"
+    loader = importlib.machinery.SourceFileLoader("phonenumbers.geodata.locale", str(location))
+    locale = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(loader.name, loader))
+    loader.exec_module(locale)
+    names = {}
+    for region, by_language in locale.LOCALE_DATA.items():
+        name = by_language.get("en", "")
+        if name.startswith("*"):  # "*xx": the same name as in language xx
+            name = by_language.get(name[1:], "")
+        names[region] = name
+    return names
+
+
 def number_json(
     number: PhoneNumber, application_sid: str | None, carrier: str | None, auth_id: str
 ) -> dict[str, Any]:
     parsed = _parsed(number.number)
-    country = geocoder.country_name_for_number(parsed, "en") if parsed else ""
+    country = country_name(parsed) if parsed else ""
     digits = plivo_number(number.number)
     return {
         "active": True,

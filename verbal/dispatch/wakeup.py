@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from verbal.dispatch.backoff import backoff_delay
+
+if TYPE_CHECKING:
+    import asyncpg
 
 CHANNEL = "verbal_jobs"
 log = logging.getLogger("verbal.dispatch")
@@ -45,6 +48,10 @@ class JobNotifications:
                 await self._task
 
     async def _listen(self) -> None:
+        # Imported here, not at module level: only PostgreSQL nodes listen, and asyncpg would
+        # add about 2.5 MiB to every SQLite process.
+        import asyncpg
+
         failures = 0
         while True:
             try:

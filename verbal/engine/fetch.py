@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from yarl import URL
 
 from verbal.dialects.types import AppRequest
-from verbal.webhooks.client import REQUEST_ERRORS, HttpClient, exact_url, read_up_to
+from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -69,7 +69,7 @@ class AppFetcher:
             raise FetchFailed(f"no answer within {self._timeout:g} s") from None
         except _TooManyRedirects:
             raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
-        except REQUEST_ERRORS as exc:
+        except request_errors() as exc:
             raise FetchFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         latency = round((time.perf_counter() - started) * 1000, 2)
         body, status, final_url, content_type = response

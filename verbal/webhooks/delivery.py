@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from verbal.webhooks.client import REQUEST_ERRORS, HttpClient, exact_url, read_up_to
+from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
 from verbal.webhooks.keepalive import RequestFailed
 
 RESPONSE_EXCERPT_BYTES = 2048
@@ -78,7 +78,7 @@ async def deliver(client: HttpClient, request: WebhookRequest) -> DeliveryResult
             status = response.status
     except TimeoutError:
         return DeliveryResult(None, None, _since(started), "timed out")
-    except REQUEST_ERRORS as exc:
+    except request_errors() as exc:
         return DeliveryResult(None, None, _since(started), f"{type(exc).__name__}: {exc}"[:500])
     error = None if 200 <= status < 300 else f"HTTP {status}"
     return DeliveryResult(status, excerpt, _since(started), error)
@@ -93,7 +93,7 @@ async def _deliver_kept_alive(
 ) -> DeliveryResult:
     """`deliver` over the lean client (`keepalive.py`), for plain http URLs."""
     try:
-        async with asyncio.timeout(client.timeout.total):
+        async with asyncio.timeout(client.timeout_seconds):
             answer = await client.kept_alive.request(
                 request.method,
                 request.full_url,
