@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     # Admission control: messages in progress in one process (accepted and not yet done with:
     # submitted, receipted and their callbacks settled) beyond which the APIs answer 429
     # (Twilio 20429) until it drains; 0 admits without limit.
-    admission_limit: int = Field(20_000, ge=0)
+    admission_limit: int = Field(2_000, ge=0)
     # A singleton carrier's lease: renewed every third of this; a dead holder's binds are
     # taken over by another worker within it.
     carrier_lease_seconds: float = Field(15.0, ge=1.0)

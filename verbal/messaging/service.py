@@ -129,7 +129,7 @@ class PipelineSettings:
     # Retries due later than this leave memory (parked in their row).
     park_after_seconds: float = 5.0
     # Messages in progress in this process beyond which new ones are refused (0: no limit).
-    admission_limit: int = 20_000
+    admission_limit: int = 2_000
     lease_seconds: float = 60.0
     # How often to look for parked work that fell due (workers).
     poll_seconds: float = 1.0
