@@ -240,6 +240,19 @@ def record_from_row(row: Any) -> MessageRecord:
     )
 
 
+def _in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """`(:p0, :p1, ...)` and its parameters, for an `IN` over `values`."""
+    params = {f"{prefix}{i}": value for i, value in enumerate(values)}
+    return "(" + ", ".join(":" + name for name in params) + ")", params
+
+
+async def _read(
+    sessions: async_sessionmaker[AsyncSession], query: str, params: dict[str, Any]
+) -> list[Any]:
+    async with sessions() as session:
+        return list((await session.execute(text(query), params)).all())
+
+
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM messages"
 
 
@@ -256,9 +269,8 @@ async def load(
     else:
         query = f"{_SELECT} WHERE carrier = :carrier AND carrier_message_id = :cid"
         params = {"carrier": carrier, "cid": carrier_message_id}
-    async with sessions() as session:
-        row = (await session.execute(text(query), params)).first()
-    return None if row is None else record_from_row(row)
+    rows = await _read(sessions, query, params)
+    return record_from_row(rows[0]) if rows else None
 
 
 async def claim(
@@ -276,9 +288,9 @@ async def claim(
     lane_filter = "lane IS NULL"
     params: dict[str, Any] = {"now": now, "owner": owner, "until": now + lease_seconds}
     if lanes:
-        names = [f":lane{i}" for i in range(len(lanes))]
-        lane_filter = f"(lane IS NULL OR lane IN ({', '.join(names)}))"
-        params.update({f"lane{i}": lane for i, lane in enumerate(lanes)})
+        names, lane_params = _in_list("lane", lanes)
+        lane_filter = f"(lane IS NULL OR lane IN {names})"
+        params.update(lane_params)
     due = (
         "SELECT id FROM messages WHERE work_at <= :now "
         "AND (lease_expires IS NULL OR lease_expires < :now) "
@@ -302,14 +314,13 @@ async def owed_callbacks(
     owing = {r.id: r for r in records if r.callbacks_owed}
     if not owing:
         return {}
-    names = [f":m{i}" for i in range(len(owing))]
-    query = (
+    ids, params = _in_list("m", owing)
+    rows = await _read(
+        sessions,
         "SELECT message_id, seq, status, occurred_at, error_code FROM message_events "
-        f"WHERE callback AND message_id IN ({', '.join(names)}) ORDER BY message_id, seq"
+        f"WHERE callback AND message_id IN {ids} ORDER BY message_id, seq",
+        params,
     )
-    params = {f"m{i}": message_id for i, message_id in enumerate(owing)}
-    async with sessions() as session:
-        rows = (await session.execute(text(query), params)).all()
     owed: dict[int, list[TimelineEntry]] = {}
     for row in rows:
         record = owing[row.message_id]
@@ -335,14 +346,13 @@ async def attempts_made(
     message claimed again resumes its retries where they stood."""
     if not message_ids:
         return {}
-    names = [f":m{i}" for i in range(len(message_ids))]
-    query = (
+    ids, params = _in_list("m", message_ids)
+    rows = await _read(
+        sessions,
         "SELECT message_id, event, count(*) AS made FROM webhook_attempts "
-        f"WHERE message_id IN ({', '.join(names)}) GROUP BY message_id, event"
+        f"WHERE message_id IN {ids} GROUP BY message_id, event",
+        params,
     )
-    params = {f"m{i}": message_id for i, message_id in enumerate(message_ids)}
-    async with sessions() as session:
-        rows = (await session.execute(text(query), params)).all()
     made: dict[int, dict[str, int]] = {}
     for row in rows:
         made.setdefault(row.message_id, {})[row.event] = int(row.made)
@@ -366,15 +376,13 @@ async def renew(
 ) -> None:
     """Extend this process's leases on the messages it works on."""
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        names = [f":i{i}" for i in range(len(chunk))]
-        params: dict[str, Any] = {"owner": owner, "until": until}
-        params.update({f"i{i}": value for i, value in enumerate(chunk)})
+        names, params = _in_list("i", ids[start : start + 500])
+        params.update(owner=owner, until=until)
         async with sessions.begin() as session:
             await session.execute(
                 text(
                     "UPDATE messages SET lease_expires = :until WHERE lease_owner = :owner "
-                    f"AND id IN ({', '.join(names)})"
+                    f"AND id IN {names}"
                 ),
                 params,
             )
