@@ -323,10 +323,11 @@ class Runtime:
                     f"the sandbox SMSC cannot listen on {self.settings.smsc_host}:"
                     f"{self.settings.smsc_port}: {exc.strerror or exc}"
                 ) from None
+        # The pipeline first: a carrier may report receipts the moment it starts.
+        await self.messaging.start()
         for carrier in self.router.carriers:
             if not carrier.singleton:
                 await carrier.start(self.messaging)
-        await self.messaging.start()
         for singleton in self.singletons:
             singleton.start()
         if self.notifications is not None:

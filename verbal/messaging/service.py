@@ -784,6 +784,8 @@ class Messaging:
         attempts = await ledger.attempts_made(self._sessions, list(owed))
         now = datetime.now(UTC)
         for record in fresh:
+            if record.sid in self._live:
+                continue  # a receipt brought it in meanwhile, with what it owed
             self._live[record.sid] = record
             self._owe(record, owed.get(record.id, []), attempts.get(record.id))
             if record.status == Status.SCHEDULED:
@@ -935,6 +937,16 @@ class Messaging:
             return
         self._awaiting_receipt.pop(record.sid, None)
         await self._know_account(record.account_id)
+        if record.callbacks_owed and not self._callbacks.busy(record.sid):
+            # Read from its row (a restart, or another process's message): the callbacks it
+            # still owed go first, in order, before the ones this receipt adds.
+            owed = await ledger.owed_callbacks(self._sessions, [record])
+            attempts = await ledger.attempts_made(self._sessions, list(owed))
+            current = self._current(record.sid)
+            if current is None or current is record:
+                self._owe(record, owed.get(record.id, []), attempts.get(record.id))
+            else:
+                record = current
         target = Status(receipt.status)
         error = None
         if target in (Status.UNDELIVERED, Status.FAILED):
