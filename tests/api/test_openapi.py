@@ -130,6 +130,7 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
+@pytest.mark.slow  # a minute and more: started first (tests/conftest.py)
 @schema.parametrize()
 @settings(deadline=None, derandomize=True)
 def test_every_operation_answers_as_documented(
