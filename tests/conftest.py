@@ -105,9 +105,16 @@ def postgres_url() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
     try:
-        yield f"{base}/{name}"
+        yield url
     finally:
+        # A test that asked for `make_verbal` before this fixture gets its servers stopped
+        # after the database is gone, where they wait out their shutdown deadline (10 s)
+        # on jobs that cannot reach it: stop them first.
+        for server in list(_RUNNING):
+            if server.settings.database_url == url:
+                server.stop()
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -162,6 +169,10 @@ class _Server(uvicorn.Server):
     def wake(self) -> None:
         """From the server's loop: look at `should_exit` now."""
         self._wakeup.set()
+
+
+# The LiveVerbal servers started and not yet stopped.
+_RUNNING: list[LiveVerbal] = []
 
 
 @dataclass
@@ -221,6 +232,7 @@ class LiveVerbal:
                 listening.close()
                 raise RuntimeError("Verbal did not start")
             time.sleep(0.02)
+        _RUNNING.append(self)
 
     def stop(self) -> None:
         if self._loop.is_closed():
@@ -229,6 +241,7 @@ class LiveVerbal:
         self._loop.call_soon_threadsafe(self._server.wake)
         self._thread.join(timeout=20)
         self._loop.close()
+        _RUNNING[:] = [server for server in _RUNNING if server is not self]
 
     def call(self, coroutine_factory: Callable[[Runtime], Any]) -> Any:
         """Run a coroutine against the runtime on the server's own loop and wait for it."""
