@@ -8,8 +8,10 @@ directory or a throw-away PostgreSQL database on the local server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -25,13 +27,22 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.processes import VerbalProcess, free_port
+from tests.processes import VerbalProcess
 from verbal.config import Settings
 from verbal.runtime import Runtime
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "VERBAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `slow` tests first.
+
+    pytest-xdist hands tests out in this order: a test of ten minutes handed out last keeps
+    its worker busy long after the others ran out of work, one handed out first overlaps them.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -94,9 +105,16 @@ def postgres_url() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
     try:
-        yield f"{base}/{name}"
+        yield url
     finally:
+        # A test that asked for `make_verbal` before this fixture gets its servers stopped
+        # after the database is gone, where they wait out their shutdown deadline (10 s)
+        # on jobs that cannot reach it: stop them first.
+        for server in list(_RUNNING):
+            if server.settings.database_url == url:
+                server.stop()
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -114,7 +132,7 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "host": "127.0.0.1",
-        "port": free_port(),
+        "port": 0,  # the port of the socket `LiveVerbal.start` binds
         "idle_poll_seconds": 0.2,
         "submit_timeout_seconds": 1.0,
         "submit_retry_base_seconds": 0.1,
@@ -127,6 +145,34 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which notices `should_exit` when woken rather than at its next tick.
+
+    uvicorn looks at `should_exit` every 0.1 s; hundreds of tests each stop a server.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._wakeup = asyncio.Event()  # bound to no loop until it is first awaited
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    def wake(self) -> None:
+        """From the server's loop: look at `should_exit` now."""
+        self._wakeup.set()
+
+
+# The LiveVerbal servers started and not yet stopped.
+_RUNNING: list[LiveVerbal] = []
 
 
 @dataclass
@@ -154,6 +200,16 @@ class LiveVerbal:
     def start(self) -> None:
         from verbal.api.app import create_app
 
+        # The socket is bound here and handed to uvicorn, so no other test (another
+        # pytest-xdist worker's included) can take the port between choosing and binding it.
+        # Port 0 (the default of `fast_settings`) lets the kernel choose; settings then say
+        # which, before the runtime reads them.
+        # IPPROTO_TCP named, as getaddrinfo would: asyncio sets TCP_NODELAY on accepted
+        # sockets only when their protocol says TCP, and Nagle would stall answers by 40 ms.
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((self.settings.host, self.settings.port))
+        self.settings.port = int(listening.getsockname()[1])
         self.runtime = Runtime(self.settings)
         config = uvicorn.Config(
             create_app(self.runtime),
@@ -162,22 +218,30 @@ class LiveVerbal:
             log_level="warning",
             lifespan="on",
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_until_complete, args=(self._server.serve(),), daemon=True
+            target=self._loop.run_until_complete,
+            args=(self._server.serve(sockets=[listening]),),
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + 20
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                listening.close()
                 raise RuntimeError("Verbal did not start")
             time.sleep(0.02)
+        _RUNNING.append(self)
 
     def stop(self) -> None:
+        if self._loop.is_closed():
+            return  # stopped already (a test may stop a server before its fixture does)
         self._server.should_exit = True
+        self._loop.call_soon_threadsafe(self._server.wake)
         self._thread.join(timeout=20)
         self._loop.close()
+        _RUNNING[:] = [server for server in _RUNNING if server is not self]
 
     def call(self, coroutine_factory: Callable[[Runtime], Any]) -> Any:
         """Run a coroutine against the runtime on the server's own loop and wait for it."""
@@ -229,12 +293,52 @@ class LiveVerbal:
         return client
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file that `migrate` brought from empty to the newest revision, and no more.
+
+    `make_verbal` starts each server on a new SQLite file from a copy of it: running the
+    migrations takes most of a server's start (some 0.25 s of CPU, hundreds of times a run),
+    and the copy is the very schema they make. The server still runs `migrate` at its start,
+    which finds nothing to do. The migrations themselves run from an empty database in
+    tests/store/test_migrations.py and in every `verbal` process the tests start.
+    """
+    from verbal.store import create_engine, migrate
+
+    path = tmp_path_factory.mktemp("migrated") / "verbal.db"
+
+    async def build() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(build())
+    # The last connection closed checkpointed the write-ahead log: the one file is it all.
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+def _sqlite_file(database_url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
 @pytest.fixture
-def make_verbal(sqlite_url: str) -> Iterator[Callable[..., LiveVerbal]]:
+def make_verbal(sqlite_url: str, migrated_sqlite: Path) -> Iterator[Callable[..., LiveVerbal]]:
     started: list[LiveVerbal] = []
 
     def make(database_url: str | None = None, **overrides: Any) -> LiveVerbal:
-        server = LiveVerbal(fast_settings(database_url or sqlite_url, **overrides))
+        database_url = database_url or sqlite_url
+        new_file = _sqlite_file(database_url)
+        if new_file is not None and not new_file.exists():
+            shutil.copyfile(migrated_sqlite, new_file)
+        server = LiveVerbal(fast_settings(database_url, **overrides))
         server.start()
         started.append(server)
         return server

@@ -7,6 +7,7 @@ failure shows what the server said.
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import sys
@@ -17,8 +18,60 @@ from typing import IO
 
 import httpx
 
+# Ports handed out by `free_port`, each held by this process until it exits.
+_RESERVATIONS: list[socket.socket] = []
+# Below this the kernel never picks a port on its own (for bind(0) or an outgoing connection).
+_EPHEMERAL_LOW = 32768
+_RESERVED_LOW = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _EPHEMERAL_LOW
+
 
 def free_port() -> int:
+    """A loopback port for a server that binds it itself later (a child process, Jasmin).
+
+    Binding port 0 and closing it races: until the server binds the port, the kernel may hand
+    it to anyone else, such as another test worker's server or any outgoing connection. So
+    the port is taken below the kernel's ephemeral range, where nothing gets a port it did not
+    ask for by number, and is reserved for as long as this process lives by an abstract Unix
+    socket named after it: every test process on the machine (pytest-xdist's workers, another
+    run) skips the ports another one holds. Where that cannot be done, bind(0) as before.
+    A server started in-process binds its socket itself instead (see `LiveVerbal`).
+    """
+    low, high = _RESERVED_LOW, min(_ephemeral_low(), 65536)
+    if high - low < 1000 or not hasattr(socket, "AF_UNIX"):
+        return _ephemeral_port()
+    for _ in range(200):
+        port = random.randrange(low, high)
+        reservation = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # An abstract name (leading NUL): no file, gone when the process ends (Linux).
+            reservation.bind(f"\0verbal-tests-port-{port}")
+        except OSError:
+            reservation.close()
+            continue  # another test process holds it
+        if _bindable(port):
+            _RESERVATIONS.append(reservation)
+            return port
+        reservation.close()  # something outside the tests listens there
+    return _ephemeral_port()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

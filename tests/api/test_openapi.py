@@ -42,6 +42,9 @@ CHECKS = (
 # operation answers with the same 401, so a few requests suffice.
 RUNS = {"account": (10, True), "made-up credentials": (3, False)}
 SEED = 20261122
+# As LiveVerbal.http(): a loaded machine (the suite runs on every core) can take seconds over
+# httpx's default 5 s for what takes milliseconds here.
+TIMEOUT = 30
 
 
 def known_values(verbal: LiveVerbal, auth_id: str) -> dict[str, list[str]]:
@@ -130,6 +133,7 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
+@pytest.mark.slow  # a minute and more: started first (tests/conftest.py)
 @schema.parametrize()
 @settings(deadline=None, derandomize=True)
 def test_every_operation_answers_as_documented(
@@ -141,7 +145,7 @@ def test_every_operation_answers_as_documented(
 def test_every_json_answer_has_a_documented_shape(verbal: LiveVerbal) -> None:
     """FastAPI documents a handler's plain dict as "any object": a new route's answers need
     a model, in `OPERATIONS` or in the route's own `responses`, for this run to check them."""
-    document = httpx.get(verbal.base_url + "/openapi.json").json()
+    document = httpx.get(verbal.base_url + "/openapi.json", timeout=TIMEOUT).json()
     shapeless = [
         f"{method.upper()} {path} {status}"
         for path, operations in document["paths"].items()
@@ -155,13 +159,13 @@ def test_every_json_answer_has_a_documented_shape(verbal: LiveVerbal) -> None:
 
 def test_every_entry_of_operations_names_an_operation(verbal: LiveVerbal) -> None:
     """An entry left behind by a renamed or removed route would document nothing."""
-    document = httpx.get(verbal.base_url + "/openapi.json").json()
+    document = httpx.get(verbal.base_url + "/openapi.json", timeout=TIMEOUT).json()
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert set(OPERATIONS) - documented == set()
 
 
 def test_docs_pages_load_everything_from_this_server(verbal: LiveVerbal) -> None:
-    with httpx.Client(base_url=verbal.base_url) as http:
+    with httpx.Client(base_url=verbal.base_url, timeout=TIMEOUT) as http:
         for page in ("/docs", "/redoc"):
             html = http.get(page).text
             assets = re.findall(r'(?:src|href|spec-url)="([^"]+)"', html)

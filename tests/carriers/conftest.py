@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.peers.node import NodeEsme, NodeSmsc, install
+from tests.processes import free_port
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,9 @@ class Smscs:
         self.started: list[NodeSmsc] = []
 
     def start(self, **config: Any) -> NodeSmsc:
+        # A reserved port rather than the kernel's choice: `restart` listens on it again, and
+        # the kernel could hand a port it chose to some other socket in between.
+        config.setdefault("port", free_port())
         smsc = NodeSmsc(config)
         self.started.append(smsc)
         return smsc

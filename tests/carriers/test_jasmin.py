@@ -23,7 +23,8 @@ from tests.carriers.test_sandbox_smsc import add_rule, inbox, text_from_handset,
 from tests.conftest import AppHit, AppServer, LiveVerbal, wait_until
 from tests.peers.jasmin import Jasmin, free_port, jasmin_missing
 
-pytestmark = pytest.mark.peers
+# Every Jasmin shares the machine's RabbitMQ and Redis: one worker runs them, one at a time.
+pytestmark = [pytest.mark.peers, pytest.mark.xdist_group("jasmin")]
 
 HANDSET = "+15550002000"
 # The sender's number; the network's SMSC hands handsets' texts to it to Jasmin's connector.
@@ -52,7 +53,7 @@ def chain(make_verbal: Callable[..., LiveVerbal], tmp_path: Path) -> Iterator[Ch
     add_rule(network, pattern="*", outcome="deliver", delay_seconds=0.3)
     jasmin = Jasmin(tmp_path / "jasmin")
     try:
-        jasmin.start()
+        jasmin.start()  # waits for any other run's Jasmin to stop first
         said = jasmin.jcli(
             "smppccm -a",
             "cid upstream",

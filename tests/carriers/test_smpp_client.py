@@ -19,7 +19,14 @@ import pytest
 
 from tests.carriers.conftest import Smscs, eventually
 from tests.peers.node import NodeSmsc
-from verbal.carriers.smpp.client import Bind, BindConfig, BindMode, BindState, LinkError
+from verbal.carriers.smpp.client import (
+    Bind,
+    BindConfig,
+    BindMode,
+    BindState,
+    LinkError,
+    Pulse,
+)
 from verbal.carriers.smpp.pdu import CommandStatus, DataSm, DeliverSm, SubmitSm, SubmitSmResp
 from verbal.carriers.smpp.session import SessionConfig
 
@@ -270,3 +277,30 @@ async def test_a_failing_handler_is_answered_so_the_smsc_retries(smscs: Smscs) -
         event = await smsc.event("deliver_resp", tag="mo1")
         assert event["status"] == CommandStatus.ESME_RX_T_APPN
         assert bind.bound
+
+
+# -- regressions ----------------------------------------------------------------------------
+
+
+async def test_a_pulse_waiter_cancelled_as_it_fires_is_cancelled() -> None:
+    # With asyncio.wait_for (Python 3.11) the cancellation was lost when the pulse fired in the
+    # same turn of the loop: the carrier's upkeep loop went on waiting and its stop() hung
+    # (seen twice in test_a_part_that_fails_makes_the_message_undelivered[postgres]).
+    pulse = Pulse()
+    waiter = asyncio.create_task(pulse.wait(10))
+    await asyncio.sleep(0)  # waiting now
+    pulse.fire()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+
+async def test_a_pulse_wait_ends_at_its_fire_or_its_time() -> None:
+    pulse = Pulse()
+    started = time.monotonic()
+    await pulse.wait(0.05)
+    assert time.monotonic() - started >= 0.04
+    waiter = asyncio.create_task(pulse.wait(None))
+    await asyncio.sleep(0)
+    pulse.fire()
+    await asyncio.wait_for(waiter, 1)

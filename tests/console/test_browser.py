@@ -18,10 +18,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.conftest import AppHit, AppServer, LiveVerbal, WebhookReceiver
 from tests.console.conftest import APP_NUMBER, CHROMIUM, SCREENSHOTS, echo
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium)",
+    ),
+    # One worker runs them all, so Chromium starts once (the `browser` fixture).
+    pytest.mark.xdist_group("chromium"),
+]
 
 # Longest wait for anything a page shows; things normally take well under a second.
 WAIT_MS = 8000

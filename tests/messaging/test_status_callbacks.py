@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
+from tests.processes import free_port
 from verbal.store.models import WebhookAttempt
 
 FROM = "+15550001000"
@@ -93,8 +94,7 @@ def test_unreachable_receiver_is_recorded_not_fatal(
 ) -> None:
     verbal = make_verbal(webhook_max_attempts=2)
     verbal.add_number(FROM)
-    from tests.conftest import free_port
-
+    # Reserved for this process and bound by nobody: connections to it are refused.
     dead_url = f"http://127.0.0.1:{free_port()}/status"
     with verbal.http() as http:
         response = http.post(

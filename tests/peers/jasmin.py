@@ -14,12 +14,14 @@ bound to 127.0.0.1 on a free port, and its store, logs and config live in the te
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tests.processes import free_port
 
@@ -55,8 +57,29 @@ class Jasmin:
     smpp_port: int = field(default_factory=free_port)
     jcli_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    _turn: IO[bytes] | None = field(default=None, init=False, repr=False)
+
+    def _wait_for_turn(self, timeout: float) -> None:
+        """Take the machine's one Jasmin turn: every jasmind uses the same RabbitMQ queues
+        and Redis keys, so two at once (two test workers, or two runs) take each other's
+        messages. Held until `stop`; the lock goes with the process if it dies."""
+        self._turn = (HOME / "jasmin.lock").open("ab")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._turn.close()
+                    self._turn = None
+                    raise AssertionError(
+                        f"another Jasmin held {HOME / 'jasmin.lock'} for {timeout:.0f}s"
+                    ) from None
+                time.sleep(0.2)
 
     def start(self, timeout: float = 20.0) -> None:
+        self._wait_for_turn(timeout=300)
         etc = self.workdir / "etc"
         for sub in ("store", "resource"):
             (etc / sub).mkdir(parents=True, exist_ok=True)
@@ -153,3 +176,6 @@ class Jasmin:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        if self._turn is not None:
+            self._turn.close()  # and with it the lock
+            self._turn = None

@@ -8,7 +8,9 @@ its own, collects its events in a thread, and lets a test wait for them.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -27,6 +29,16 @@ def install(timeout: float = 180.0) -> str | None:
     """Make sure the peers' npm packages are installed; return why not, or None when ready."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         return "node and npm are not installed"
+    # One `npm ci` at a time: each pytest-xdist worker comes here on its first node peer.
+    directory = os.open(PEERS, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        return _install(timeout)
+    finally:
+        os.close(directory)  # and with it the lock
+
+
+def _install(timeout: float) -> str | None:
     if (PEERS / "node_modules" / "smpp").is_dir():
         return None
     try:

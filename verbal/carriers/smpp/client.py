@@ -218,8 +218,12 @@ class Pulse:
 
     async def wait(self, seconds: float | None) -> None:
         """Until the next `fire`, or ``seconds`` (None: no limit)."""
+        # Not wait_for: before Python 3.12 it returns normally when the waiting task is
+        # cancelled just as the event fires (gh-86296), and a loop waiting here (the carrier's
+        # upkeep) would never see its cancellation and never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
 
 
 class _TokenBucket:
@@ -470,7 +474,8 @@ class Bind:
                     self._bucket.take()
                     return link
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), pause)
+                    async with asyncio.timeout(pause):  # not wait_for: see Pulse.wait
+                        await self._room.wait()
 
     # --- the connection loop --------------------------------------------------------------
 
