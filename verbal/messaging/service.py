@@ -51,7 +51,12 @@ from verbal.dispatch.queue import JobQueue
 from verbal.dispatch.ratelimit import Buckets
 from verbal.messaging import ledger
 from verbal.messaging.addresses import InvalidNumber, to_e164
-from verbal.messaging.callbacks import REDELIVERY_JOB, CallbackStage, owed_callback
+from verbal.messaging.callbacks import (
+    REDELIVERY_JOB,
+    CallbackStage,
+    owed_callback,
+    signed_request,
+)
 from verbal.messaging.errors import (
     CallbackNotFound,
     MessageNotFound,
@@ -881,8 +886,6 @@ class Messaging:
         account's current token, and the idempotency token is new: the developer asked for
         this delivery, so a receiver must not drop it as a repeat. Raises CallbackNotFound.
         """
-        from verbal.messaging.callbacks import signed_request
-
         await self._journal.flushed()
         async with self._sessions.begin() as session:
             attempt = await session.get(WebhookAttempt, attempt_id)
