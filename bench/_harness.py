@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import math
@@ -285,12 +286,33 @@ class Process:
         if self.process.poll() is not None:
             raise SystemExit(f"{self.name} died with {self.process.returncode}\n{self.tail()}")
 
+    def _tree(self) -> list[psutil.Process]:
+        """The process and its children: `verbal serve` on SQLite forks its pipeline."""
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return [self.ps]
+
     def rss(self) -> int:
-        return int(self.ps.memory_info().rss)
+        """Resident memory of the process tree, each process's RSS summed (pages the fork
+        shares are counted once per process: an upper bound)."""
+        return sum(int(p.memory_info().rss) for p in self._tree())
+
+    def pss(self) -> int:
+        """Proportional set size of the process tree: shared pages split between sharers."""
+        return sum(int(p.memory_full_info().pss) for p in self._tree())
+
+    def processes(self) -> int:
+        return len(self._tree())
 
     def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        """User + system CPU of the process tree so far."""
+        total = 0.0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def stop(self) -> None:
         """SIGTERM, as a service manager would; SIGKILL if it does not go."""

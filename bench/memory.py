@@ -44,7 +44,12 @@ async def idle(pipeline: Pipeline, seconds: float) -> int:
     await sampler.stop()
     cpu = sum(p.cpu_seconds() for p in pipeline.servers) - cpu
     rss = int(statistics.median(r for _, r in sampler.samples))
-    print(f"idle      RSS {mib(rss)} after {seconds:g} s; CPU while idle {cpu / seconds:.1%}")
+    pss = sum(p.pss() for p in pipeline.servers)
+    processes = sum(p.processes() for p in pipeline.servers)
+    print(
+        f"idle      RSS {mib(rss)} after {seconds:g} s (PSS {mib(pss)},"
+        f" {processes} processes); CPU while idle {cpu / seconds:.1%}"
+    )
     return rss
 
 

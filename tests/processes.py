@@ -109,6 +109,16 @@ class VerbalProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        """The server's process and those it forked (on SQLite, its pipeline process)."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return [self.pid]
+        return [self.pid, *(child.pid for child in children)]
+
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace")
 

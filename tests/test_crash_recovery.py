@@ -297,9 +297,9 @@ def holds_write_lock(path: Path) -> bool:
 def test_kill_9_inside_a_batched_commit_loses_no_message(
     tmp_path: Path, receiver: WebhookReceiver, spawned: list[VerbalProcess]
 ) -> None:
-    """Under a steady load, the server is frozen (SIGSTOP) at random instants until one
-    catches it holding SQLite's write lock, that is inside a transaction of the journal
-    whose rows are not committed yet; it is then killed there. After a restart, every
+    """Under a steady load, the server (both its processes) is frozen (SIGSTOP) at random
+    instants until one catches it holding SQLite's write lock, that is inside a transaction
+    of a journal whose rows are not committed yet; it is then killed there. After a restart, every
     message the API accepted reaches exactly one final state with its whole timeline."""
     database = tmp_path / "verbal.db"
     account_sid = "AC" + secrets.token_hex(16)
@@ -349,14 +349,20 @@ def test_kill_9_inside_a_batched_commit_loses_no_message(
         thread.start()
     time.sleep(1.0)  # the load is on
     caught = False
+    # Both processes of the server (API and pipeline) are frozen and killed together.
+    pids = server.pids()
+    assert len(pids) == 2, "the server runs its API and its pipeline in two processes"
     for _ in range(MAX_STOPS):
         time.sleep(secrets.randbelow(20) / 1000)
-        os.kill(server.pid, signal.SIGSTOP)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
         if holds_write_lock(database):
             caught = True
             break
-        os.kill(server.pid, signal.SIGCONT)
-    os.kill(server.pid, signal.SIGKILL)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
     server.process.wait(timeout=10)
     stop_sending.set()
     for thread in senders:

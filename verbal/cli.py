@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from verbal.config import Settings
+    from verbal.processes import PipelineProcess
     from verbal.runtime import Runtime
     from verbal.store.directory import Directory
     from verbal.store.models import Account, Application, Message, PhoneNumber
@@ -97,6 +98,20 @@ def _run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     import asyncio
 
     return asyncio.run(coro())
+
+
+def _run_server(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Like `_run`, on uvloop (a dependency through uvicorn[standard]) where it is installed:
+    the server spends a fifth of its CPU in the event loop and its transports, which uvloop
+    does in C. The short commands keep the standard loop and skip the import."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop wheels
+        return asyncio.run(coro())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro())
 
 
 @dataclass(frozen=True)
@@ -197,7 +212,12 @@ def serve(
     settings = _settings(
         host=host, port=port, database_url=database_url, role=role, log_format=log_format
     )
-    _run(lambda: _serve(settings, on_started=_announce))
+    pipeline = None
+    if settings.is_sqlite and settings.role == "all" and settings.sqlite_processes > 1:
+        from verbal.processes import fork_pipeline
+
+        pipeline = fork_pipeline(settings)
+    _run_server(lambda: _serve(settings, on_started=_announce, pipeline=pipeline))
 
 
 async def _announce(runtime: Runtime) -> None:
@@ -208,7 +228,13 @@ async def _announce(runtime: Runtime) -> None:
 OnStarted = Callable[["Runtime"], Coroutine[Any, Any, None]]
 
 
-async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = False) -> None:
+async def _serve(
+    settings: Settings,
+    on_started: OnStarted,
+    *,
+    demo: bool = False,
+    pipeline: PipelineProcess | None = None,
+) -> None:
     # Alembic (the migrations run on start) imports mako, which highlights the source in its
     # error pages with pygments whenever pygments is installed, as it is with rich: 4.4 MiB of
     # lexers in a server that renders no mako template. Marked absent, mako uses plain text.
@@ -217,13 +243,14 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
 
     from verbal.api.app import create_app
     from verbal.logs import configure as configure_logs
+    from verbal.processes import PipelineFailed
     from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
 
     configure_logs(settings.log_level, settings.log_format)
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, pipeline=pipeline)
     try:
         await runtime.start()
-    except (AlreadyServing, UnsupportedLayout, SmscUnavailable) as exc:
+    except (AlreadyServing, UnsupportedLayout, SmscUnavailable, PipelineFailed) as exc:
         await runtime.close()
         raise _fail(str(exc)) from None
     try:
@@ -241,9 +268,15 @@ async def _serve(settings: Settings, on_started: OnStarted, *, demo: bool = Fals
             # No route speaks WebSocket: uvicorn would otherwise import a WebSocket library.
             ws="none",
         )
-        await _server(config).serve()
+        server = _server(config)
+        if pipeline is not None:
+            # The pipeline process ending by itself ends the server (verbal/processes.py).
+            pipeline.on_lost = lambda: setattr(server, "should_exit", True)
+        await server.serve()
     finally:
         await runtime.stop()
+    if pipeline is not None and pipeline.lost:
+        raise _fail("the pipeline process ended unexpectedly; see the log above")
 
 
 def _server(config: uvicorn.Config) -> uvicorn.Server:
@@ -334,7 +367,7 @@ def demo(
             f"API docs: {base}/docs\n"
         )
 
-    _run(lambda: _serve(settings, on_started=prepare, demo=True))
+    _run_server(lambda: _serve(settings, on_started=prepare, demo=True))
 
 
 # -- send -----------------------------------------------------------------------------------

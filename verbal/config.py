@@ -162,8 +162,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # What this process does: "api" serves the REST APIs, "worker" runs the queue and holds
     # the carriers, "all" does both. Several api and worker processes may share one
-    # PostgreSQL database; a SQLite file has one process, which must be "all".
+    # PostgreSQL database; a SQLite file is served by one `verbal serve` with role "all".
     role: Literal["all", "api", "worker"] = "all"
+    # On SQLite, `verbal serve` runs the API in its own process and forks a second one for
+    # the pipeline (carriers, workers, callbacks, the sandbox), so that a server uses two
+    # cores; 1 keeps everything in one process (docs/architecture.md, "Two processes").
+    sqlite_processes: int = Field(2, ge=1, le=2)
 
     # Dispatch: how many jobs run at once in this process, and how long a claimed job is
     # protected from other workers before it is considered abandoned.

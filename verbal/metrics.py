@@ -7,7 +7,19 @@ figures describe the shared database, so the node answering a scrape reads them 
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, remembered: prometheus_client checks and looks the labels
+    up anew on every call, a few microseconds that the message path pays several times per
+    message. Not for metrics whose children are cleared (the queue gauges)."""
+    return metric.labels(*values)
+
 
 MESSAGE_TRANSITIONS = Counter(
     "verbal_message_transitions",

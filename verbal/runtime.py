@@ -41,6 +41,7 @@ from verbal.webhooks.client import HttpClient
 if TYPE_CHECKING:
     from verbal.carriers.sandbox_smsc import SandboxSmsc
     from verbal.carriers.smpp_carrier import SmppCarrierConfig
+    from verbal.processes import PipelineProcess
 
 log = logging.getLogger("verbal")
 
@@ -50,21 +51,28 @@ class AlreadyServing(RuntimeError):
 
 
 class UnsupportedLayout(RuntimeError):
-    """The settings ask for a layout the database cannot carry (split roles on SQLite)."""
+    """The settings ask for a layout the database cannot carry (split roles on SQLite, other
+    than the two processes `verbal serve` forks itself)."""
 
 
 class SmscUnavailable(RuntimeError):
     """The sandbox's SMSC cannot listen where the settings say."""
 
 
+def sqlite_file(database_url: str) -> str | None:
+    """The file of a SQLite URL (None for an in-memory database)."""
+    database = make_url(normalize_url(database_url)).database
+    return None if not database or database == ":memory:" else database
+
+
 def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
     """Take the one-server lock beside a SQLite file; the returned file holds it.
 
-    A SQLite database has one serving process: its start-up takes over every job lease, which
-    is right after a crash and wrong while another server is still working on them.
+    A SQLite database has one server: its start-up takes over every job lease, which is right
+    after a crash and wrong while another server is still working on them.
     """
-    database = make_url(normalize_url(database_url)).database
-    if not database or database == ":memory:":
+    database = sqlite_file(database_url)
+    if database is None:
         return None
     lock = open(f"{database}.lock", "wb")  # noqa: SIM115 - held open for the process's life
     try:
@@ -166,8 +174,20 @@ def sandbox_smsc(network: SandboxNetwork, settings: Settings) -> SandboxSmsc:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    """`pipeline`: in the API process of a two-process SQLite server, the pipeline process
+    its messages go to; `pipeline_process`: this is that pipeline process
+    (`verbal/processes.py`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pipeline: PipelineProcess | None = None,
+        pipeline_process: bool = False,
+    ) -> None:
         self.settings = settings
+        self.pipeline = pipeline
+        self._pipeline_process = pipeline_process
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
@@ -246,7 +266,10 @@ class Runtime:
             self.callbacks,
             owner=owner,
             shared_database=not settings.is_sqlite,
+            elsewhere=pipeline,
         )
+        if pipeline is not None:
+            self.queue.add_listener(pipeline.wake)
         self.redeliveries = Redeliveries(self.http, policy, self.journal, self.queue)
         # On PostgreSQL new jobs announce themselves (LISTEN/NOTIFY): poll only as a safety net.
         self.notifications: JobNotifications | None = None
@@ -260,7 +283,7 @@ class Runtime:
             idle_poll_seconds=idle_poll,
         )
         if not settings.is_sqlite and self.runs_workers:
-            self.notifications = JobNotifications(settings.database_url, self._wake_workers)
+            self.notifications = JobNotifications(settings.database_url, self.wake_workers)
         self.interpreter = Engine(
             self.sessions,
             self.queue,
@@ -283,34 +306,46 @@ class Runtime:
         self.bootstrap_account: Account | None = None
         self._sqlite_lock: IO[bytes] | None = None
 
-    def _wake_workers(self) -> None:
+    def wake_workers(self) -> None:
+        """Look for new jobs and parked messages now."""
         self.dispatcher.wake()
         self.messaging.wake()
 
     @property
     def runs_workers(self) -> bool:
-        return self.settings.role in ("all", "worker")
+        return self.settings.role in ("all", "worker") and self.pipeline is None
 
     @property
     def serves_api(self) -> bool:
-        return self.settings.role in ("all", "api")
+        return self.settings.role in ("all", "api") and not self._pipeline_process
 
     async def start(self) -> None:
         if self.settings.is_sqlite and self.settings.role != "all":
             raise UnsupportedLayout(
                 f"role {self.settings.role!r} needs PostgreSQL: a SQLite file is served by one "
-                "process with role 'all'"
+                "`verbal serve` with role 'all'"
             )
-        if self.settings.is_sqlite:
-            self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
-        await migrate(self.engine)
-        self.bootstrap_account = await self._bootstrap()
-        if self.settings.is_sqlite:
+        if self._pipeline_process:
+            # The API process has migrated and holds the server's lock; the pipeline's own
+            # lock waits for a previous pipeline process that is still exiting.
+            from verbal.processes import hold_pipeline_lock
+
+            database = sqlite_file(self.settings.database_url)
+            if database is not None:
+                self._sqlite_lock = hold_pipeline_lock(database)
+        else:
+            if self.settings.is_sqlite:
+                self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
+            await migrate(self.engine)
+            self.bootstrap_account = await self._bootstrap()
+        if self.settings.is_sqlite and self.runs_workers:
             # One process owns a SQLite file: leases left by a crashed run are ours to undo.
             released = await self.queue.release_leases(everyone=True)
             if released:
                 log.info("resuming %d jobs left in flight by the previous run", released)
             await self.messaging.recover()
+        if self.pipeline is not None:
+            await self.pipeline.start()
         if not self.runs_workers:
             return
         if self.settings.smsc_enabled and self.smsc is None:
@@ -361,12 +396,26 @@ class Runtime:
                     await carrier.stop()
         if self.notifications is not None:
             await self.notifications.stop()
+        if self.pipeline is not None:
+            await self.pipeline.stop(self.settings.shutdown_deadline_seconds)
         await self.close()
 
     @property
     def dispatching(self) -> bool:
         """Whether this process's workers are running (for readiness checks)."""
         return self._worker is not None and not self._worker.done()
+
+    async def metrics(self) -> bytes:
+        """This server's metrics in the Prometheus text format: its process's, and its
+        pipeline process's where it has one."""
+        from prometheus_client import generate_latest
+
+        own = generate_latest()
+        if self.pipeline is None:
+            return own
+        from verbal.processes import merge_metrics
+
+        return merge_metrics(own, await self.pipeline.metrics())
 
     async def close(self) -> None:
         """Release connections and the SQLite lock (also for a runtime that never started)."""

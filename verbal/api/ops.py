@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from verbal.api.auth import runtime
@@ -35,6 +35,8 @@ async def readyz(request: Request) -> JSONResponse:
         problems.append(f"database: {type(exc).__name__}")
     if current.runs_workers and not current.dispatching:
         problems.append("workers are not running")
+    if current.pipeline is not None and not current.pipeline.ready:
+        problems.append("the pipeline process is not running")
     body = {"status": "ready" if not problems else "not ready", "role": current.settings.role}
     if problems:
         body["problems"] = "; ".join(problems)
@@ -50,4 +52,4 @@ async def metrics(request: Request) -> Response:
     QUEUE_DUE.set(stats.due)
     QUEUE_LAG.set(stats.lag_seconds)
     MESSAGES_IN_PROGRESS.set(runtime(request).messaging.backlog)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await runtime(request).metrics(), media_type=CONTENT_TYPE_LATEST)

@@ -93,7 +93,7 @@ from verbal.carriers.smpp.receipts import (
     parse_receipt,
 )
 from verbal.carriers.smpp.text import TextCoding, decode_message, encode_message
-from verbal.metrics import SMPP_RECEIPTS, SMPP_SUBMITS
+from verbal.metrics import SMPP_RECEIPTS, SMPP_SUBMITS, labelled
 from verbal.store.journal import Journal, Statement
 from verbal.store.models import SmppPart
 
@@ -406,7 +406,7 @@ class SmppCarrier:
                 response = await bind.submit(pdu, wait=max(left, 0.0))
             except LinkError as exc:
                 if exc.sent:
-                    SMPP_SUBMITS.labels(self.name, "unanswered").inc()
+                    labelled(SMPP_SUBMITS, self.name, "unanswered").inc()
                 # "No room in time" says less than the throttle or loss that caused it.
                 if exc.sent or last is None:
                     last = exc
@@ -414,17 +414,17 @@ class SmppCarrier:
             status = response.command_status
             name = CommandStatus.name_of(status)
             if status == CommandStatus.ESME_ROK:
-                SMPP_SUBMITS.labels(self.name, "ok").inc()
+                labelled(SMPP_SUBMITS, self.name, "ok").inc()
                 return response.message_id if isinstance(response, SubmitSmResp) else ""
             if status in THROTTLE_STATUSES:
-                SMPP_SUBMITS.labels(self.name, "throttled").inc()
+                labelled(SMPP_SUBMITS, self.name, "throttled").inc()
                 last = CarrierTemporaryError(_QUEUE_OVERFLOW, f"{self.name} is throttling ({name})")
                 continue
             if status in _TEMPORARY:
-                SMPP_SUBMITS.labels(self.name, "temporary").inc()
+                labelled(SMPP_SUBMITS, self.name, "temporary").inc()
                 message = f"{self.name} failed to take it ({name})"
                 raise CarrierTemporaryError(_UNKNOWN_ERROR, message)
-            SMPP_SUBMITS.labels(self.name, "rejected").inc()
+            labelled(SMPP_SUBMITS, self.name, "rejected").inc()
             code, meaning = _REJECTIONS.get(status, (_UNKNOWN_ERROR, "refused"))
             raise CarrierRejected(code, f"{self.name}: {meaning} ({name})")
         raise last
@@ -531,11 +531,11 @@ class SmppCarrier:
     async def _on_receipt(self, pdu: DeliverSm | DataSm) -> int:
         parsed = parse_receipt(pdu, self.config.coding)
         if parsed is None:
-            SMPP_RECEIPTS.labels(self.name, "unreadable").inc()
+            labelled(SMPP_RECEIPTS, self.name, "unreadable").inc()
             log.warning("%s: a receipt names no message or state: %r", self.name, pdu)
             return CommandStatus.ESME_ROK  # sending it again would not make it readable
         if parsed.outcome is ReceiptOutcome.PENDING:
-            SMPP_RECEIPTS.labels(self.name, "pending").inc()
+            labelled(SMPP_RECEIPTS, self.name, "pending").inc()
             return CommandStatus.ESME_ROK
         # A receipt for a part accepted here and being recorded right now (it beat the
         # submit_sm_resp, or nearly) needs no lookup to know it must wait.
@@ -547,7 +547,7 @@ class SmppCarrier:
         if len(self._unmatched) >= _MAX_UNMATCHED:
             oldest = next(iter(self._unmatched))
             del self._unmatched[oldest]
-            SMPP_RECEIPTS.labels(self.name, "unmatched").inc()
+            labelled(SMPP_RECEIPTS, self.name, "unmatched").inc()
             log.warning("%s: too many receipts waiting; dropped the one for %s", self.name, oldest)
         now = time.monotonic()
         self._unmatched[parsed.message_id] = _SetAside(
@@ -586,7 +586,7 @@ class SmppCarrier:
             part.error_code = parsed.error_code
             part.error_message = parsed.error_message
             receipt = self._verdict(parts)
-        SMPP_RECEIPTS.labels(self.name, "matched").inc()
+        labelled(SMPP_RECEIPTS, self.name, "matched").inc()
         if receipt is not None:
             assert self._events is not None, "start() first"
             # Outside the transaction above: SQLite has one connection, and on_receipt
@@ -612,7 +612,7 @@ class SmppCarrier:
                 "error_message": sent.error_message,
             },
         )
-        SMPP_RECEIPTS.labels(self.name, "matched").inc()
+        labelled(SMPP_RECEIPTS, self.name, "matched").inc()
         parts = sorted(self._messages[sent.message_sid], key=lambda part: part.sequence)
         # The message's verdict waits for every part to be accepted (the last receipt to
         # come then decides it).
@@ -748,7 +748,7 @@ class SmppCarrier:
                 self._unmatched.pop(receipt_id, None)
             elif now >= waiting.expires:
                 self._unmatched.pop(receipt_id, None)
-                SMPP_RECEIPTS.labels(self.name, "unmatched").inc()
+                labelled(SMPP_RECEIPTS, self.name, "unmatched").inc()
                 log.warning(
                     "%s: receipt for %s matches no message sent here; dropped",
                     self.name,

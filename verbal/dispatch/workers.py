@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from verbal.dispatch.backoff import backoff_delay
 from verbal.dispatch.queue import ClaimedJob, JobQueue
-from verbal.metrics import JOBS_RUN
+from verbal.metrics import JOBS_RUN, labelled
 
 Handler = Callable[[ClaimedJob], Awaitable[None]]
 log = logging.getLogger("verbal.dispatch")
@@ -98,11 +98,11 @@ class Dispatcher:
             if handler is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
             await handler(job)
-            JOBS_RUN.labels(job.kind, "ok").inc()
+            labelled(JOBS_RUN, job.kind, "ok").inc()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            JOBS_RUN.labels(job.kind, "error").inc()
+            labelled(JOBS_RUN, job.kind, "error").inc()
             log.exception(
                 "job %s (%s) failed on attempt %s",
                 job.id,

@@ -21,12 +21,13 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, event, select
@@ -72,7 +73,7 @@ from verbal.messaging.machine import (
     settle_callback,
 )
 from verbal.messaging.states import Status
-from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS
+from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, labelled
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal, Statement, execute_in
 from verbal.store.models import Account, Message, MessageEvent, WebhookAttempt
@@ -92,6 +93,26 @@ ERROR_NO_ROUTE = (30008, "No carrier reaches the destination")
 AWAITING_RECEIPT = 50_000
 # On PostgreSQL, wake the workers of every node when work is parked for them.
 NOTIFY_WORKERS = Statement("SELECT pg_notify('verbal_jobs', :channel)", order=90, key="channel")
+
+
+class PipelineElsewhere(Protocol):
+    """This node's pipeline when it runs in another process (`verbal/processes.py`): the API
+    process hands it what it accepted, leased to it in the same commit."""
+
+    owner: str
+
+    @property
+    def backlog(self) -> int:
+        """Messages the other process works on, as it last said, plus those sent since."""
+        ...
+
+    def hand_over(self, records: list[MessageRecord], account_sids: dict[int, str]) -> None:
+        """Give committed messages to the pipeline."""
+        ...
+
+    def wake(self) -> None:
+        """Say that work was parked in the rows (or jobs added) and has committed."""
+        ...
 
 
 class Overloaded(Exception):
@@ -154,6 +175,7 @@ class Messaging:
         *,
         owner: str,
         shared_database: bool = False,
+        elsewhere: PipelineElsewhere | None = None,
     ) -> None:
         self._sessions = sessions
         self._journal = journal
@@ -165,6 +187,8 @@ class Messaging:
         self._callbacks = callbacks
         self._owner = owner
         self._shared = shared_database
+        self._elsewhere = elsewhere
+        self._renewed_at = 0.0
         self._ids = ledger.IdBlocks(sessions)
         # Messages this process works on, by SID: the newest record of each.
         self._live: dict[str, MessageRecord] = {}
@@ -232,7 +256,10 @@ class Messaging:
 
     @property
     def backlog(self) -> int:
-        """Messages in progress in this process (admitted and not yet done with)."""
+        """Messages in progress (admitted and not yet done with) in this process, or in the
+        pipeline process it hands its messages to."""
+        if self._elsewhere is not None:
+            return len(self._live) + self._elsewhere.backlog
         return len(self._live)
 
     # -- accepting ------------------------------------------------------------------------
@@ -277,7 +304,12 @@ class Messaging:
     def admit(self, records: list[MessageRecord]) -> None:
         """Start work on messages whose acceptance has committed."""
         if not self._working:
-            if records and self._shared:
+            if not records:
+                return
+            if self._elsewhere is not None:
+                sids = {r.account_id: self._account_sids[r.account_id] for r in records}
+                self._elsewhere.hand_over(records, sids)
+            elif self._shared:
                 self._journal.write(NOTIFY_WORKERS, {"channel": ""})
             return
         for record in records:
@@ -293,10 +325,17 @@ class Messaging:
             if record.status != Status.SCHEDULED:
                 self._submits.put_nowait(record.sid)
 
+    def take_over(self, records: list[MessageRecord], account_sids: dict[int, str]) -> None:
+        """Start work on messages the API process accepted and handed over, leased to this
+        process in the commit that accepted them."""
+        self._account_sids.update(account_sids)
+        self.admit(records)
+
     def admit_check(self) -> None:
         limit = self._settings.admission_limit
-        if limit and len(self._live) >= limit:
-            raise Overloaded(len(self._live), limit)
+        backlog = self.backlog
+        if limit and backlog >= limit:
+            raise Overloaded(backlog, limit)
 
     async def _accepted(
         self,
@@ -343,11 +382,13 @@ class Messaging:
         target = Status.QUEUED if request.send_at is None else Status.SCHEDULED
         step = advance(accepted, target, now)
         for entry in step.entries:
-            MESSAGE_TRANSITIONS.labels(entry.status, direction).inc()
+            labelled(MESSAGE_TRANSITIONS, entry.status, direction).inc()
         if request.send_at is not None:
             where = ledger.Whereabouts(request.send_at.timestamp())
         elif self._working:
             where = self._held()
+        elif self._elsewhere is not None:
+            where = self._held(self._elsewhere.owner)
         else:
             where = ledger.Whereabouts(time.time())
         return step.record, step.entries, where
@@ -429,9 +470,17 @@ class Messaging:
 
     # -- recording changes ------------------------------------------------------------------
 
-    def _held(self) -> ledger.Whereabouts:
+    def _held(self, owner: str | None = None) -> ledger.Whereabouts:
         now = time.time()
-        return ledger.Whereabouts(now, self._owner, now + self._settings.lease_seconds)
+        return ledger.Whereabouts(now, owner or self._owner, now + self._settings.lease_seconds)
+
+    def _notify_workers(self) -> None:
+        """Tell the workers work was parked for them, once it has committed."""
+        if self._elsewhere is not None:
+            wake = self._elsewhere.wake
+            self._journal.flushed().add_done_callback(lambda _: wake())
+        elif self._shared:
+            self._journal.write(NOTIFY_WORKERS, {"channel": ""})
 
     def _write(
         self,
@@ -464,7 +513,7 @@ class Messaging:
         if not step.changed and step.record is record:
             return record
         for entry in step.entries:
-            MESSAGE_TRANSITIONS.labels(entry.status, record.direction).inc()
+            labelled(MESSAGE_TRANSITIONS, entry.status, record.direction).inc()
         self._record(step.record, step.entries)
         self._owe(step.record, [entry for entry in step.entries if entry.callback])
         return step.record
@@ -489,8 +538,7 @@ class Messaging:
             return
         if busy:  # a process without workers (an API node) leaves the work to them
             self._write(record, entries, ledger.Whereabouts(time.time()))
-            if self._shared:
-                self._journal.write(NOTIFY_WORKERS, {"channel": ""})
+            self._notify_workers()
             return
         self._write(record, entries, ledger.DONE)
         if record.carrier and record.carrier_message_id:
@@ -508,8 +556,7 @@ class Messaging:
         """Hand a message's work back to its row, due at epoch time `due`."""
         self._live.pop(record.sid, None)
         self._write(record, (), ledger.Whereabouts(due, lane=lane))
-        if self._shared:
-            self._journal.write(NOTIFY_WORKERS, {"channel": ""})
+        self._notify_workers()
 
     def _current(self, sid: str) -> MessageRecord | None:
         return self._live.get(sid) or self._awaiting_receipt.get(sid)
@@ -733,16 +780,16 @@ class Messaging:
                 carrier.submit(sms), self._settings.submit_timeout_seconds
             )
         except CarrierRejected:
-            CARRIER_ERRORS.labels(carrier.name, "rejected").inc()
+            labelled(CARRIER_ERRORS, carrier.name, "rejected").inc()
             raise
         except CarrierTemporaryError:
-            CARRIER_ERRORS.labels(carrier.name, "temporary").inc()
+            labelled(CARRIER_ERRORS, carrier.name, "temporary").inc()
             raise
         except TimeoutError:
-            CARRIER_ERRORS.labels(carrier.name, "timeout").inc()
+            labelled(CARRIER_ERRORS, carrier.name, "timeout").inc()
             raise
         finally:
-            SUBMIT_SECONDS.labels(carrier.name).observe(time.perf_counter() - started)
+            labelled(SUBMIT_SECONDS, carrier.name).observe(time.perf_counter() - started)
 
     # -- claiming parked work ---------------------------------------------------------------
 
@@ -755,19 +802,28 @@ class Messaging:
             except Exception:
                 log.exception("claiming parked messages failed; retrying")
                 claimed = 0
-            if self._shared and self._live:
-                with contextlib.suppress(Exception):
-                    await ledger.renew(
-                        self._sessions,
-                        self._owner,
-                        [record.id for record in self._live.values()],
-                        time.time() + self._settings.lease_seconds,
-                    )
+            await self._renew_leases()
             if claimed:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of the messages in memory, a third of a lease after the last
+        time: only where other processes claim from the same rows (PostgreSQL)."""
+        now = time.time()
+        due = self._renewed_at + self._settings.lease_seconds / 3
+        if not self._shared or not self._live or now < due:
+            return
+        self._renewed_at = now
+        with contextlib.suppress(Exception):
+            await ledger.renew(
+                self._sessions,
+                self._owner,
+                [record.id for record in self._live.values()],
+                now + self._settings.lease_seconds,
+            )
 
     async def _claim(self) -> int:
         limit = self._settings.admission_limit
@@ -1000,7 +1056,7 @@ class Messaging:
         receiving = TimelineEntry(record.id, 1, Status.RECEIVING.value, now, None, False)
         record = dataclasses.replace(record, event_seq=1)
         step = advance(record, Status.RECEIVED, now)
-        MESSAGE_TRANSITIONS.labels(Status.RECEIVED.value, "inbound").inc()
+        labelled(MESSAGE_TRANSITIONS, Status.RECEIVED.value, "inbound").inc()
         self._write(step.record, (receiving, *step.entries), ledger.DONE, new=True)
         # Whoever runs the number's app (the engine) takes it from here, durably.
         await self._journal.write(
@@ -1029,6 +1085,7 @@ def _forget_after_rollback(session: Session) -> None:
         session.info.pop(_ACCEPTED_KEY, None)
 
 
+@functools.lru_cache(maxsize=512)  # a handful of callback URLs serve most messages
 def is_http_url(url: str) -> bool:
     """An absolute http(s) URL with a host, that a webhook can be sent to and a URL column
     (2,048 characters) can hold."""
