@@ -39,6 +39,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
         description="Self-hosted programmable messaging with Twilio-, Restcomm- and "
         "Plivo-compatible APIs and a simulated network for development.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks look for configured providers on every request;
+        # Verbal reports through Prometheus (`/metrics`) and configures none, so the check
+        # was pure cost on the hot path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     errors.install(app)

@@ -39,6 +39,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
@@ -153,6 +154,34 @@ class FrontDoor(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message the network took, as its `sandbox_deliveries` row records it. A plain value
+    rather than the ORM row: the sandbox carrier makes one per message and writes it through
+    the journal, and building an ORM instance cost more than the rest of the submit."""
+
+    message_sid: str
+    carrier_message_id: str
+    account_sid: str
+    handset: str
+    sender: str
+    body: str
+    media_urls: tuple[str, ...]
+    outcome: str
+    in_inbox: bool
+    visible_at: float
+    receipt_status: str | None
+    receipt_error_code: int | None
+    receipt_due: float | None
+    receipt_reported: bool
+
+    def row(self) -> SandboxDelivery:
+        """The ORM row, for a caller that writes it in a session of its own."""
+        values = dict(zip(_DELIVERY_FIELDS, _delivery_values(self), strict=True))
+        values["media_urls"] = list(self.media_urls)
+        return SandboxDelivery(**values)
+
+
 class SandboxNetwork:
     """The simulated network: handsets, rules, deliveries and inboxes. See the module doc."""
 
@@ -195,22 +224,22 @@ class SandboxNetwork:
     @staticmethod
     def delivery(
         sms: OutboundSms, carrier_id: str, verdict: Verdict, *, receipt_pending: bool
-    ) -> SandboxDelivery:
-        """The row recording that the network took ``sms``; add it to the session.
+    ) -> Delivery:
+        """What the network records of taking ``sms`` (a `sandbox_deliveries` row).
 
         ``receipt_pending`` leaves the receipt for `SandboxCarrier`'s receipt loop to
         report; a door that hands its receipts over itself passes False.
         """
         now = time.time()
         receipt = verdict.receipt
-        return SandboxDelivery(
+        return Delivery(
             message_sid=sms.message_sid,
             carrier_message_id=carrier_id,
             account_sid=sms.account_sid,
             handset=sms.recipient,
             sender=sms.sender,
             body=sms.body,
-            media_urls=list(sms.media_urls),
+            media_urls=tuple(sms.media_urls),
             outcome=verdict.outcome.value,
             in_inbox=verdict.outcome in (Outcome.DELIVER, Outcome.SILENT),
             visible_at=now + verdict.delay_seconds,
@@ -354,6 +383,8 @@ _DELIVERY_COLUMNS = (
     "receipt_reported",
     "submitted_at",
 )
+_DELIVERY_FIELDS = _DELIVERY_COLUMNS[:-1]  # submitted_at is the database's clock
+_delivery_values = attrgetter(*_DELIVERY_FIELDS)
 INSERT_DELIVERY = Statement(
     f"INSERT INTO sandbox_deliveries ({', '.join(_DELIVERY_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _DELIVERY_COLUMNS)})",
@@ -538,7 +569,7 @@ class SandboxCarrier:
             )
 
 
-def _receipt_of(delivery: SandboxDelivery) -> Receipt:
+def _receipt_of(delivery: SandboxDelivery | Delivery) -> Receipt:
     code = delivery.receipt_error_code
     return Receipt(
         carrier=SandboxCarrier.name,
@@ -550,8 +581,8 @@ def _receipt_of(delivery: SandboxDelivery) -> Receipt:
     )
 
 
-def _delivery_params(delivery: SandboxDelivery) -> dict[str, Any]:
-    params = {column: getattr(delivery, column) for column in _DELIVERY_COLUMNS}
+def _delivery_params(delivery: Delivery) -> dict[str, Any]:
+    params = dict(zip(_DELIVERY_FIELDS, _delivery_values(delivery), strict=True))
     params["media_urls"] = json_text(list(delivery.media_urls))
     params["submitted_at"] = datetime.now(UTC)
     return params

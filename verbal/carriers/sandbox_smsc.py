@@ -359,7 +359,7 @@ class SandboxSmsc(SmscHandler):
         body = _text_of([pdu for pdu, _ in parts])
         sender = _international(first.source_addr, first.source_addr_ton) or first.source_addr
         sms = OutboundSms(first_id, account_sid, sender, handset, body)
-        session.add(self.network.delivery(sms, first_id, verdict, receipt_pending=False))
+        session.add(self.network.delivery(sms, first_id, verdict, receipt_pending=False).row())
         if verdict.receipt is None:
             return
         now = time.time()

@@ -13,7 +13,6 @@ the method and every parameter (see `signature_v3`).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import math
 import secrets
@@ -164,7 +163,7 @@ def message_uuid(sid: str) -> str:
 
 
 def _hmac(auth_token: str, payload: str) -> str:
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha256).digest()
+    digest = hmac.digest(auth_token.encode(), payload.encode(), "sha256")
     return base64.b64encode(digest).decode()
 
 

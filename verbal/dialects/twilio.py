@@ -9,7 +9,6 @@ alone (its query string already carries the parameters).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 from verbal.dialects.types import MessageFacts
@@ -25,7 +24,7 @@ def signature(url: str, params: list[tuple[str, str]], auth_token: str) -> str:
     payload = url + "".join(
         name + value for name in sorted(grouped) for value in sorted(grouped[name])
     )
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    digest = hmac.digest(auth_token.encode(), payload.encode(), "sha1")
     return base64.b64encode(digest).decode()
 
 

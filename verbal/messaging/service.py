@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import functools
 import logging
 import time
@@ -649,7 +648,7 @@ class Messaging:
         if record is None or record.status not in TO_SUBMIT:
             return
         resubmission = record.status == Status.SENDING
-        record = dataclasses.replace(record, carrier=first.name)
+        record = record.evolve(carrier=first.name)
         moved = self._apply(record, Status.SENDING)
         if moved is record:  # a resubmission: already sending, only the carrier is new
             self._record(record)
@@ -675,8 +674,7 @@ class Messaging:
         current = self._current(sid)
         if current is None:
             return  # a receipt finished it meanwhile, callbacks and all
-        current = dataclasses.replace(
-            current,
+        current = current.evolve(
             carrier=current.carrier if current.final else carrier.name,
             carrier_message_id=current.carrier_message_id or result.carrier_message_id,
         )
@@ -1054,7 +1052,7 @@ class Messaging:
             date_sent=None,
         )
         receiving = TimelineEntry(record.id, 1, Status.RECEIVING.value, now, None, False)
-        record = dataclasses.replace(record, event_seq=1)
+        record = record.evolve(event_seq=1)
         step = advance(record, Status.RECEIVED, now)
         labelled(MESSAGE_TRANSITIONS, Status.RECEIVED.value, "inbound").inc()
         self._write(step.record, (receiving, *step.entries), ledger.DONE, new=True)

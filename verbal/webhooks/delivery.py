@@ -7,7 +7,6 @@ any signature); this module only does the HTTP and turns every way it can go wro
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -93,14 +92,14 @@ async def _deliver_kept_alive(
 ) -> DeliveryResult:
     """`deliver` over the lean client (`keepalive.py`), for plain http URLs."""
     try:
-        async with asyncio.timeout(client.timeout_seconds):
-            answer = await client.kept_alive.request(
-                request.method,
-                request.full_url,
-                headers,
-                data,
-                excerpt_limit=RESPONSE_EXCERPT_BYTES,
-            )
+        answer = await client.kept_alive.request(
+            request.method,
+            request.full_url,
+            headers,
+            data,
+            excerpt_limit=RESPONSE_EXCERPT_BYTES,
+            time_limit=client.timeout_seconds,
+        )
     except TimeoutError:
         return DeliveryResult(None, None, _since(started), "timed out")
     except (RequestFailed, OSError, ValueError) as exc:
