@@ -404,14 +404,14 @@ class LoadClient:
     async def post_form(self, path: str, data: Mapping[str, str]) -> tuple[int, str]:
         """POST `data` to `path`: the answer's status and (up to 64 KiB of) its body."""
         body = urlencode(data).encode()
-        async with self._slots, asyncio.timeout(120):
+        async with self._slots:
             answer = await self._client.request(
                 "POST",
                 self.base_url + path,
                 self._headers,
                 body,
                 excerpt_limit=1 << 16,
-                timeout=120,
+                time_limit=120,
             )
         return answer.status, answer.body.decode("utf-8", "replace")
 
