@@ -4,7 +4,8 @@
 
 One SMSC for both: node-smpp (`tests/peers/smsc.js`, an SMPP implementation independent of
 Verbal's and Kannel's) on 127.0.0.1, answering every submit_sm at once and sending its
-delivery receipt `--receipt-delay-ms` later on the same bind.
+delivery receipt `--receipt-delay-ms` later on the same bind (`--response-delay-ms` delays
+the answers too, which shows how full each gateway keeps its window).
 
 1. Verbal: a real `verbal serve` (SQLite temp file) with one SMPP carrier declared through
    `VERBAL_CARRIERS`, `--binds` transceivers with `--window` submit_sm in flight each and no
@@ -598,15 +599,18 @@ async def measure(options: argparse.Namespace, kannel_skipped: str | None) -> No
                 "system_id": SYSTEM_ID,
                 "password": PASSWORD,
                 "receipt_delay_ms": options.receipt_delay_ms,
+                "resp_delay_ms": options.response_delay_ms,
             }
         )
         stack.callback(smsc.stop)
+        delay = options.response_delay_ms
+        answers = f"{delay} ms after each submit_sm" if delay else "at once"
         print(
             f"settings  {options.count:,} messages each ({options.warmup} warm-up first),"
             f" {options.concurrency} HTTP requests in flight; {options.binds} transceiver"
             f" bind(s), window {options.window} submit_sm each, throughput cap"
-            f" {options.throughput:g} msg/s (0: none); smsc.js answers at once, receipt"
-            f" {options.receipt_delay_ms} ms after, on the same bind",
+            f" {options.throughput:g} msg/s (0: none); smsc.js answers {answers},"
+            f" receipt {options.receipt_delay_ms} ms after, on the same bind",
             flush=True,
         )
         print("\nVerbal: Twilio API -> SMPP carrier -> submit_sm -> receipt -> status callback")
@@ -636,6 +640,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--receipt-delay-ms", type=int, default=20, help="SMSC's delay before a receipt (20)"
+    )
+    parser.add_argument(
+        "--response-delay-ms",
+        type=int,
+        default=0,
+        help="SMSC's delay before each submit_sm_resp (0): with a delay, the window shows"
+        " (an SMSC that answers at once never has two submits awaiting an answer)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=64, help="HTTP requests in flight, both gateways (64)"
