@@ -14,10 +14,8 @@ second; that module says why blocking the loop is safe here and how lock waits a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
@@ -27,6 +25,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from verbal.store import _sqlite_inline
 from verbal.store.group_commit import GroupCommitSessions
@@ -115,6 +116,11 @@ MIGRATION_LOCK = 0x5645_5242  # "VERB"
 
 
 def alembic_config() -> Config:
+    # Imported here, not at the top: Alembic and mako are about 10 MiB that a server needs
+    # for a moment at start, and the forked pipeline process (`verbal/processes.py`), which
+    # never migrates, should not carry them.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -124,6 +130,8 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration (run on every start)."""
 
     def upgrade(connection: Connection) -> None:
+        from alembic import command
+
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
