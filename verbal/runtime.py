@@ -225,7 +225,7 @@ class Runtime:
             )
             rates[entry.name] = entry.throughput
         self.router = CarrierRouter(carriers, rules)
-        self.http = HttpClient(settings.webhook_timeout_seconds)
+        self.http = HttpClient(settings.webhook_timeout_seconds, policy=settings.egress_policy)
         policy = RetryPolicy(
             max_attempts=settings.webhook_max_attempts,
             base_seconds=settings.webhook_retry_base_seconds,

@@ -17,6 +17,7 @@ from yarl import URL
 
 from verbal.dialects.types import AppRequest
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
+from verbal.webhooks.egress import EgressRefused
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -37,10 +38,14 @@ class _TooManyRedirects(Exception):
 
 
 class FetchFailed(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    """`code`: set when the failure has a code of its own in every dialect (the egress
+    policy's refusal); otherwise the dialect's fetch or status code applies."""
+
+    def __init__(self, reason: str, status: int | None = None, code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.code = code
 
 
 class AppFetcher:
@@ -69,6 +74,8 @@ class AppFetcher:
             raise FetchFailed(f"no answer within {self._timeout:g} s") from None
         except _TooManyRedirects:
             raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
+        except EgressRefused as refused:
+            raise FetchFailed(str(refused), code=refused.code) from None
         except request_errors() as exc:
             raise FetchFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         latency = round((time.perf_counter() - started) * 1000, 2)

@@ -684,7 +684,7 @@ class Engine:
         try:
             fetched = await self._fetcher.fetch(request)
         except FetchFailed as failed:
-            code = (
+            code = failed.code or (
                 loaded.dialect.errors.bad_status
                 if failed.status
                 else loaded.dialect.errors.fetch_failed

@@ -11,6 +11,9 @@ ones, and everything else Verbal fetches, go through aiohttp (`client.py`).
 Connections are pooled per origin and reused while the server keeps them alive; a request
 that finds its kept-alive connection closed by the server before any answer came is sent
 once more on a new one. The URL is sent exactly as given (signatures cover its bytes).
+
+Each URL passes the egress policy (`egress.py`) first, and connections go only to the
+addresses its checked resolution gave.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httptools
+
+from verbal.webhooks.egress import EgressPolicy, Lookup, resolve, system_lookup
 
 # Answers longer than this are not read to their end: the connection is closed instead.
 MAX_DRAIN_BYTES = 1 << 20
@@ -150,8 +155,16 @@ class _Closed(RequestFailed):
 class KeepAliveClient:
     """Pooled HTTP/1.1 connections for plain-http form posts and gets (see module doc)."""
 
-    def __init__(self, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        policy: EgressPolicy | None = None,
+        lookup: Lookup = system_lookup,
+    ) -> None:
         self._connect_timeout = connect_timeout
+        self._policy = policy or EgressPolicy()
+        self._lookup = lookup
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
     async def request(
@@ -165,6 +178,7 @@ class KeepAliveClient:
     ) -> Answer:
         """Send one request and read its answer; raises RequestFailed or OSError. The
         caller bounds the whole exchange in time."""
+        self._policy.check_url(url)
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"not a plain http URL: {url!r}")
@@ -213,9 +227,18 @@ class KeepAliveClient:
 
     async def _connect(self, origin: tuple[str, int]) -> _Connection:
         loop = asyncio.get_running_loop()
+        host, port = origin
         async with asyncio.timeout(self._connect_timeout):
-            _, connection = await loop.create_connection(_Connection, *origin)
-        return connection
+            failure: OSError | None = None
+            # The checked addresses, in the resolver's order, and no others.
+            for _, address in await resolve(self._policy, host, port, lookup=self._lookup):
+                try:
+                    _, connection = await loop.create_connection(_Connection, address, port)
+                except OSError as error:
+                    failure = error
+                    continue
+                return connection
+        raise failure or OSError(f"cannot connect to {host}:{port}")
 
     def close(self) -> None:
         for idle in self._idle.values():
