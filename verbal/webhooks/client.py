@@ -68,7 +68,8 @@ class HttpClient:
                 middlewares=(checking(self.policy),),
                 # Proxies from the environment would silently reroute webhooks.
                 trust_env=False,
-                # Apps and callbacks get exactly the cookies they set: none.
+                # No jar per client: an app's cookies belong to its conversation, and the app
+                # fetcher sends and keeps them per conversation (cookies.py); callbacks get none.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # Our own User-Agent is given per request.
                 skip_auto_headers=("User-Agent",),
