@@ -90,7 +90,7 @@ class AppFetcher:
         except _TooManyRedirects:
             raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
         except EgressRefused as refused:
-            raise FetchFailed(str(refused), code=refused.code) from None
+            raise FetchFailed(f"egress refused: {refused.message}", code=refused.code) from None
         except request_errors() as exc:
             raise FetchFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         latency = round((time.perf_counter() - started) * 1000, 2)
@@ -114,7 +114,7 @@ class AppFetcher:
         target = exact_url(url)
         for _ in range(MAX_REDIRECTS + 1):
             sent = headers
-            cookie = jar.header(str(target), time.time()) if jar is not None else None
+            cookie = jar.header(str(target), time.time()) if jar and jar.cookies else None
             if cookie is not None:
                 sent = {**headers, "Cookie": cookie}
             async with self._client.session.request(

@@ -27,6 +27,7 @@ redirect leads; stripping them would instead turn a working app into a puzzling 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -115,25 +116,35 @@ class EgressPolicy:
         """Raise EgressRefused unless `url` may be requested (its addresses are checked
         when it is resolved)."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise EgressRefused(f"only http and https URLs are fetched, not {parts.scheme!r}")
-        if "@" in parts.netloc:
-            raise EgressRefused("credentials in a URL are refused (they would be logged)")
-        host = _normal_host(parts.hostname or "")
+        refusal = _verdict(self, parts.scheme, parts.netloc)
+        if refusal is not None:
+            raise EgressRefused(refusal)
+
+    def _judge_origin(self, scheme: str, netloc: str) -> str | None:
+        """Why a URL with this scheme and authority is refused, or None."""
+        if scheme not in ("http", "https"):
+            return f"only http and https URLs are fetched, not {scheme!r}"
+        if "@" in netloc:
+            return "credentials in a URL are refused (they would be logged)"
+        host = _normal_host(urlsplit(f"//{netloc}").hostname or "")
         if not host:
-            raise EgressRefused("the URL has no host")
+            return "the URL has no host"
         address = _literal(host)
         if address is not None:
-            self.check_address(address)
-            return
+            try:
+                self.check_address(address)
+            except EgressRefused as refused:
+                return refused.message
+            return None
         if _odd_number(host):
-            raise EgressRefused(f"{host!r} is a numeric address in an unusual form")
+            return f"{host!r} is a numeric address in an unusual form"
         if _matches(host, self.allow_hosts):
-            return
+            return None
         if _matches(host, self.deny_hosts):
-            raise EgressRefused(f"the host {host} is in the deny list")
+            return f"the host {host} is in the deny list"
         if _matches(host, DENIED_HOSTS):
-            raise EgressRefused(f"the host {host} is a cloud metadata service")
+            return f"the host {host} is a cloud metadata service"
+        return None
 
     def check_address(self, address: str | Address) -> None:
         """Raise EgressRefused unless a connection to `address` is allowed."""
@@ -185,6 +196,12 @@ async def resolve(
     if not found:
         raise OSError(f"{host} has no address")
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _verdict(policy: EgressPolicy, scheme: str, netloc: str) -> str | None:
+    # Status callbacks check every request, mostly to a few origins: judge each once.
+    return policy._judge_origin(scheme, netloc)
 
 
 def _split(entries: Iterable[str]) -> tuple[tuple[Network, ...], tuple[str, ...]]:
