@@ -30,7 +30,7 @@ from verbal.store.journal import Journal, Statement
 from verbal.webhooks.cookies import Conversation, Jar
 
 # Conversations whose jars stay in memory: at most MAX_CACHED * MAX_BYTES (16 MiB) of
-# cookies, typically a few hundred bytes each.
+# names and values (plus Python's overhead per cookie), typically a few hundred bytes each.
 MAX_CACHED = 4096
 PURGE_SECONDS = 600.0
 
