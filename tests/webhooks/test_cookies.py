@@ -233,3 +233,66 @@ async def test_a_full_cache_reads_what_it_evicted_and_expired_rows_are_purged(
         assert await rows(store.url) == 1
     finally:
         await process.close()
+
+
+# -- the fetcher -------------------------------------------------------------------------------
+
+
+async def test_a_fetch_sends_and_keeps_cookies_on_every_hop_they_match(sqlite_url: str) -> None:
+    """A login that sets a cookie and redirects: the next hop carries it, another host does
+    not, and the next fetch of the conversation starts with it."""
+    from aiohttp import web
+
+    from verbal.dialects.types import AppRequest
+    from verbal.engine.fetch import AppFetcher
+    from verbal.webhooks.client import HttpClient
+
+    seen: list[tuple[str, str | None]] = []
+
+    async def login(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Cookie")))
+        response = web.HTTPFound("/doc")
+        response.set_cookie("sid", "abc", path="/")
+        raise response
+
+    async def doc(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Cookie")))
+        return web.Response(text="<Response/>", content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_post("/login", login)
+    app.router.add_get("/doc", doc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    engine = create_engine(sqlite_url)
+    await migrate(engine)
+    account = await Directory(session_factory(engine)).create_account("one")
+    journal = Journal(backend_for(engine))
+    client = HttpClient(5)
+    cookies = ConversationCookies(session_factory(engine), journal, shared_database=False)
+    fetcher = AppFetcher(client, 5, cookies)
+    talk = Conversation(account.id, "+15550001000", "+15550002000")
+    try:
+        login_url = f"http://127.0.0.1:{port}/login"
+        await fetcher.fetch(AppRequest("POST", login_url, form=(("a", "b"),)), talk)
+        # The same server under another name is another host: no cookie goes there.
+        await fetcher.fetch(AppRequest("GET", f"http://localhost:{port}/doc"), talk)
+        await fetcher.fetch(AppRequest("GET", f"http://127.0.0.1:{port}/doc"), talk)
+        # A request outside any conversation carries none.
+        await fetcher.fetch(AppRequest("GET", f"http://127.0.0.1:{port}/doc"))
+    finally:
+        await client.aclose()
+        await journal.close()
+        await engine.dispose()
+        await runner.cleanup()
+    assert seen == [
+        ("/login", None),
+        ("/doc", "sid=abc"),
+        ("/doc", None),
+        ("/doc", "sid=abc"),
+        ("/doc", None),
+    ]

@@ -77,7 +77,7 @@ class ConversationCookies:
         """The conversation's live cookies."""
         now = self._clock()
         if self._shared:
-            return await self._read(conversation, now)
+            return (await self._read(conversation, now)).live(now)
         if not self._loaded:
             await self._load_live(now)
         jar = self._cache.get(conversation)
