@@ -176,8 +176,8 @@ class KeepAliveClient:
         *,
         excerpt_limit: int,
     ) -> Answer:
-        """Send one request and read its answer; raises RequestFailed or OSError. The
-        caller bounds the whole exchange in time."""
+        """Send one request and read its answer; raises RequestFailed, OSError, or
+        EgressRefused before connecting. The caller bounds the whole exchange in time."""
         self._policy.check_url(url)
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
