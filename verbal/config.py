@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from verbal.webhooks.egress import EgressPolicy
+
 DEFAULT_CONFIG_FILE = "verbal.toml"
 
 
@@ -206,6 +208,22 @@ class Settings(BaseSettings):
     # Apps: how long to wait for an app's document.
     app_timeout_seconds: float = 15.0
 
+    # The egress policy for every outbound request (app fetches, redirects, status
+    # callbacks): networks (`10.1.0.0/16`), addresses or host names (with their subdomains)
+    # allowed or denied; link-local and cloud metadata addresses and names are always denied
+    # unless allowed here. Loopback and private networks are allowed unless switched off,
+    # as a multi-tenant server should (README, "Egress policy").
+    egress_allow: list[str] = Field(default_factory=list)
+    egress_deny: list[str] = Field(default_factory=list)
+    egress_allow_loopback: bool = True
+    egress_allow_private: bool = True
+
+    @field_validator("egress_allow", "egress_deny")
+    @classmethod
+    def _egress_entries(cls, entries: list[str]) -> list[str]:
+        EgressPolicy.from_entries(entries)  # a bad entry fails the start, not a request
+        return entries
+
     # Sandbox network: numbers starting with any of these prefixes are virtual handsets.
     sandbox_enabled: bool = True
     sandbox_prefixes: list[str] = Field(default_factory=lambda: ["+1555"])
@@ -278,6 +296,15 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.from_entries(
+            self.egress_allow,
+            self.egress_deny,
+            allow_loopback=self.egress_allow_loopback,
+            allow_private=self.egress_allow_private,
+        )
 
     @property
     def is_sqlite(self) -> bool:

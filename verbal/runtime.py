@@ -37,6 +37,7 @@ from verbal.store.directory import Directory
 from verbal.store.journal import Journal, backend_for
 from verbal.store.models import Account
 from verbal.webhooks.client import HttpClient
+from verbal.webhooks.conversations import ConversationCookies
 
 if TYPE_CHECKING:
     from verbal.carriers.sandbox_smsc import SandboxSmsc
@@ -225,7 +226,7 @@ class Runtime:
             )
             rates[entry.name] = entry.throughput
         self.router = CarrierRouter(carriers, rules)
-        self.http = HttpClient(settings.webhook_timeout_seconds)
+        self.http = HttpClient(settings.webhook_timeout_seconds, policy=settings.egress_policy)
         policy = RetryPolicy(
             max_attempts=settings.webhook_max_attempts,
             base_seconds=settings.webhook_retry_base_seconds,
@@ -288,7 +289,13 @@ class Runtime:
             self.sessions,
             self.queue,
             self.messaging,
-            AppFetcher(self.http, settings.app_timeout_seconds),
+            AppFetcher(
+                self.http,
+                settings.app_timeout_seconds,
+                ConversationCookies(
+                    self.sessions, self.journal, shared_database=not settings.is_sqlite
+                ),
+            ),
             DIALECTS,
             detect,
         )

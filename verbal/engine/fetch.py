@@ -3,6 +3,9 @@
 Apps are other people's servers: slow, down, redirecting in circles or answering with a
 megabyte of HTML. None of that may hang a worker or crash the engine, so every way a fetch
 can end is a `Fetched` or a `FetchFailed` with a reason the session log can show.
+
+A fetch for a conversation carries the cookies the app set earlier in it, on every hop their
+domain and path match, and keeps what each answer sets (`verbal/webhooks/cookies.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from yarl import URL
 
 from verbal.dialects.types import AppRequest
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
+from verbal.webhooks.conversations import ConversationCookies
+from verbal.webhooks.cookies import Conversation, Jar
+from verbal.webhooks.egress import EgressRefused
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -37,18 +43,32 @@ class _TooManyRedirects(Exception):
 
 
 class FetchFailed(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    """`code`: set when the failure has a code of its own in every dialect (the egress
+    policy's refusal); otherwise the dialect's fetch or status code applies."""
+
+    def __init__(self, reason: str, status: int | None = None, code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.code = code
 
 
 class AppFetcher:
-    def __init__(self, client: HttpClient, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        client: HttpClient,
+        timeout_seconds: float,
+        cookies: ConversationCookies | None = None,
+    ) -> None:
         self._client = client
         self._timeout = timeout_seconds
+        self._cookies = cookies
 
-    async def fetch(self, request: AppRequest) -> Fetched:
+    async def fetch(self, request: AppRequest, conversation: Conversation | None = None) -> Fetched:
+        """`conversation`: whose cookies the request carries and keeps (None: no cookies)."""
+        jar = None
+        if conversation is not None and self._cookies is not None:
+            jar = await self._cookies.jar(conversation)
         headers = {"User-Agent": USER_AGENT, **request.headers}
         url = request.wire_url
         content: bytes | None = None
@@ -64,27 +84,45 @@ class AppFetcher:
             # The timeout bounds the whole exchange: an app that drips its answer a byte at a
             # time must not hold a worker any longer than one that says nothing.
             async with asyncio.timeout(self._timeout):
-                response = await self._send(request.method, url, headers, content)
+                response = await self._send(request.method, url, headers, content, jar)
         except TimeoutError:
             raise FetchFailed(f"no answer within {self._timeout:g} s") from None
         except _TooManyRedirects:
             raise FetchFailed(f"more than {MAX_REDIRECTS} redirects (a redirect loop?)") from None
+        except EgressRefused as refused:
+            raise FetchFailed(f"egress refused: {refused.message}", code=refused.code) from None
         except request_errors() as exc:
             raise FetchFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         latency = round((time.perf_counter() - started) * 1000, 2)
-        body, status, final_url, content_type = response
+        body, status, final_url, content_type, kept = response
+        if kept is not jar and conversation is not None and self._cookies is not None:
+            assert kept is not None
+            await self._cookies.keep(conversation, kept)
         if not 200 <= status < 300:
             raise FetchFailed(f"the app answered HTTP {status}", status)
         return Fetched(final_url, status, content_type, body, latency)
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], content: bytes | None
-    ) -> tuple[bytes, int, str, str]:
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        jar: Jar | None,
+    ) -> tuple[bytes, int, str, str, Jar | None]:
+        """The answer, and the conversation's jar after it (the same object if unchanged)."""
         target = exact_url(url)
         for _ in range(MAX_REDIRECTS + 1):
+            sent = headers
+            cookie = jar.header(str(target), time.time()) if jar and jar.cookies else None
+            if cookie is not None:
+                sent = {**headers, "Cookie": cookie}
             async with self._client.session.request(
-                method, target, headers=headers, data=content, allow_redirects=False
+                method, target, headers=sent, data=content, allow_redirects=False
             ) as response:
+                set_cookies = response.headers.getall("Set-Cookie", ())
+                if jar is not None and set_cookies:
+                    jar = jar.received(set_cookies, str(response.url), time.time())
                 location = response.headers.get("Location")
                 if 300 <= response.status < 400 and location:
                     target = response.url.join(URL(location))
@@ -100,5 +138,5 @@ class AppFetcher:
                         f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KiB"
                     )
                 content_type = response.headers.get("Content-Type", "")
-                return body, response.status, str(response.url), content_type
+                return body, response.status, str(response.url), content_type, jar
         raise _TooManyRedirects

@@ -49,6 +49,7 @@ from verbal.messaging.service import Messaging, SendRequest
 from verbal.store.models import Account, Application, PhoneNumber, SessionEvent
 from verbal.store.models import Message as MessageRow
 from verbal.store.models import Session as SessionRow
+from verbal.webhooks.cookies import conversation
 
 log = logging.getLogger("verbal.engine")
 
@@ -682,9 +683,11 @@ class Engine:
                 },
             )
         try:
-            fetched = await self._fetcher.fetch(request)
+            fetched = await self._fetcher.fetch(
+                request, conversation(loaded.account.id, row.local_number, row.remote_number)
+            )
         except FetchFailed as failed:
-            code = (
+            code = failed.code or (
                 loaded.dialect.errors.bad_status
                 if failed.status
                 else loaded.dialect.errors.fetch_failed

@@ -7,9 +7,10 @@ up to `concurrency` requests at once. Each attempt is written to the journal
 cursor through `settle`, so after a crash exactly the unsettled ones are owed again.
 
 A failed attempt (no answer, timeout, non-2xx) is retried with exponential backoff until
-`max_attempts`. Short waits happen in memory; a wait of `park_after_seconds` or more hands
-the message back to the database (`park`) with the time it is due, so a dead endpoint does
-not hold memory for minutes; whoever claims it later resumes the count of attempts.
+`max_attempts`; one the egress policy refused is given up at once (it would be refused
+again). Short waits happen in memory; a wait of `park_after_seconds` or more hands the
+message back to the database (`park`) with the time it is due, so a dead endpoint does not
+hold memory for minutes; whoever claims it later resumes the count of attempts.
 
 The request is signed when it is sent, with the account's token at that moment, and carries
 an idempotency token made of the message SID and the entry's sequence number: the same on
@@ -235,7 +236,7 @@ class CallbackStage:
             if result.ok:
                 labelled(CALLBACKS, "delivered").inc()
                 return attempts, None
-            if attempts >= self._policy.max_attempts:
+            if attempts >= self._policy.max_attempts or result.permanent:
                 labelled(CALLBACKS, "given_up").inc()
                 log.warning(
                     "giving up %s to %s after %s attempts: %s",
@@ -312,7 +313,7 @@ class Redeliveries:
             ),
         )
         async with self._queue.sessions.begin() as session:
-            if result.ok or job.attempts >= self._policy.max_attempts:
+            if result.ok or result.permanent or job.attempts >= self._policy.max_attempts:
                 labelled(CALLBACKS, "delivered" if result.ok else "given_up").inc()
                 await self._queue.finish(session, job)
             else:

@@ -209,6 +209,20 @@ class Session(Base):
     ended_at: Mapped[datetime | None] = mapped_column()
 
 
+class ConversationCookies(Base):
+    """The cookies apps set in one conversation (account, app number, handset), sent back
+    with its next requests (verbal/webhooks/conversations.py): a JSON list of cookies, and
+    when the last of them expires (epoch seconds)."""
+
+    __tablename__ = "conversation_cookies"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    app_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    handset: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cookies: Mapped[str] = mapped_column(Text)
+    expires: Mapped[float] = mapped_column(Float, index=True)
+
+
 class SessionEvent(Base):
     """The session's log: documents fetched, verbs run, messages sent, errors."""
 

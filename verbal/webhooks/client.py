@@ -9,6 +9,10 @@ and pooled: keep-alive connections are reused across requests to the same app. U
 sent exactly as given (no re-quoting), because webhook signatures cover the URL's bytes.
 Status callbacks to plain http URLs take a leaner path (`kept_alive`, `keepalive.py`).
 
+Both paths obey the egress policy (`egress.py`): every URL is checked before it is requested,
+every redirect too, and a name's addresses are checked as it is resolved, before a connection
+to them is opened. A refused request raises `EgressRefused`, which callers record with its code.
+
 aiohttp itself is imported on first use too: it adds about 10 MiB to the resident memory
 of a process, which a server that has sent nothing over it yet need not hold.
 """
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from yarl import URL
 
+from verbal.webhooks.egress import EgressPolicy, Lookup, system_lookup
 from verbal.webhooks.keepalive import KeepAliveClient
 
 if TYPE_CHECKING:
@@ -26,25 +31,45 @@ if TYPE_CHECKING:
 
 
 class HttpClient:
-    def __init__(self, timeout_seconds: float, *, max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        timeout_seconds: float,
+        *,
+        max_connections: int = 200,
+        policy: EgressPolicy | None = None,
+        lookup: Lookup = system_lookup,
+    ) -> None:
+        """`lookup` resolves names (tests give their own, so that a name can resolve to a
+        denied address without a DNS server)."""
         self.timeout_seconds = timeout_seconds
+        self.policy = policy or EgressPolicy()
+        self._lookup = lookup
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         # Plain-http status callbacks: a leaner client (keepalive.py says why).
-        self.kept_alive = KeepAliveClient(connect_timeout=min(5.0, timeout_seconds))
+        self.kept_alive = KeepAliveClient(
+            connect_timeout=min(5.0, timeout_seconds), policy=self.policy, lookup=lookup
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             import aiohttp
 
+            from verbal.webhooks.guard import CheckedResolver, checking
+
             timeout = self.timeout_seconds
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=timeout, connect=min(5.0, timeout)),
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    resolver=CheckedResolver(self.policy, self._lookup),
+                ),
+                middlewares=(checking(self.policy),),
                 # Proxies from the environment would silently reroute webhooks.
                 trust_env=False,
-                # Apps and callbacks get exactly the cookies they set: none.
+                # No jar per client: an app's cookies belong to its conversation, and the app
+                # fetcher sends and keeps them per conversation (cookies.py); callbacks get none.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # Our own User-Agent is given per request.
                 skip_auto_headers=("User-Agent",),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
+from verbal.webhooks.egress import EgressRefused
 from verbal.webhooks.keepalive import RequestFailed
 
 RESPONSE_EXCERPT_BYTES = 2048
@@ -42,6 +43,8 @@ class DeliveryResult:
     excerpt: str | None
     latency_ms: float
     error: str | None
+    # Trying again cannot help (the egress policy refused the URL): give up at once.
+    permanent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,8 @@ async def deliver(client: HttpClient, request: WebhookRequest) -> DeliveryResult
             status = response.status
     except TimeoutError:
         return DeliveryResult(None, None, _since(started), "timed out")
+    except EgressRefused as refused:
+        return _refused(refused, started)
     except request_errors() as exc:
         return DeliveryResult(None, None, _since(started), f"{type(exc).__name__}: {exc}"[:500])
     error = None if 200 <= status < 300 else f"HTTP {status}"
@@ -102,12 +107,20 @@ async def _deliver_kept_alive(
         )
     except TimeoutError:
         return DeliveryResult(None, None, _since(started), "timed out")
+    except EgressRefused as refused:
+        return _refused(refused, started)
     except (RequestFailed, OSError, ValueError) as exc:
         return DeliveryResult(None, None, _since(started), f"{type(exc).__name__}: {exc}"[:500])
     status = answer.status
     excerpt = answer.body.decode("utf-8", "replace")
     error = None if 200 <= status < 300 else f"HTTP {status}"
     return DeliveryResult(status, excerpt, _since(started), error)
+
+
+def _refused(refused: EgressRefused, started: float) -> DeliveryResult:
+    # The message starts with the code (`egress refused (7006): ...`): attempts have no
+    # column of their own for one.
+    return DeliveryResult(None, None, _since(started), str(refused)[:500], permanent=True)
 
 
 def _since(started: float) -> float:

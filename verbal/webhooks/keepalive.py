@@ -12,6 +12,9 @@ Connections are pooled per origin and reused while the server keeps them alive; 
 that finds its kept-alive connection closed by the server before any answer came is sent
 once more on a new one. The URL is sent exactly as given (signatures cover its bytes).
 
+Each URL passes the egress policy (`egress.py`) first, and connections go only to the
+addresses its checked resolution gave.
+
 A request's time limit is kept by one sweep over the connections in use, every
 `SWEEP_SECONDS`, rather than a timer per request: `asyncio.timeout` around each callback was
 7 % of the pipeline process's CPU (its handle scheduled and cancelled, the task's cancel
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httptools
+
+from verbal.webhooks.egress import EgressPolicy, Lookup, resolve, system_lookup
 
 # Answers longer than this are not read to their end: the connection is closed instead.
 MAX_DRAIN_BYTES = 1 << 20
@@ -163,8 +168,16 @@ class _Closed(RequestFailed):
 class KeepAliveClient:
     """Pooled HTTP/1.1 connections for plain-http form posts and gets (see module doc)."""
 
-    def __init__(self, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        policy: EgressPolicy | None = None,
+        lookup: Lookup = system_lookup,
+    ) -> None:
         self._connect_timeout = connect_timeout
+        self._policy = policy or EgressPolicy()
+        self._lookup = lookup
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._busy: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -180,10 +193,11 @@ class KeepAliveClient:
         time_limit: float,
     ) -> Answer:
         """Send one request and read its answer within `time_limit` seconds (connecting
-        included, to within `SWEEP_SECONDS`); raises RequestFailed, OSError or
-        TimeoutError."""
+        included, to within `SWEEP_SECONDS`); raises RequestFailed, OSError, TimeoutError,
+        or EgressRefused before connecting."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
+        self._policy.check_url(url)
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"not a plain http URL: {url!r}")
@@ -238,9 +252,18 @@ class KeepAliveClient:
 
     async def _connect(self, origin: tuple[str, int], left: float) -> _Connection:
         loop = asyncio.get_running_loop()
+        host, port = origin
         async with asyncio.timeout(max(0.0, min(self._connect_timeout, left))):
-            _, connection = await loop.create_connection(_Connection, *origin)
-        return connection
+            failure: OSError | None = None
+            # The checked addresses, in the resolver's order, and no others.
+            for _, address in await resolve(self._policy, host, port, lookup=self._lookup):
+                try:
+                    _, connection = await loop.create_connection(_Connection, address, port)
+                except OSError as error:
+                    failure = error
+                    continue
+                return connection
+        raise failure or OSError(f"cannot connect to {host}:{port}")
 
     def _sweep(self) -> None:
         """Fail the exchanges past their deadline; run again while any are in progress."""
