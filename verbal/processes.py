@@ -4,15 +4,20 @@ Why: one Python process uses one core, and a message costs about as much CPU to 
 carry. `verbal serve` on SQLite therefore forks at start: the parent serves HTTP (the APIs,
 the console) and the child runs everything that moves messages (submitters, carriers, the
 sandbox and its SMSC, callbacks, the job workers). Both write the same file, each through its
-own journal; SQLite serialises their transactions.
+own journal. The pipeline's journal writes nothing itself: it sends each of its ticks to the
+API process (`ForwardedJournal`), whose journal writes those rows in its own next
+transaction and answers when it has committed. One writer, so the two processes never wait
+on each other's write lock (SQLite has one per file, and a process waiting for it blocks its
+event loop for as long as the busy timeout); and the pipeline, the busier of the two, hands
+the cost of writing to the API process.
 
 The two talk over a socket pair with small frames (`encode`, `FrameReader`):
 
 - API to pipeline: `G` go (the database is migrated), `A` messages just accepted (records
   and their accounts' SIDs, pickled: both ends are this program), `W` wake (jobs or parked
-  work committed), `M` a metrics request;
+  work committed), `M` a metrics request, `j` a forwarded tick committed (or why not);
 - pipeline to API: `R` ready (the pipeline runs), `B` its backlog (for admission control),
-  `m` its metrics.
+  `m` its metrics, `J` a journal tick to write.
 
 An accepted message's row is leased to the pipeline process in the very commit that accepts
 it, so the pipeline starts on it without reading it back, and nobody else may claim it.
@@ -32,6 +37,7 @@ import contextlib
 import dataclasses
 import fcntl
 import gc
+import itertools
 import logging
 import operator
 import os
@@ -49,11 +55,12 @@ from verbal.messaging.machine import MessageRecord
 if TYPE_CHECKING:
     from verbal.config import Settings
     from verbal.runtime import Runtime
+    from verbal.store.journal import Journal, Params, Statement
 
 log = logging.getLogger("verbal.processes")
 
-GO, HAND_OVER, WAKE, METRICS = b"G", b"A", b"W", b"M"
-READY, BACKLOG, METRICS_TEXT = b"R", b"B", b"m"
+GO, HAND_OVER, WAKE, METRICS, JOURNALED = b"G", b"A", b"W", b"M", b"j"
+READY, BACKLOG, METRICS_TEXT, JOURNAL = b"R", b"B", b"m", b"J"
 _HEADER = 5  # kind (1 byte) + payload length (4 bytes, big-endian)
 # The pipeline reports its backlog at most this often, and only when it changed.
 BACKLOG_INTERVAL_SECONDS = 0.05
@@ -143,6 +150,8 @@ class PipelineProcess:
         self._metrics: list[asyncio.Future[bytes]] = []
         self._wake_scheduled = False
         self._stopping = False
+        # The API process's journal, which writes the pipeline's ticks too (set by Runtime).
+        self.journal: Journal | None = None
         self.lost = False  # it ended without being asked to
         # Called when the pipeline ends without being asked to (the server must stop).
         self.on_lost: Callable[[], None] = lambda: None
@@ -202,10 +211,31 @@ class PipelineProcess:
         elif kind == BACKLOG:
             self._reported = int(payload)
             self._handed_since_report = 0
+        elif kind == JOURNAL:
+            self._write_forwarded(payload)
         elif kind == METRICS_TEXT and self._metrics:
             future = self._metrics.pop(0)
             if not future.done():
                 future.set_result(payload)
+
+    def _write_forwarded(self, payload: bytes) -> None:
+        """Write a tick of the pipeline's journal in this process's next transaction; answer
+        once it committed. A row that fails is the journal's to log (as for its own rows)."""
+        assert self.journal is not None, "Runtime sets the journal"
+        number, groups = pickle.loads(payload)  # from our own child process
+        committed = self.journal.write_many(
+            (statement, row) for statement, rows in groups for row in rows
+        )
+
+        def answer(future: asyncio.Future[None]) -> None:
+            error = None
+            if future.cancelled():
+                error = "cancelled"
+            elif future.exception() is not None:
+                error = f"{type(future.exception()).__name__}: {future.exception()}"
+            self._link.send(JOURNALED, pickle.dumps((number, error), pickle.HIGHEST_PROTOCOL))
+
+        committed.add_done_callback(answer)
 
     def _on_lost(self) -> None:
         self._gone.set()
@@ -298,8 +328,9 @@ async def _pipeline_main(settings: Settings, sock: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
-    runtime = Runtime(settings, pipeline_process=True)
-    end = ApiProcess(runtime)
+    journal = ForwardedJournal()
+    runtime = Runtime(settings, pipeline_process=True, journal_backend=journal)
+    end = ApiProcess(runtime, journal)
     await _connect(sock, end.link)
     await end.go.wait()
     try:
@@ -315,12 +346,52 @@ async def _pipeline_main(settings: Settings, sock: socket.socket) -> int:
     return 0
 
 
+class ForwardedJournal:
+    """The pipeline process's journal backend (`verbal/store/journal.py`): each tick goes
+    to the API process, which writes it (see the module doc); `run` returns once that
+    transaction committed. Rows that fail are logged by the API process's journal, so none
+    are reported back."""
+
+    def __init__(self) -> None:
+        self.link: _Link | None = None
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._numbers = itertools.count(1)
+
+    async def run(self, groups: list[tuple[Statement, list[Params]]], careful: bool) -> list[int]:
+        if self.link is None or self.link.transport is None:
+            raise ConnectionError("the API process, which writes the journal, is gone")
+        number = next(self._numbers)
+        committed = self._waiting[number] = asyncio.get_running_loop().create_future()
+        self.link.send(JOURNAL, pickle.dumps((number, groups), pickle.HIGHEST_PROTOCOL))
+        try:
+            await committed
+        finally:
+            self._waiting.pop(number, None)
+        return []
+
+    def answered(self, payload: bytes) -> None:
+        number, error = pickle.loads(payload)
+        committed = self._waiting.get(number)
+        if committed is None or committed.done():
+            return
+        if error is None:
+            committed.set_result(None)
+        else:
+            committed.set_exception(ForwardedWriteFailed(error))
+
+
+class ForwardedWriteFailed(RuntimeError):
+    """The API process could not commit a tick of the pipeline's journal."""
+
+
 class ApiProcess:
     """The API process, as the pipeline process sees it."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, journal: ForwardedJournal) -> None:
         self._runtime = runtime
+        self._journal = journal
         self.link = _Link(self._on_frame, self._on_lost)
+        journal.link = self.link
         self.go = asyncio.Event()
         self._waiting: list[tuple[list[MessageRecord], dict[int, str]]] = []
         self._running = False
@@ -345,7 +416,9 @@ class ApiProcess:
             await asyncio.sleep(BACKLOG_INTERVAL_SECONDS)
 
     def _on_frame(self, kind: bytes, payload: bytes) -> None:
-        if kind == HAND_OVER:
+        if kind == JOURNALED:
+            self._journal.answered(payload)
+        elif kind == HAND_OVER:
             values, sids = pickle.loads(payload)  # from our own parent process
             records = [MessageRecord(*fields) for fields in values]
             if self._running:

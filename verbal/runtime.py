@@ -34,7 +34,7 @@ from verbal.messaging.service import INBOUND_JOB, Messaging, PipelineSettings
 from verbal.singletons import SingletonCarrier
 from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
-from verbal.store.journal import Journal, backend_for
+from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
 from verbal.webhooks.client import HttpClient
 from verbal.webhooks.conversations import ConversationCookies
@@ -185,6 +185,7 @@ class Runtime:
         *,
         pipeline: PipelineProcess | None = None,
         pipeline_process: bool = False,
+        journal_backend: Backend | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -192,8 +193,11 @@ class Runtime:
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
-        # The one writer of the message pipeline's records (verbal/store/journal.py).
-        self.journal = Journal(backend_for(self.engine))
+        # The one writer of the message pipeline's records (verbal/store/journal.py); in a
+        # pipeline process, its ticks are written by the API process's.
+        self.journal = Journal(journal_backend or backend_for(self.engine))
+        if pipeline is not None:
+            pipeline.journal = self.journal
         owner = f"{socket.gethostname()}:{os.getpid()}"
         self.queue = JobQueue(
             self.sessions,
