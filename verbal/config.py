@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     sqlite_group_commit: int = Field(64, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = 8080
+    # How long the HTTP server waits for a connection's next request, for a request's head
+    # once it started, and for its body; then it closes the connection (verbal/api/serving.py).
+    http_keep_alive_seconds: float = Field(5.0, gt=0)
+    http_header_timeout_seconds: float = Field(10.0, gt=0)
+    http_body_timeout_seconds: float = Field(30.0, gt=0)
+    # Connections and requests in progress at once; beyond, requests answer 503. 0: no limit.
+    http_max_connections: int = Field(1000, ge=0)
     public_url: str = Field(
         "",
         description="The server's URL as users reach it, shown in printed instructions; "
