@@ -232,6 +232,11 @@ class Settings(BaseSettings):
     smsc_idle_timeout_seconds: float = Field(300.0, gt=0)
     # How long the parts of a long message may take to all come.
     smsc_parts_timeout_seconds: float = Field(300.0, gt=0)
+    # Failed binds from one address or for one system_id before binds are held back, and the
+    # first and longest delay (verbal/carriers/smpp/failed_binds.py).
+    smsc_failed_binds_allowed: int = Field(3, ge=1)
+    smsc_failed_bind_delay_seconds: float = Field(1.0, gt=0)
+    smsc_failed_bind_max_delay_seconds: float = Field(16.0, gt=0)
 
     @field_validator("smsc_esmes")
     @classmethod
