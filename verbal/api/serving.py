@@ -3,14 +3,14 @@
 uvicorn times out only a connection idle *after* a response (`timeout_keep_alive`): one that
 never sends a byte, or sends half a request head and stops, is held for ever, and a few
 thousand of them exhaust the process's file descriptors for every tenant. uvicorn has no
-option for that, so its httptools protocol is extended here with four timers, all closing
-the connection when they fire:
+option for that, so its httptools protocol is extended here with three timers, each closing
+the connection when it fires, and a bound:
 
 - idle: from the connection's opening (and, as uvicorn does, after each response) until a
   request starts: `http_keep_alive_seconds`;
 - head: from a request's first byte until its last header: `http_header_timeout_seconds`;
 - body: from its last header until its body is complete: `http_body_timeout_seconds`;
-- and a request head larger than `MAX_HEADER_BYTES` is refused outright (httptools, unlike
+- size: a request head larger than `MAX_HEADER_BYTES` is refused outright (httptools, unlike
   h11, sets no bound of its own).
 
 `http_max_connections` is uvicorn's `limit_concurrency`: beyond it, requests answer 503.
@@ -40,7 +40,8 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
         host=settings.host,
         port=settings.port,
         http=_protocol(settings.http_header_timeout_seconds, settings.http_body_timeout_seconds),
-        timeout_keep_alive=settings.http_keep_alive_seconds,  # type: ignore[arg-type]  # int in its hints, any delay in use
+        # Typed int, used as a delay for call_later, where a fraction of a second works.
+        timeout_keep_alive=settings.http_keep_alive_seconds,  # type: ignore[arg-type]
         limit_concurrency=settings.http_max_connections or None,
         # No route speaks WebSocket: uvicorn would otherwise import a WebSocket library.
         ws="none",
