@@ -199,6 +199,7 @@ class LiveVerbal:
 
     def start(self) -> None:
         from verbal.api.app import create_app
+        from verbal.api.serving import server_config
 
         # The socket is bound here and handed to uvicorn, so no other test (another
         # pytest-xdist worker's included) can take the port between choosing and binding it.
@@ -211,12 +212,8 @@ class LiveVerbal:
         listening.bind((self.settings.host, self.settings.port))
         self.settings.port = int(listening.getsockname()[1])
         self.runtime = Runtime(self.settings)
-        config = uvicorn.Config(
-            create_app(self.runtime),
-            host=self.settings.host,
-            port=self.settings.port,
-            log_level="warning",
-            lifespan="on",
+        config = server_config(
+            create_app(self.runtime), self.settings, log_level="warning", lifespan="on"
         )
         self._server = _Server(config)
         self._loop = asyncio.new_event_loop()

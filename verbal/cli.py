@@ -239,9 +239,9 @@ async def _serve(
     # error pages with pygments whenever pygments is installed, as it is with rich: 4.4 MiB of
     # lexers in a server that renders no mako template. Marked absent, mako uses plain text.
     sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
-    import uvicorn
 
     from verbal.api.app import create_app
+    from verbal.api.serving import server_config
     from verbal.logs import configure as configure_logs
     from verbal.processes import PipelineFailed
     from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
@@ -257,16 +257,13 @@ async def _serve(
         await on_started(runtime)
         # Not through rich, which a server needs only for the first start's table.
         print(f"Verbal {__version__} starting on {settings.base_url}", flush=True)
-        config = uvicorn.Config(
+        config = server_config(
             create_app(runtime, manage_runtime=False, demo=demo),
-            host=settings.host,
-            port=settings.port,
+            settings,
             log_level=settings.log_level,
             # Our handlers (text or JSON) format uvicorn's records too.
             log_config=None,
             access_log=False,
-            # No route speaks WebSocket: uvicorn would otherwise import a WebSocket library.
-            ws="none",
         )
         server = _server(config)
         if pipeline is not None:

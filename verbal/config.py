@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     sqlite_group_commit: int = Field(64, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = 8080
+    # How long the HTTP server waits for a connection's next request, for a request's head
+    # once it started, and for its body; then it closes the connection (verbal/api/serving.py).
+    http_keep_alive_seconds: float = Field(5.0, gt=0)
+    http_header_timeout_seconds: float = Field(10.0, gt=0)
+    http_body_timeout_seconds: float = Field(30.0, gt=0)
+    # Connections and requests in progress at once; beyond, requests answer 503. 0: no limit.
+    http_max_connections: int = Field(1000, ge=0)
     public_url: str = Field(
         "",
         description="The server's URL as users reach it, shown in printed instructions; "
@@ -243,6 +250,11 @@ class Settings(BaseSettings):
     smsc_idle_timeout_seconds: float = Field(300.0, gt=0)
     # How long the parts of a long message may take to all come.
     smsc_parts_timeout_seconds: float = Field(300.0, gt=0)
+    # Failed binds from one address or for one system_id before binds are held back, and the
+    # first and longest delay (verbal/carriers/smpp/failed_binds.py).
+    smsc_failed_binds_allowed: int = Field(3, ge=1)
+    smsc_failed_bind_delay_seconds: float = Field(1.0, gt=0)
+    smsc_failed_bind_max_delay_seconds: float = Field(16.0, gt=0)
 
     @field_validator("smsc_esmes")
     @classmethod

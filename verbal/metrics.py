@@ -83,3 +83,15 @@ SMPP_RECEIPTS = Counter(
     "waiting for their message), pending (an intermediate state), unreadable.",
     ["carrier", "result"],
 )
+SMSC_FAILED_BINDS = Counter(
+    "verbal_smsc_failed_binds",
+    "Binds the sandbox SMSC refused, by reason: refused (wrong credentials or account), "
+    "bind_limit (the system_id holds its most binds), locked_out (refused unexamined: its "
+    "source already had a bind held back after failures).",
+    ["reason"],
+)
+SMSC_BINDS_HELD = Counter(
+    "verbal_smsc_binds_held",
+    "Binds the sandbox SMSC held back before examining them, because their source address "
+    "or system_id failed to bind recently.",
+)

@@ -23,3 +23,16 @@ def test_ids_pages_and_offsets_beyond_any_row_are_refused(
             http.get(plivo, params={"offset": value}),
         ]
     assert [answer.status_code for answer in answers] == [400] * len(answers)
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "-1", "99999999999999999999", "ten"])
+def test_an_inbox_limit_out_of_range_is_refused_like_other_parameters(
+    verbal: LiveVerbal, limit: str
+) -> None:
+    inbox = "/sandbox/handsets/+15550002000/inbox"
+    with verbal.http() as http:
+        assert http.get(inbox, params={"limit": "1000"}).status_code == 200
+        answer = http.get(inbox, params={"limit": limit})
+    assert answer.status_code == 400
+    assert {"code", "message", "more_info", "status"} <= answer.json().keys()
+    assert "limit" in answer.json()["message"]

@@ -215,3 +215,50 @@ def test_accounts_see_only_their_own_inboxes_and_rules(verbal: LiveVerbal) -> No
     with verbal.http() as http:
         assert len(http.get("/sandbox/rules").json()["rules"]) == 1
         assert [m["message_sid"] for m in inbox(verbal, "+15550002000")] == []
+
+
+def test_a_rule_pattern_cannot_stall_the_server(verbal: LiveVerbal) -> None:
+    """A 15 KB pattern of "[a-" took fnmatch 5.6 s to compile on the event loop, stalling
+    every tenant; patterns are now limited, and the longest allowed is matched at once."""
+    import threading
+
+    import httpx
+
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def watch_health() -> None:
+        with httpx.Client(base_url=verbal.base_url, timeout=30) as http:
+            while not done.is_set():
+                started = time.perf_counter()
+                assert http.get("/healthz").status_code == 200
+                latencies.append(time.perf_counter() - started)
+
+    watcher = threading.Thread(target=watch_health)
+    watcher.start()
+    try:
+        with verbal.http() as http:
+            refused = http.post(
+                "/sandbox/rules", json={"pattern": "[a-" * 5_000, "outcome": "fail"}
+            )
+        assert refused.status_code == 400, refused.text
+        assert {"code", "more_info"} <= refused.json().keys()
+        assert "pattern" in refused.json()["message"]
+        # 64 characters, the limit, and stars that a backtracking matcher would try in every
+        # combination: seven zeros after +1555, in any places.
+        longest = "+1555" + "*[!123456789]" * 4 + "*0*0*0*"
+        assert len(longest) == 64
+        add_rule(verbal, pattern=longest, outcome="undeliverable")
+        matched = send(verbal, "+15550000000")
+        unmatched = send(verbal, "+15550002000")
+        assert final(verbal, matched)["status"] == "undelivered"
+        assert final(verbal, unmatched)["status"] == "delivered"
+    finally:
+        done.set()
+        watcher.join()
+    assert latencies, "the health check never answered"
+    latencies.sort()
+    # The issue's bound for a typical answer, and a generous one for the slowest on a busy
+    # machine: the stall it reproduces lasted seconds.
+    assert latencies[len(latencies) // 2] < 0.05, latencies[-5:]
+    assert latencies[-1] < 1.0, latencies[-5:]

@@ -14,6 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -145,6 +146,86 @@ def test_an_esme_of_an_account_that_does_not_exist_may_not_bind(
     verbal = make_verbal(**smsc_settings(smsc_esmes=[esme_of_nobody]))
     esme = esmes.connect(smsc_port(verbal))
     assert esme.bind("ghost", "pwd") == CommandStatus.ESME_RBINDFAIL
+
+
+def raw_bind(port: int, system_id: str, password: str, source: str = "127.0.0.1") -> int:
+    """A bind_transmitter on a new connection from `source`; its command_status."""
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=30, source_address=(source, 0)
+    ) as sock:
+        sock.sendall(
+            BindTransmitter(sequence_number=1, system_id=system_id, password=password).encode()
+        )
+        reader = PduReader()
+        while (answer := reader.next_pdu()) is None:
+            data = sock.recv(65536)
+            assert data, "the SMSC hung up without answering the bind"
+            reader.feed(data)
+    return answer.command_status
+
+
+def timed_bind(
+    port: int, system_id: str, password: str, source: str = "127.0.0.1"
+) -> tuple[int, float]:
+    started = time.monotonic()
+    status = raw_bind(port, system_id, password, source)
+    return status, time.monotonic() - started
+
+
+def counters(verbal: LiveVerbal) -> dict[str, float]:
+    with verbal.http() as http:
+        text = http.get("/metrics").text
+    found = re.findall(
+        r'^(verbal_smsc_failed_binds_total\{reason="\w+"\}|verbal_smsc_binds_held_total) (\S+)$',
+        text,
+        re.MULTILINE,
+    )
+    return {name: float(value) for name, value in found}
+
+
+def grew(before: dict[str, float], after: dict[str, float], name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
+
+
+def test_password_guessing_is_slowed_counted_and_locked_out_per_source_and_system_id(
+    make_verbal: Callable[..., LiveVerbal],
+) -> None:
+    delay = 0.5
+    verbal = make_verbal(
+        **smsc_settings(
+            smsc_esmes=[
+                {"system_id": "esme1", "password": "pwd1"},
+                {"system_id": "esme2", "password": "pwd2"},
+            ],
+            smsc_failed_binds_allowed=2,
+            smsc_failed_bind_delay_seconds=delay,
+            smsc_failed_bind_max_delay_seconds=2 * delay,
+        )
+    )
+    port = smsc_port(verbal)
+    before = counters(verbal)
+    # The failures allowed are answered at once (no bound: only being held back is timed).
+    for _ in range(2):
+        assert raw_bind(port, "esme1", "guess") == CommandStatus.ESME_RINVPASWD
+    # Then each guess from this address waits first, longer each time.
+    status, took = timed_bind(port, "esme1", "guess")
+    assert (status, took >= delay) == (CommandStatus.ESME_RINVPASWD, True), took
+    status, took = timed_bind(port, "esme2", "guess")
+    assert (status, took >= 2 * delay) == (CommandStatus.ESME_RINVPASWD, True), took
+    # Many connections at once buy nothing: one waits, the others are refused unexamined
+    # (even with the right password, which is therefore not confirmed).
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(lambda _: raw_bind(port, "esme2", "pwd2"), range(4)))
+    assert statuses.count(CommandStatus.ESME_RBINDFAIL) >= 3, statuses
+    # The real ESMEs, from another address: the one whose system_id was guessed at binds
+    # after a wait, the other at once; a clean bind forgets the failures.
+    status, took = timed_bind(port, "esme1", "pwd1", source="127.0.0.2")
+    assert (status, took >= delay) == (CommandStatus.ESME_ROK, True), took
+    assert raw_bind(port, "esme1", "pwd1", source="127.0.0.2") == CommandStatus.ESME_ROK
+    after = counters(verbal)
+    assert grew(before, after, 'verbal_smsc_failed_binds_total{reason="refused"}') == 4
+    assert grew(before, after, 'verbal_smsc_failed_binds_total{reason="locked_out"}') >= 3
+    assert grew(before, after, "verbal_smsc_binds_held_total") >= 4
 
 
 # -- messages to handsets -------------------------------------------------------------------------

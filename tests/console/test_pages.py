@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from markupsafe import escape
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
@@ -558,3 +559,35 @@ def test_the_live_stream_needs_a_cursor(console: ConsoleClient) -> None:
     response = console.get("/console/live?after=bogus")
     assert response.status_code == 400
     assert "needs the position to start from" in response.text
+
+
+# A Tropo app's JSON and an RCML app's XML nested far deeper than the engines allow (they
+# refuse them, 7004 and 12100) and than Python's recursion limit.
+DEEP_DOCUMENTS = {
+    "tropo": ("application/json", '{"tropo": ' + "[" * 50_000 + "]" * 50_000 + "}"),
+    "rcml": ("text/xml", "<Response>" + "<a>" * 5_000 + "</a>" * 5_000 + "</Response>"),
+}
+
+
+@pytest.mark.parametrize("dialect", DEEP_DOCUMENTS)
+def test_a_session_page_shows_a_document_nested_beyond_any_limit(
+    verbal: LiveVerbal, console: ConsoleClient, app_server: Any, dialect: str
+) -> None:
+    content_type, document = DEEP_DOCUMENTS[dialect]
+    app_server.routes["/deep"] = lambda hit: (200, content_type, document)
+    verbal.add_app(dialect, app_server.url("/deep"), APP_NUMBER)
+    with verbal.http() as http:
+        sent = http.post(
+            f"/sandbox/handsets/{HANDSET}/messages", json={"to": APP_NUMBER, "body": "hi"}
+        )
+        assert sent.status_code == 201, sent.text
+    session_sid = _first_session(verbal)
+    wait_until(
+        lambda: verbal.session_log(session_sid)["state"] == "ended",
+        what="the session to end on the refused document",
+    )
+    for path in (f"/console/sessions/{session_sid}", f"/console/sessions/{session_sid}/story"):
+        page = console.get(path)
+        assert page.status_code == 200, (path, page.text[-2000:])
+        # Shown as it came: the stored document, escaped, not re-indented.
+        assert str(escape(document[:40])) in page.text

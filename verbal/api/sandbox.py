@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
 from verbal.api.limits import MAX_ROW_ID
+from verbal.carriers.globs import MAX_PATTERN_LENGTH
 from verbal.carriers.sandbox import Outcome, Rule, SandboxNetwork
 from verbal.messaging import handsets
 from verbal.messaging.handsets import HandsetProblem, HandsetTextRefused
@@ -36,7 +37,9 @@ class HandsetText(BaseModel):
 
 class RuleIn(BaseModel):
     pattern: str = Field(
-        description="A handset number, or a glob such as +1555*: which messages the rule takes."
+        min_length=1,
+        max_length=MAX_PATTERN_LENGTH,
+        description="A handset number, or a glob such as +1555*: which messages the rule takes.",
     )
     outcome: Outcome
     delay_seconds: float = Field(0.0, ge=0, le=86400)
@@ -90,10 +93,13 @@ def rule_json(rule: Rule) -> dict[str, Any]:
 
 @router.get("/handsets/{number}/inbox", summary="Messages a handset received, newest first")
 async def read_inbox(
-    number: Handset, carrier: Sandbox, caller: Caller, limit: int = 100
+    number: Handset,
+    carrier: Sandbox,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     handset = handset_number(number, carrier)
-    deliveries = await carrier.inbox(caller.sid, handset, limit=max(1, min(limit, 1000)))
+    deliveries = await carrier.inbox(caller.sid, handset, limit=limit)
     return {
         "handset": handset,
         "messages": [

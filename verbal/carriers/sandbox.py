@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import fnmatch
 import heapq
 import itertools
 import logging
@@ -55,6 +54,7 @@ from verbal.carriers.base import (
     ReceiptStatus,
     SubmitResult,
 )
+from verbal.carriers.globs import number_glob
 from verbal.store.cache import TtlCache
 from verbal.store.journal import Journal, Statement, json_text
 from verbal.store.models import Account, PhoneNumber, SandboxDelivery, SandboxRule
@@ -95,7 +95,7 @@ class Rule:
     error_code: int | None
 
     def matches(self, number: str) -> bool:
-        return fnmatch.fnmatchcase(number, self.pattern)
+        return number_glob(self.pattern).matches(number)
 
 
 class NotAHandset(ValueError):

@@ -35,13 +35,13 @@ import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from verbal.carriers.base import OutboundSms
 from verbal.carriers.encoding import Concat, decode_text
+from verbal.carriers.globs import number_glob
 from verbal.carriers.sandbox import (
     HandsetText,
     NotServed,
@@ -116,7 +116,7 @@ class EsmeAccount:
     numbers: tuple[str, ...] = ()
 
     def takes(self, number: str) -> bool:
-        return any(fnmatchcase(number, pattern) for pattern in self.numbers)
+        return any(number_glob(pattern).matches(number) for pattern in self.numbers)
 
 
 class SandboxSmsc(SmscHandler):

@@ -182,18 +182,21 @@ def pretty_document(body: str, content_type: str = "") -> str:
     """An app's document as a developer wants to read it: XML and JSON indented.
 
     Anything that does not parse is shown as it came, since seeing the broken document is
-    the point when an app answers with one.
+    the point when an app answers with one. So is a document nested deeper than Python's
+    recursion limit: both json and minidom recurse once per level, and the engine stored
+    such an answer to show why it refused it (7004 and its kin).
     """
     text = body.strip()
     if "json" in content_type or text.startswith(("{", "[")):
         try:
             return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):
             return body
     if "xml" in content_type or _XML_START.match(text.encode()):
         try:
             pretty = minidom.parseString(text).toprettyxml(indent="  ")
-        except (ExpatError, ValueError):  # ValueError: defusedxml refused a DTD or entity
+        # ValueError: defusedxml refused a DTD or entity.
+        except (ExpatError, ValueError, RecursionError):
             return body
         return "\n".join(line for line in pretty.splitlines() if line.strip())
     return body

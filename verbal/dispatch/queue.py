@@ -198,11 +198,9 @@ class JobQueue:
             Job.lease_expires.is_(None) | (Job.lease_expires < now)
         )
         async with self._sessions() as session:
-            by_kind = dict(
-                (await session.execute(select(Job.kind, func.count()).group_by(Job.kind)))
-                .tuples()
-                .all()
-            )
+            # Rows are tuples (SQLAlchemy 2.1 deprecates `.tuples()`, which said so).
+            rows = await session.execute(select(Job.kind, func.count()).group_by(Job.kind))
+            by_kind = dict(rows.all())
             due, oldest = (
                 await session.execute(
                     select(func.count(), func.min(Job.run_at)).where(free_and_due)

@@ -27,6 +27,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from verbal.carriers.smpp.failed_binds import FailedBinds
 from verbal.carriers.smpp.pdu import (
     DEFAULT_MAX_PDU_SIZE,
     INTERFACE_VERSION,
@@ -63,6 +64,7 @@ from verbal.carriers.smpp.session import (
     Unbound,
     UnmatchedResponse,
 )
+from verbal.metrics import SMSC_BINDS_HELD, SMSC_FAILED_BINDS, labelled
 
 __all__ = [
     "Delivery",
@@ -108,6 +110,13 @@ class ServerLimits:
     write_timeout: float = 30.0
     # On shutdown, how long a bound ESME has to answer our unbind.
     unbind_timeout: float = 5.0
+    # Failed binds from one address or for one system_id before binds are held back, the
+    # first delay (doubling per failure), its cap, and how long failures are remembered
+    # (see failed_binds.py).
+    failed_binds_allowed: int = 3
+    failed_bind_delay: float = 1.0
+    failed_bind_max_delay: float = 16.0
+    failed_bind_memory: float = 600.0
 
     def __post_init__(self) -> None:
         for limit in fields(self):
@@ -186,6 +195,8 @@ class SmscConnection:
         )
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        # The address failed binds are counted against (the port changes every connection).
+        self.source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         # Set once bound: who the ESME is and what it asked to serve.
         self.system_id: str | None = None
         self.system_type = ""
@@ -344,11 +355,33 @@ class SmscConnection:
                 log.error("%r: unexpected event %r", self, event)
 
     async def _bind(self, request: BindRequest) -> None:
+        failed_binds = self._server.failed_binds
+        hold = failed_binds.hold(self.source, request.system_id, self._loop.time())
+        if hold is None:
+            labelled(SMSC_FAILED_BINDS, "locked_out").inc()
+            self._refuse(request, CommandStatus.ESME_RBINDFAIL)
+            return
+        if hold:
+            SMSC_BINDS_HELD.inc()
+            try:
+                # Cut short if the connection closes: a stopping server waits for it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(hold):
+                        await self._closed.wait()
+            finally:
+                failed_binds.release(self.source)
+            if self.closed:
+                return
         try:
             status = await self._server.handler.authenticate(request, self)
         except Exception:
             log.exception("%r: authenticate hook failed", self)
             status = CommandStatus.ESME_RSYSERR
+        if status == CommandStatus.ESME_ROK:
+            failed_binds.succeeded(self.source, request.system_id)
+        else:
+            failed_binds.failed(self.source, request.system_id, self._loop.time())
+            labelled(SMSC_FAILED_BINDS, "refused").inc()
         if status == CommandStatus.ESME_ROK and not self._server._may_bind(request.system_id):
             log.warning(
                 "%r: refused bind of %r: it already holds %d binds",
@@ -356,18 +389,10 @@ class SmscConnection:
                 request.system_id,
                 self._limits.max_binds_per_system_id,
             )
+            labelled(SMSC_FAILED_BINDS, "bind_limit").inc()
             status = CommandStatus.ESME_RBINDFAIL
         if status != CommandStatus.ESME_ROK:
-            log.info(
-                "%r: refused %s of %r: %s",
-                self,
-                type(request).__name__,
-                request.system_id,
-                CommandStatus.name_of(status),
-            )
-            self._reply(request.response(status, system_id=self._server.system_id))
-            # One try per connection: guessing passwords costs a TCP handshake each.
-            self.close("bind refused")
+            self._refuse(request, status)
             return
         self._reply(
             request.response(
@@ -385,6 +410,18 @@ class SmscConnection:
         log.info("%r: bound (%s)", self, type(request).__name__)
         if self.receives:
             await self._hook(self._server.handler.bound(self), "bound")
+
+    def _refuse(self, request: BindRequest, status: int) -> None:
+        log.info(
+            "%r: refused %s of %r: %s",
+            self,
+            type(request).__name__,
+            request.system_id,
+            CommandStatus.name_of(status),
+        )
+        self._reply(request.response(status, system_id=self._server.system_id))
+        # One try per connection: guessing passwords costs a TCP handshake each.
+        self.close("bind refused")
 
     async def _submit(self, request: SubmitSm | DataSm) -> None:
         try:
@@ -534,6 +571,12 @@ class SmscServer:
         self._connections: set[SmscConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._binds: Counter[str] = Counter()
+        self.failed_binds = FailedBinds(
+            allowed=self.limits.failed_binds_allowed,
+            first_delay=self.limits.failed_bind_delay,
+            max_delay=self.limits.failed_bind_max_delay,
+            memory=self.limits.failed_bind_memory,
+        )
 
     @property
     def port(self) -> int:
