@@ -149,6 +149,8 @@ class PipelineProcess:
         self._gone = asyncio.Event()
         self._metrics: list[asyncio.Future[bytes]] = []
         self._wake_scheduled = False
+        self._outgoing: list[tuple[Any, ...]] = []  # records to hand over this loop turn
+        self._outgoing_sids: dict[int, str] = {}
         self._stopping = False
         # The API process's journal, which writes the pipeline's ticks too (set by Runtime).
         self.journal: Journal | None = None
@@ -177,9 +179,18 @@ class PipelineProcess:
         return self._reported + self._handed_since_report
 
     def hand_over(self, records: list[MessageRecord], account_sids: dict[int, str]) -> None:
+        # What is accepted in one loop turn (each request hands over its own message)
+        # travels in one frame: one pickling, one system call.
         self._handed_since_report += len(records)
-        values = [_record_values(record) for record in records]
-        self._link.send(HAND_OVER, pickle.dumps((values, account_sids), pickle.HIGHEST_PROTOCOL))
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._send_hand_over)
+        self._outgoing.extend(_record_values(record) for record in records)
+        self._outgoing_sids.update(account_sids)
+
+    def _send_hand_over(self) -> None:
+        payload = pickle.dumps((self._outgoing, self._outgoing_sids), pickle.HIGHEST_PROTOCOL)
+        self._outgoing, self._outgoing_sids = [], {}
+        self._link.send(HAND_OVER, payload)
 
     def wake(self) -> None:
         # Many commits in one loop turn make one frame.
