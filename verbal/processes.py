@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import gc
 import itertools
 import logging
-import operator
 import os
 import pickle
 import signal
@@ -69,9 +67,9 @@ METRICS_TIMEOUT_SECONDS = 5.0
 PIPELINE_LOCK_WAIT_SECONDS = 30.0
 
 
-# A record travels as the plain tuple of its fields: pickling a slotted dataclass runs Python
-# code for every field, a tuple pickles in C.
-_record_values = operator.attrgetter(*(field.name for field in dataclasses.fields(MessageRecord)))
+# A record travels as the plain tuple it is: pickled as a MessageRecord, every record would
+# carry a reference to its class and be rebuilt through it.
+_record_values = tuple
 
 
 # -- frames (no I/O) ----------------------------------------------------------------------------
@@ -431,7 +429,7 @@ class ApiProcess:
             self._journal.answered(payload)
         elif kind == HAND_OVER:
             values, sids = pickle.loads(payload)  # from our own parent process
-            records = [MessageRecord(*fields) for fields in values]
+            records = [MessageRecord._make(fields) for fields in values]
             if self._running:
                 self._runtime.messaging.take_over(records, sids)
             else:
