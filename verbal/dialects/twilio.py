@@ -18,12 +18,9 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
 def signature(url: str, params: list[tuple[str, str]], auth_token: str) -> str:
-    grouped: dict[str, set[str]] = {}
-    for name, value in params:
-        grouped.setdefault(name, set()).add(value)
-    payload = url + "".join(
-        name + value for name in sorted(grouped) for value in sorted(grouped[name])
-    )
+    # Names sorted, each name's values sorted, a repeated (name, value) pair counted once:
+    # exactly the order of the distinct pairs, sorted.
+    payload = url + "".join(name + value for name, value in sorted(set(params)))
     digest = hmac.digest(auth_token.encode(), payload.encode(), "sha1")
     return base64.b64encode(digest).decode()
 
