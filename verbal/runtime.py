@@ -286,8 +286,10 @@ class Runtime:
             self.notifications = JobNotifications(settings.database_url, self.wake_workers)
         self.interpreter = Engine(
             self.sessions,
+            self.journal,
             self.queue,
             self.messaging,
+            self.directory,
             AppFetcher(self.http, settings.app_timeout_seconds),
             DIALECTS,
             detect,
