@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.dialects.types import Dialect
@@ -75,6 +75,58 @@ _APP_COLUMNS = (
     _APPS.c.sms_fallback_method,
 )
 
+# The statements a step reads with, built once (SQLAlchemy caches their compiled form).
+_INBOUND = (
+    select(
+        _MESSAGES.c.body,
+        _MESSAGES.c.from_number,
+        _MESSAGES.c.to_number,
+        _MESSAGES.c.media_urls,
+        _MESSAGES.c.num_segments,
+        _APPS.c.id,
+        _APPS.c.account_id,
+        _APPS.c.dialect,
+        *_APP_COLUMNS,
+    )
+    .select_from(_MESSAGES)
+    .join(_NUMBERS, _NUMBERS.c.number == _MESSAGES.c.to_number)
+    .join(
+        _APPS,
+        _APPS.c.id == func.coalesce(_NUMBERS.c.application_id, _NUMBERS.c.own_application_id),
+    )
+    .where(_MESSAGES.c.sid == bindparam("sid"))
+)
+_WAITING = (
+    select(_SESSIONS.c.sid, _SESSIONS.c.waiting)
+    .where(
+        _SESSIONS.c.state == "waiting",
+        _SESSIONS.c.local_number == bindparam("local"),
+        _SESSIONS.c.remote_number == bindparam("remote"),
+    )
+    .order_by(_SESSIONS.c.id.desc())
+    .limit(1)
+)
+_SESSION = (
+    select(
+        _SESSIONS,
+        *_APP_COLUMNS,
+        _MESSAGES.c.media_urls.label("inbound_media"),
+        _MESSAGES.c.num_segments.label("inbound_segments"),
+    )
+    .join(_APPS, _APPS.c.id == _SESSIONS.c.application_id)
+    .outerjoin(_MESSAGES, _MESSAGES.c.sid == _SESSIONS.c.inbound_message_sid)
+    .where(_SESSIONS.c.sid == bindparam("sid"))
+)
+_APP_NUMBER = (
+    select(_NUMBERS.c.number)
+    .where(
+        (_NUMBERS.c.application_id == bindparam("app"))
+        | (_NUMBERS.c.own_application_id == bindparam("app"))
+    )
+    .order_by(_NUMBERS.c.id)
+    .limit(1)
+)
+
 
 @dataclass(slots=True)
 class _Loaded:
@@ -113,42 +165,12 @@ class Engine:
         run the session's first step in this job."""
         sid = job.payload["message_sid"]
         async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(
-                        _MESSAGES.c.body,
-                        _MESSAGES.c.from_number,
-                        _MESSAGES.c.to_number,
-                        _MESSAGES.c.media_urls,
-                        _MESSAGES.c.num_segments,
-                        _APPS.c.id,
-                        _APPS.c.account_id,
-                        _APPS.c.dialect,
-                        *_APP_COLUMNS,
-                    )
-                    .select_from(_MESSAGES)
-                    .join(_NUMBERS, _NUMBERS.c.number == _MESSAGES.c.to_number)
-                    .join(
-                        _APPS,
-                        _APPS.c.id
-                        == func.coalesce(_NUMBERS.c.application_id, _NUMBERS.c.own_application_id),
-                    )
-                    .where(_MESSAGES.c.sid == sid)
-                )
-            ).first()
+            found = (await session.execute(_INBOUND, {"sid": sid})).first()
             waiting = None
             if found is not None:
+                local, remote = found.to_number, found.from_number
                 waiting = (
-                    await session.execute(
-                        select(_SESSIONS.c.sid, _SESSIONS.c.waiting)
-                        .where(
-                            _SESSIONS.c.state == "waiting",
-                            _SESSIONS.c.local_number == found.to_number,
-                            _SESSIONS.c.remote_number == found.from_number,
-                        )
-                        .order_by(_SESSIONS.c.id.desc())
-                        .limit(1)
-                    )
+                    await session.execute(_WAITING, {"local": local, "remote": remote})
                 ).first()
         if found is None:  # no such message, or its number runs no app
             await self._write([records.finish_intent(job, self._queue.owner)])
@@ -353,32 +375,12 @@ class Engine:
     async def _load(self, sid: str) -> _Loaded | None:
         """The session with what a step needs of its app and inbound message: one query."""
         async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(
-                        _SESSIONS,
-                        *_APP_COLUMNS,
-                        _MESSAGES.c.media_urls.label("inbound_media"),
-                        _MESSAGES.c.num_segments.label("inbound_segments"),
-                    )
-                    .join(_APPS, _APPS.c.id == _SESSIONS.c.application_id)
-                    .outerjoin(_MESSAGES, _MESSAGES.c.sid == _SESSIONS.c.inbound_message_sid)
-                    .where(_SESSIONS.c.sid == sid)
-                )
-            ).first()
+            row = (await session.execute(_SESSION, {"sid": sid})).first()
             if row is None:
                 return None
             app_number = None
             if row.local_number is None:
-                app_number = await session.scalar(
-                    select(_NUMBERS.c.number)
-                    .where(
-                        (_NUMBERS.c.application_id == row.application_id)
-                        | (_NUMBERS.c.own_application_id == row.application_id)
-                    )
-                    .order_by(_NUMBERS.c.id)
-                    .limit(1)
-                )
+                app_number = await session.scalar(_APP_NUMBER, {"app": row.application_id})
         account = await self._directory.account_by_id(row.account_id)
         if account is None:
             raise LookupError(f"session {sid} lost its account")
