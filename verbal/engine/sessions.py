@@ -76,6 +76,9 @@ _APP_COLUMNS = (
 )
 
 # The statements a step reads with, built once (SQLAlchemy caches their compiled form).
+# The inbound text, its number's app and the newest session of this number and sender that
+# waits for an answer, if any: one query.
+_WAITING = _SESSIONS.alias("waiting")
 _INBOUND = (
     select(
         _MESSAGES.c.body,
@@ -87,6 +90,8 @@ _INBOUND = (
         _APPS.c.account_id,
         _APPS.c.dialect,
         *_APP_COLUMNS,
+        _WAITING.c.sid.label("waiting_sid"),
+        _WAITING.c.waiting.label("waiting"),
     )
     .select_from(_MESSAGES)
     .join(_NUMBERS, _NUMBERS.c.number == _MESSAGES.c.to_number)
@@ -94,16 +99,14 @@ _INBOUND = (
         _APPS,
         _APPS.c.id == func.coalesce(_NUMBERS.c.application_id, _NUMBERS.c.own_application_id),
     )
-    .where(_MESSAGES.c.sid == bindparam("sid"))
-)
-_WAITING = (
-    select(_SESSIONS.c.sid, _SESSIONS.c.waiting)
-    .where(
-        _SESSIONS.c.state == "waiting",
-        _SESSIONS.c.local_number == bindparam("local"),
-        _SESSIONS.c.remote_number == bindparam("remote"),
+    .outerjoin(
+        _WAITING,
+        (_WAITING.c.state == "waiting")
+        & (_WAITING.c.local_number == _MESSAGES.c.to_number)
+        & (_WAITING.c.remote_number == _MESSAGES.c.from_number),
     )
-    .order_by(_SESSIONS.c.id.desc())
+    .where(_MESSAGES.c.sid == bindparam("sid"))
+    .order_by(_WAITING.c.id.desc())
     .limit(1)
 )
 _SESSION = (
@@ -166,22 +169,16 @@ class Engine:
         sid = job.payload["message_sid"]
         async with self._sessions() as session:
             found = (await session.execute(_INBOUND, {"sid": sid})).first()
-            waiting = None
-            if found is not None:
-                local, remote = found.to_number, found.from_number
-                waiting = (
-                    await session.execute(_WAITING, {"local": local, "remote": remote})
-                ).first()
         if found is None:  # no such message, or its number runs no app
             await self._write([records.finish_intent(job, self._queue.owner)])
             return
-        if waiting is not None:
-            token = (waiting.waiting or {}).get("token")
+        if found.waiting_sid is not None:
+            token = (found.waiting or {}).get("token")
             detail = {"message_sid": sid, "text": found.body}
             await self._write(
                 [
-                    *records.event_intents(waiting.sid, [("input", detail)], _now()),
-                    self._step_intent(waiting.sid, {"answer": found.body, "token": token}),
+                    *records.event_intents(found.waiting_sid, [("input", detail)], _now()),
+                    self._step_intent(found.waiting_sid, {"answer": found.body, "token": token}),
                     records.finish_intent(job, self._queue.owner),
                 ]
             )
