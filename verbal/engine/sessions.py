@@ -308,7 +308,7 @@ class Engine:
         try:
             while True:
                 action = run.send(answer)
-                answer = await self._perform(action, loaded.account, staged)
+                answer = await self._perform(action, loaded, staged)
         except StopIteration as stop:
             outcome: NextStep | None = stop.value
         intents = [records.session_intent(loaded.state, new=loaded.new)]
@@ -326,9 +326,11 @@ class Engine:
     async def _perform(
         self,
         action: Action,
-        account: Account,
+        loaded: _Loaded,
         staged: list[tuple[MessageRecord, list[tuple[Statement, Any]]]],
     ) -> Any:
+        """Do what the interpreter asked and return what it gave; the session's conversation
+        (account, numbers) is at hand in `loaded` for I/O that depends on it."""
         if isinstance(action, Fetch):
             self._crash.at("before-fetch")
             try:
@@ -343,7 +345,9 @@ class Engine:
             try:
                 for request in action.requests:
                     batch.append(
-                        await self._messaging.stage(account, request, direction=action.direction)
+                        await self._messaging.stage(
+                            loaded.account, request, direction=action.direction
+                        )
                     )
             except MessageRefused as refused:
                 return refused  # none of the verb's texts is sent
