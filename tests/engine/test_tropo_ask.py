@@ -1,15 +1,19 @@
 """Tropo's `ask` over text, option by option, and the Result JSON each outcome posts.
 
-Every test runs a real Tropo app on a loopback server against a live Verbal and a sandbox
-handset. The Result JSON is checked field by field against Tropo's (docs/apps.md, and the
-shared notes on Tropo's Result object): `sessionId`, `callId`, `state`, `sessionDuration`,
-`sequence`, `complete`, `error`, `calledid`, and each action's every key.
+Every test runs a real Tropo app on a loopback server against a live Verbal (on SQLite, then
+on PostgreSQL) and a sandbox handset. The Result JSON is checked field by field against
+Tropo's (docs/apps.md, and the shared notes on Tropo's Result object): `sessionId`,
+`callId`, `state`, `sessionDuration`, `sequence`, `complete`, `error`, `calledid`, and each
+action's every key.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from tests.conftest import AppServer, LiveVerbal, wait_until
 
@@ -30,6 +34,15 @@ CAPTURED = {
 }
 # What a handler's `next` URL answers: an empty document ends the session.
 DONE = (200, "application/json", json.dumps({"tropo": []}))
+
+
+@pytest.fixture
+def verbal(make_verbal: Callable[..., LiveVerbal], database_url: str) -> LiveVerbal:
+    """A live server, once on SQLite and once on PostgreSQL: a conversation rewrites its
+    session row in every step, through the journal's statements on each database."""
+    server = make_verbal(database_url)
+    server.add_number(APP_NUMBER)
+    return server
 
 
 def tropo(*verbs: dict[str, Any]) -> tuple[int, str, str]:
@@ -60,8 +73,10 @@ def wait_for_bodies(verbal: LiveVerbal, handset: str, expected: list[str]) -> No
 
 
 def ended(verbal: LiveVerbal, session_id: str) -> dict[str, Any]:
+    # The app hears of a session before its first step commits, which makes the session
+    # visible to the API: until then its log is not found.
     return wait_until(
-        lambda: (log := verbal.session_log(session_id))["state"] == "ended" and log,
+        lambda: (log := verbal.session_log(session_id)).get("state") == "ended" and log,
         what="the session to end",
     )
 
