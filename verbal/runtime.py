@@ -294,8 +294,10 @@ class Runtime:
             self.notifications = JobNotifications(settings.database_url, self.wake_workers)
         self.interpreter = Engine(
             self.sessions,
+            self.journal,
             self.queue,
             self.messaging,
+            self.directory,
             AppFetcher(
                 self.http,
                 settings.app_timeout_seconds,

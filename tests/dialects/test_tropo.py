@@ -386,16 +386,27 @@ def test_ask_numbers(fields: str, attempts: int, timeout: float) -> None:
 def test_ask_details() -> None:
     (ask,) = parse(
         '{"tropo": [{"ask": {"choices": {"value": "yes(yes,y,1), no(no,n,2)", "mode": "DTMF"}, '
-        '"voice": "Kate", "required": "false", "say": [{"event": "nomatch:1", "value": "Again?"},'
-        ' {"event": "timeout", "value": "Still there?"}, {"value": "Yes or no?"}, '
-        '{"value": "", "name": "swallowed"}]}}]}'
+        '"voice": "Kate", "required": "false", "bargein": false, "say": [{"event": "nomatch:1", '
+        '"value": "Again?"}, {"event": "timeout", "value": "Still there?"}, '
+        '{"value": "Yes or no?"}, {"value": "", "name": "swallowed"}, '
+        '{"event": "nomatch:2 nomatch:3", "value": "Last"}]}}]}'
     ).verbs
     assert ask == Ask(
         choices=Choices("yes(yes,y,1), no(no,n,2)", mode="dtmf"),
-        # Event prompts have no place in the shared Ask; the ask's voice reaches its prompts.
+        # The ask's voice reaches its prompts, event prompts included.
         prompts=(Say("Yes or no?", voice="kate"),),
         required=False,
+        event_prompts=(
+            ("nomatch:1", Say("Again?", voice="kate")),
+            ("timeout", Say("Still there?", voice="kate")),
+            ("nomatch:2", Say("Last", voice="kate")),
+            ("nomatch:3", Say("Last", voice="kate")),
+        ),
+        bargein=False,
     )
+    assert ask.prompts_for("nomatch", 1) == (Say("Again?", voice="kate"),)
+    assert ask.prompts_for("nomatch", 4) == ()  # no `nomatch` for every attempt
+    assert ask.prompts_for("timeout", 2) == (Say("Still there?", voice="kate"),)
     (legacy,) = parse('{"tropo": [{"ask": {"choices": "[ANY]", "say": "Hi"}}]}').verbs
     assert legacy == Ask(Choices("[ANY]"), prompts=(Say("Hi"),))
     (keypad,) = parse('{"tropo": [{"ask": {"choices": {"value": "1", "mode": "keypad"}}}]}').verbs

@@ -39,7 +39,7 @@ from tests.conftest import (
 from verbal.dialects import plivo, rcml, tropo
 from verbal.dialects.types import ErrorCodes
 from verbal.engine.fetch import MAX_DOCUMENT_BYTES, MAX_REDIRECTS
-from verbal.engine.sessions import MAX_DOCUMENTS
+from verbal.engine.interpreter import MAX_DOCUMENTS
 from verbal.store.models import Job, Session
 
 HANDSET = "+15550002000"

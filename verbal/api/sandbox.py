@@ -48,7 +48,9 @@ class RuleIn(BaseModel):
     )
 
 
-def sandbox(request: Request) -> SandboxNetwork:
+async def sandbox(request: Request) -> SandboxNetwork:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, which cost more CPU
+    # than the rest of the request (bench/app_round_trip.py, profiled).
     carrier = runtime(request).sandbox
     if carrier is None:
         raise ApiError(404, 20404, "The sandbox network is disabled on this server")

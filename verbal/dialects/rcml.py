@@ -15,6 +15,7 @@ expansion, external entities), caps size and depth, and reports anything it cann
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from typing import Any
@@ -469,6 +470,9 @@ def _signed_request(target: Target, params: list[tuple[str, str]], auth_token: s
     return replace(request, headers={twilio.SIGNATURE_HEADER: signature})
 
 
+# Cached: finding a +1 number's country validates it against each NANP region in turn, a
+# third of an RCML session's request (profiled); a conversation's numbers repeat.
+@functools.lru_cache(maxsize=4096)
 def _country(number: str) -> str:
     """The number's ISO country, "" for short codes and alphanumeric senders."""
     try:

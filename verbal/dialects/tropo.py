@@ -336,24 +336,29 @@ def _ask(value: Any, where: str, base_url: str) -> _Parsed:
     if obj.get("choices") is None:
         raise _error(where, "has no 'choices': an ask needs a grammar to match the answer to")
     voice = _lower(obj, "voice", where)
-    # Prompts with an `event` replace the main prompt on a timeout or no-match; the shared
-    # `Ask` has no place for them, so only the main prompts are kept.
-    prompts = tuple(
-        say
-        for event, say in _say_items(obj.get("say"), where, voice=voice)
-        if event is None and _says_something(say)
-    )
+    prompts: list[Say] = []
+    event_prompts: list[tuple[str, Say]] = []
+    for event, say in _say_items(obj.get("say"), where, voice=voice):
+        if not _says_something(say):
+            continue
+        if event is None:
+            prompts.append(say)
+        else:
+            # `"nomatch:1 nomatch:2"` names several events for one prompt.
+            event_prompts.extend((name, say) for name in event.split())
     attempts = _integer(obj, "attempts", where, default=1)
     if attempts < 1:
         raise _field_error(where, "'attempts'", f"must be at least 1, got {attempts}")
     return [
         Ask(
             choices=_choices(obj["choices"], where),
-            prompts=prompts,
+            prompts=tuple(prompts),
             attempts=attempts,
             timeout_seconds=_seconds(obj, "timeout", where, default=30.0),
             name=_name(obj, where),
             required=_flag(obj, "required", where, default=True),
+            event_prompts=tuple(event_prompts),
+            bargein=_flag(obj, "bargein", where, default=True),
         )
     ]
 

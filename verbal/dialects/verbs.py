@@ -2,7 +2,7 @@
 
 A dialect module turns a Tropo JSON, RCML/TwiML or Plivo XML document into a `Document` of
 these frozen values; the engine runs them without knowing where they came from. Verbs keep
-only what changes behaviour; a dialect's cosmetic options (log security, barge-in on text)
+only what changes behaviour; a dialect's cosmetic options (log security, voices)
 are accepted by its parser and dropped here.
 """
 
@@ -88,7 +88,12 @@ class Choices:
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """Prompt, then wait for the party's answer and match it against `choices`."""
+    """Prompt, then wait for the party's answer and match it against `choices`.
+
+    `event_prompts` are sent instead of nothing when an attempt ends in that event: keys are
+    `nomatch`, `timeout`, or one attempt's (`nomatch:2`), as Tropo's `say.event` names them.
+    `bargein` is kept for the log only: on text the prompt is sent whole before any answer.
+    """
 
     choices: Choices
     prompts: tuple[Say, ...] = ()
@@ -96,6 +101,14 @@ class Ask:
     timeout_seconds: float = 30.0
     name: str | None = None
     required: bool = True
+    event_prompts: tuple[tuple[str, Say], ...] = ()
+    bargein: bool = True
+
+    def prompts_for(self, event: str, attempt: int) -> tuple[Say, ...]:
+        """The prompts for `event` ending attempt number `attempt`: that attempt's own if the
+        app gave some (`nomatch:2`), else the event's (`nomatch`)."""
+        own = tuple(say for key, say in self.event_prompts if key == f"{event}:{attempt}")
+        return own or tuple(say for key, say in self.event_prompts if key == event)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ Forms understood: `[ANY]`; `[N DIGITS]` and `[N-M DIGITS]`; a comma list of opti
 either a word (`1,2,3`) or a concept with synonyms (`yes(yes,y,1), no(no,n,2)`). Matching
 ignores case and surrounding spaces. Grammar files (URLs) cannot be evaluated on text: they
 match nothing, which the app sees as a no-match.
+
+`choices.mode` and `choices.terminator` are keypad notions; on text they read as Verbal
+decided (docs/apps.md): `dtmf` accepts only answers made of keypad keys (digits, `*`, `#`),
+`speech` and `any` accept any text, and a terminator ends the answer where it first appears.
 """
 
 from __future__ import annotations
@@ -13,12 +17,23 @@ from dataclasses import dataclass
 
 _DIGITS = re.compile(r"^\[\s*(\d+)(?:\s*-\s*(\d+))?\s+DIGITS?\s*\]$", re.IGNORECASE)
 _CONCEPT = re.compile(r"^\s*([^()]+?)\s*\(([^)]*)\)\s*$")
+_KEYPAD = re.compile(r"^[0-9*#]+$")
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     value: str  # the concept, or the answer itself
     interpretation: str  # the answer as matched
+
+
+def answer_text(answer: str, mode: str | None, terminator: str | None) -> str | None:
+    """What of a text answer the grammar sees, or None when `mode` refuses it."""
+    if terminator:
+        answer = answer.split(terminator, 1)[0]
+    text = answer.strip()
+    if mode == "dtmf" and not _KEYPAD.match(text):
+        return None
+    return text
 
 
 def match(grammar: str, answer: str) -> Match | None:

@@ -278,6 +278,16 @@ class Messaging:
         about to open (`accept`): their ids are reserved beforehand."""
         await self._ids.ensure(count)
 
+    async def stage(
+        self, account: Account, request: SendRequest, *, direction: str
+    ) -> tuple[MessageRecord, list[tuple[Statement, Any]]]:
+        """Validate a message and return it with the journal intents that accept it, for a
+        caller that writes them in a batch of its own (the engine, with a session's
+        progress) and calls `admit` once that batch has committed; raises MessageRefused.
+        Call `prepare` first."""
+        record, entries, where = await self._accepted(account, request, direction)
+        return record, ledger.intents(record, entries, where, new=True)
+
     async def accept(
         self,
         session: AsyncSession,
