@@ -106,6 +106,37 @@ def test_the_server_uses_two_processes_and_a_message_goes_all_the_way(
 
 
 @pytest.mark.slow
+def test_a_handset_text_through_the_api_reaches_the_numbers_app(
+    tmp_path: Path, receiver: WebhookReceiver, spawned: list[VerbalProcess]
+) -> None:
+    """The sandbox API is served by the API process, the carriers run in the pipeline: a
+    handset's text is recorded by the first and its app run by the second."""
+    env, account_sid, auth_token = server_env(tmp_path / "verbal.db")
+    server = VerbalProcess("server", env, tmp_path)
+    spawned.append(server)
+    server.wait_healthy()
+    response = httpx.post(
+        f"{server.base_url}/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers.json",
+        data={"PhoneNumber": FROM, "SmsUrl": receiver.url("/app")},
+        auth=(account_sid, auth_token),
+    )
+    assert response.status_code == 201, response.text
+    text = httpx.post(
+        f"{server.base_url}/sandbox/handsets/+15552000009/messages",
+        json={"to": FROM, "body": "hello, two processes"},
+        auth=(account_sid, auth_token),
+    )
+    assert text.status_code == 201, text.text
+    sid = text.json()["message_sid"]
+    [request] = receiver.wait_for(lambda requests: bool(requests), timeout=30)
+    assert request.path == "/app"
+    assert request.params["MessageSid"] == sid
+    assert request.params["Body"] == "hello, two processes"
+    assert request.params["From"] == "+15552000009"
+    assert server.stop() == 0
+
+
+@pytest.mark.slow
 def test_one_process_when_configured(tmp_path: Path, spawned: list[VerbalProcess]) -> None:
     env, _, _ = server_env(tmp_path / "verbal.db", VERBAL_SQLITE_PROCESSES="1")
     server = VerbalProcess("server", env, tmp_path)

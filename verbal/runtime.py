@@ -363,6 +363,12 @@ class Runtime:
         if self.pipeline is not None:
             await self.pipeline.start()
         if not self.runs_workers:
+            # The sandbox API is served here, the carriers run elsewhere (the pipeline
+            # process, or worker nodes): handsets' texts are recorded here, with the job
+            # that runs their app.
+            for carrier in self.router.carriers:
+                if isinstance(carrier, SandboxCarrier):
+                    carrier.take_texts(self.messaging)
             return
         if self.settings.smsc_enabled and self.smsc is None:
             raise SmscUnavailable("the SMSC is the sandbox's front door: enable the sandbox too")

@@ -441,6 +441,13 @@ class SandboxCarrier:
         self._events = events
         self._task = asyncio.create_task(self._report_receipts(), name="sandbox-receipts")
 
+    def take_texts(self, events: CarrierEvents) -> None:
+        """Take handsets' texts to Verbal's numbers without carrying messages: for the API
+        process of a two-process server (`verbal/processes.py`), which serves the sandbox
+        API while the pipeline process runs this carrier. `events.on_inbound` records each
+        text with its app's job, which the pipeline's workers run."""
+        self._events = events
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
