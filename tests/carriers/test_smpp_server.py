@@ -8,6 +8,7 @@ implementation independent of Verbal's; hostile input comes from raw sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -376,6 +377,22 @@ def test_stopping_the_server_unbinds_every_esme(
         esme.wait_event("close")
     idle.wait_event("close")
     assert len(recorder(smsc).gone) == 3
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_an_esme_that_connects_an_instant_before_stop_is_closed(turns: int) -> None:
+    # Stopped after 0 to 7 turns of the loop, covering every step from the kernel's accept
+    # to the connection's start. On asyncio.start_server (Python 3.11), turns 1-3 left the
+    # socket open and unknown to stop() (CPython gh-109564).
+    server = SmscServer(Recorder(), FAST)
+    await server.start("127.0.0.1", 0)
+    with socket.create_connection(("127.0.0.1", server.port)) as esme:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await server.stop()
+        esme.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):  # closed before it was read: as good
+            assert esme.recv(1) == b""
 
 
 # -- junk ----------------------------------------------------------------------------------------

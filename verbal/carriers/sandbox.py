@@ -491,7 +491,8 @@ class SandboxCarrier:
             if self._due:
                 timeout = min(timeout, self._due[0][0] - time.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._wake.wait()
 
     async def _report(self, receipt: Receipt) -> None:
         assert self._events is not None, "start() first"

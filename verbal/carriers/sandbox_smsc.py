@@ -531,7 +531,8 @@ class SandboxSmsc(SmscHandler):
                 if rows and len(rows) == free:
                     continue  # maybe more are due: look again once the window has room
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._poll)
+                    async with asyncio.timeout(self._poll):
+                        await wake.wait()
         except Exception:
             log.exception("sending to ESME %r failed; closing its connection", system_id)
             connection.close("internal error")

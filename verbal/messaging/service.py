@@ -228,7 +228,8 @@ class Messaging:
         if self._submitting:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), deadline)
+                async with asyncio.timeout(deadline):
+                    await self._drained.wait()
         for task in self._tasks:
             task.cancel()
         for timer in self._timers:
@@ -776,9 +777,8 @@ class Messaging:
         """Hand a message to its carrier within the submit timeout, and measure it."""
         started = time.perf_counter()
         try:
-            return await asyncio.wait_for(
-                carrier.submit(sms), self._settings.submit_timeout_seconds
-            )
+            async with asyncio.timeout(self._settings.submit_timeout_seconds):
+                return await carrier.submit(sms)
         except CarrierRejected:
             labelled(CARRIER_ERRORS, carrier.name, "rejected").inc()
             raise
@@ -807,7 +807,8 @@ class Messaging:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+                async with asyncio.timeout(self._settings.poll_seconds):
+                    await self._wake.wait()
 
     async def _renew_leases(self) -> None:
         """Extend the leases of the messages in memory, a third of a lease after the last

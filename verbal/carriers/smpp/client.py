@@ -389,7 +389,8 @@ class Bind:
                 pass  # not bound after all: just close
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed(link), self.config.unbind_timeout)
+                    async with asyncio.timeout(self.config.unbind_timeout):
+                        await self._closed(link)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -501,9 +502,8 @@ class Bind:
         where = f"{config.host}:{config.port}"
         self._set_state(BindState.CONNECTING)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(config.host, config.port), config.connect_timeout
-            )
+            async with asyncio.timeout(config.connect_timeout):
+                reader, writer = await asyncio.open_connection(config.host, config.port)
         except TimeoutError:
             self._failed(
                 f"no answer connecting to {where} within {config.connect_timeout:g}s "
