@@ -18,7 +18,10 @@
 // "uuid"), receipt_id_format ("same", "dec", "hex": how the receipt spells the id),
 // receipt_stat ("DELIVRD" ...), receipt_err, receipt_delay_ms, receipt_tlvs (bool),
 // receipt_first (send the receipt before the submit_sm_resp), resp_delay_ms,
-// receipts_on ("same" session or "other"), submit_status (answer every submit_sm so).
+// receipts_on ("same" session or "other"), submit_status (answer every submit_sm so),
+// dedupe (answer a submit_sm that repeats an accepted one, same addresses and text, with
+// the first one's id and no second receipt, as SMSCs that detect duplicates do: printed as
+// {"event": "submit_repeated"}).
 'use strict';
 
 const crypto = require('crypto');
@@ -41,6 +44,7 @@ const settings = Object.assign(
     resp_delay_ms: 0,
     receipts_on: 'same',
     submit_status: 0,
+    dedupe: false,
   },
   JSON.parse(process.argv[2] || '{}'),
 );
@@ -48,6 +52,8 @@ const settings = Object.assign(
 // Ids keep growing across restarts of this peer, as a real SMSC's would.
 let nextId = Date.now();
 let throttleCount = 0;
+// Accepted submits by addresses and text, for `dedupe`.
+const acceptedIds = new Map();
 let sessionCounter = 0;
 const sessions = new Set();
 const allSessions = [];
@@ -172,7 +178,18 @@ function onSubmit(session, pdu) {
     answer(session, pdu, { command_status: status });
     return;
   }
+  const described = describeSubmit(pdu, session, null, 0);
+  const dedupeKey = JSON.stringify([described.source, described.dest, described.text, described.udh]);
+  if (settings.dedupe && acceptedIds.has(dedupeKey)) {
+    const firstId = acceptedIds.get(dedupeKey);
+    emit(Object.assign(described, { event: 'submit_repeated', message_id: firstId }));
+    const respondAgain = () => answer(session, pdu, { message_id: firstId });
+    if (settings.resp_delay_ms > 0) setTimeout(respondAgain, settings.resp_delay_ms);
+    else respondAgain();
+    return;
+  }
   const messageId = newMessageId();
+  acceptedIds.set(dedupeKey, messageId);
   // Logged before the response is written: a submit is "accepted" once it is answered.
   emit(describeSubmit(pdu, session, messageId, 0));
   const wantsReceipt = (pdu.registered_delivery & 0x03) !== 0;
