@@ -21,7 +21,8 @@
 // receipts_on ("same" session or "other"), submit_status (answer every submit_sm so),
 // dedupe (answer a submit_sm that repeats an accepted one, same addresses and text, with
 // the first one's id and no second receipt, as SMSCs that detect duplicates do: printed as
-// {"event": "submit_repeated"}).
+// {"event": "submit_repeated"}), hold_for_window (N: hold responses until N submit_sm of a
+// session await theirs, then answer them all, or after hold_ms; receipts follow responses).
 'use strict';
 
 const crypto = require('crypto');
@@ -45,6 +46,8 @@ const settings = Object.assign(
     receipts_on: 'same',
     submit_status: 0,
     dedupe: false,
+    hold_for_window: 0,
+    hold_ms: 2000,
   },
   JSON.parse(process.argv[2] || '{}'),
 );
@@ -194,6 +197,15 @@ function onSubmit(session, pdu) {
   emit(describeSubmit(pdu, session, messageId, 0));
   const wantsReceipt = (pdu.registered_delivery & 0x03) !== 0;
   const respond = () => answer(session, pdu, { message_id: messageId });
+  if (settings.hold_for_window > 0) {
+    hold(session, () => {
+      respond();
+      if (wantsReceipt) {
+        setTimeout(() => sendReceipt(session, pdu, messageId), settings.receipt_delay_ms);
+      }
+    });
+    return;
+  }
   if (wantsReceipt && settings.receipt_first) {
     sendReceipt(session, pdu, messageId);
     setTimeout(respond, Math.max(settings.resp_delay_ms, 50));
@@ -204,6 +216,22 @@ function onSubmit(session, pdu) {
   if (wantsReceipt) {
     setTimeout(() => sendReceipt(session, pdu, messageId), settings.receipt_delay_ms);
   }
+}
+
+// Holds a response until the session has hold_for_window submits waiting (or hold_ms passed).
+function hold(session, release) {
+  session.held.push(release);
+  if (session.held.length >= settings.hold_for_window) releaseHeld(session);
+  else if (session.held.length === 1) {
+    session.heldTimer = setTimeout(() => releaseHeld(session), settings.hold_ms);
+  }
+}
+
+function releaseHeld(session) {
+  clearTimeout(session.heldTimer);
+  const held = session.held;
+  session.held = [];
+  for (const release of held) release();
 }
 
 function onBind(session, pdu, mode) {
@@ -226,6 +254,7 @@ const server = smpp.createServer((session) => {
   session.id = sessionCounter;
   session.outstanding = 0;
   session.maxOutstanding = 0;
+  session.held = [];
   allSessions.push(session);
   sessions.add(session);
   session.on('bind_transceiver', (pdu) => onBind(session, pdu, 'transceiver'));
