@@ -391,7 +391,7 @@ async def test_no_bind_up_makes_the_carrier_unavailable_with_the_diagnosis(
         started = time.monotonic()
         with pytest.raises(CarrierUnavailable) as raised:
             await carrier.submit(sms("nowhere"))
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4  # bind_wait (0.5 s), not submit_patience (5 s)
     assert "no bind of acme is up: connection refused by 127.0.0.1:1" in str(raised.value)
 
 

@@ -223,10 +223,10 @@ def test_a_connection_that_does_not_bind_in_time_is_closed(
     make_smsc: Callable[..., LiveSmsc],
 ) -> None:
     smsc = make_smsc(ServerLimits(bind_timeout=0.3))
-    with socket.create_connection(("127.0.0.1", smsc.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", smsc.port), timeout=10) as sock:
         started = time.monotonic()
-        assert sock.recv(100) == b""  # closed by the server
-        assert 0.2 < time.monotonic() - started < 3
+        assert sock.recv(100) == b""  # closed by the server (not the socket's timeout)
+        assert time.monotonic() - started > 0.2
 
 
 def test_passwords_stay_out_of_the_logs(
@@ -327,7 +327,7 @@ def test_the_window_holds_deliver_sm_until_answers_come(
     results = smsc.call(five)
     # Three went out at once and timed out; then the other two went and timed out too.
     assert [r.error for r in results] == ["no response within 0.5s"] * 5
-    assert 0.9 < time.monotonic() - started < 3
+    assert time.monotonic() - started > 0.9  # two rounds of 0.5 s: the window held back two
     assert len(esme.of("deliver_sm")) == 5
     assert connection.free_window() == 3
 
