@@ -57,6 +57,7 @@ from verbal.carriers.base import (
 from verbal.store.cache import TtlCache
 from verbal.store.journal import Journal, Statement, json_text
 from verbal.store.models import Account, PhoneNumber, SandboxDelivery, SandboxRule
+from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.carriers.sandbox")
 
@@ -412,9 +413,7 @@ class SandboxCarrier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def submit(self, sms: OutboundSms) -> SubmitResult:

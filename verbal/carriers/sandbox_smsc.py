@@ -70,6 +70,7 @@ from verbal.carriers.smpp.server import (
 )
 from verbal.carriers.smpp.text import DecodedMessage, decode_message, encode_message
 from verbal.store.models import Account, SmscOutbox, SmscPart
+from verbal.tasks import cancel_and_wait
 
 __all__ = ["FAIL_STATUSES", "EsmeAccount", "SandboxSmsc"]
 
@@ -168,9 +169,7 @@ class SandboxSmsc(SmscHandler):
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
             self._sweeper = None
         await self.server.stop()
 

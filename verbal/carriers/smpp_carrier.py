@@ -102,6 +102,7 @@ from verbal.carriers.smpp.text import TextCoding, decode_message, encode_message
 from verbal.metrics import SMPP_RECEIPTS, SMPP_SUBMITS, labelled
 from verbal.store.journal import Journal, Params, Statement
 from verbal.store.models import SmppInboundPart, SmppPart, SmppWaitingReceipt
+from verbal.tasks import cancel_and_wait
 
 __all__ = ["SmppCarrier", "SmppCarrierConfig"]
 
@@ -370,9 +371,7 @@ class SmppCarrier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         # Unbinding lets the SMSC answer what it has; parts it accepted are recorded by the
         # submits still running, given a moment. Those cut short are sent again later.
@@ -596,7 +595,8 @@ class SmppCarrier:
             self._set_aside(parsed)
         # Answered once what it changed has committed, in the journal's batch: the part's
         # outcome, the message's, or the receipt set aside. A failure answers RX_T_APPN.
-        await self._journal.flushed()
+        # Shielded: a handler cancelled as its bind stops must not cancel the batch's future.
+        await asyncio.shield(self._journal.flushed())
         return CommandStatus.ESME_ROK
 
     def _set_aside(self, parsed: ParsedReceipt) -> None:
@@ -817,7 +817,7 @@ class SmppCarrier:
             return CommandStatus.ESME_RMSGQFUL
         if whole is None:
             # Answered once stored (a failure answers RX_T_APPN, and the SMSC sends it again).
-            await self._store_part(fragment)
+            await asyncio.shield(self._store_part(fragment))
             return CommandStatus.ESME_ROK
         status = await self._inbound(sender, recipient, whole.text)
         if status != CommandStatus.ESME_RX_T_APPN:

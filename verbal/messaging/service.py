@@ -77,6 +77,7 @@ from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, 
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal, Statement, execute_in
 from verbal.store.models import Account, Message, MessageEvent, WebhookAttempt
+from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.messaging")
 
@@ -236,8 +237,7 @@ class Messaging:
             timer.cancel()
         await self._callbacks.stop()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
         for record in list(self._live.values()):
             self._write(record, (), ledger.Whereabouts(time.time()))

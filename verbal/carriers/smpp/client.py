@@ -74,6 +74,7 @@ from verbal.carriers.smpp.session import (
     UnmatchedResponse,
 )
 from verbal.metrics import SMPP_BIND_UP, SMPP_WINDOW_IN_USE
+from verbal.tasks import cancel_and_wait
 
 __all__ = [
     "THROTTLE_STATUSES",
@@ -392,9 +393,7 @@ class Bind:
                     async with asyncio.timeout(self.config.unbind_timeout):
                         await self._closed(link)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         for task in list(self._handlers):
             task.cancel()
@@ -524,9 +523,7 @@ class Bind:
             self._write(link, self._bind_request())
             await self._read(link)
         finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            await cancel_and_wait(timer)
             self._close(link)
 
     def _bind_request(self) -> BindRequest:
