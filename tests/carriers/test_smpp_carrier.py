@@ -231,6 +231,31 @@ async def test_receipts_that_beat_the_response_or_come_on_another_bind_still_mat
         assert receipts[event["message_id"]]["session"] != event["session"]
 
 
+async def test_a_receipt_set_aside_is_taken_back_by_the_next_start(
+    smscs: Smscs, each_store: async_sessionmaker[AsyncSession]
+) -> None:
+    # The receipt beats a submit_sm_resp that never comes before the carrier stops; the
+    # next carrier on the same database matches it to the resubmission, which the SMSC
+    # answers as a duplicate with the first id and no second receipt.
+    smsc = smscs.start(password=PASSWORD, receipt_first=True, resp_delay_ms=600_000, dedupe=True)
+    message = sms("answered before its id was known")
+    async with running(each_store, carrier_config(smsc), Recorder()) as carrier:
+        await bound(carrier)
+        sending = asyncio.create_task(carrier.submit(message))
+        assert (await smsc.event("deliver_resp", kind="receipt"))["status"] == 0
+    await asyncio.gather(sending, return_exceptions=True)
+    smsc.send("set", resp_delay_ms=0)
+    events = Recorder()
+    async with running(each_store, carrier_config(smsc), events) as carrier:
+        await bound(carrier)
+        result = await submit_as_pipeline(carrier, replace(message, resubmission=True))
+        await eventually(lambda: events.receipts)
+    assert [(r.status, r.message_sid, r.carrier_message_id) for r in events.receipts] == [
+        ("delivered", message.message_sid, result.carrier_message_id)
+    ]
+    assert (len(smsc.of("receipt")), len(smsc.of("submit_repeated"))) == (1, 1)
+
+
 async def test_receipts_that_spell_the_id_in_decimal_match_a_hex_id(
     smscs: Smscs, store: async_sessionmaker[AsyncSession]
 ) -> None:
