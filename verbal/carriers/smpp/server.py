@@ -563,10 +563,13 @@ class SmscServer:
         # an instant before Server.close() fails to attach to the closed server and asyncio
         # drops it unclosed (CPython gh-109564), so stop() never saw it and the ESME hung.
         # Here a socket is tracked from the moment accept() returns it.
-        listener = socket.create_server((host, port), backlog=_BACKLOG)
+        loop = asyncio.get_running_loop()
+        # The address family of the host as given (an IPv6 address listens on IPv6).
+        family = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0][0]
+        listener = socket.create_server((host, port), family=family, backlog=_BACKLOG)
         listener.setblocking(False)
         self._listener = listener
-        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_waiting)
+        loop.add_reader(listener.fileno(), self._accept_waiting)
         log.info("SMSC listening on %s:%d", host, self.port)
 
     async def stop(self) -> None:
