@@ -645,6 +645,42 @@ async def test_a_long_text_missing_a_part_is_handed_over_marked_after_the_timeou
     assert events.texts[0].body == "first [part 2/3 missing] third"
 
 
+async def test_a_stored_part_another_worker_took_back_is_not_handed_over_twice(
+    smscs: Smscs, each_store: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker starting takes back every stored part of the carrier, also those of a text a
+    # live worker is joining: when that one completes it, the other must not hand over its
+    # copy of part 1 as an incomplete text once its timeout has passed.
+    smsc = smscs.start(password=PASSWORD)
+    here, there = Recorder(), Recorder()
+    caplog.set_level("INFO", logger="verbal.carriers.smpp")
+
+    async def part(sequence: int, piece: str) -> None:
+        answer = await mo(
+            smsc,
+            f"p{sequence}",
+            source="15550002000",
+            dest="15550001000",
+            text=piece,
+            data_coding=0,
+            udh=f"0500037802{sequence:02x}",
+        )
+        assert answer["status"] == 0
+
+    async with running(each_store, carrier_config(smsc), here) as first:
+        await bound(first)  # the SMSC sends texts to the first bind
+        await part(1, "one half, ")
+        config = carrier_config(smsc, mo_timeout=0.5)
+        async with running(each_store, config, there) as second:  # takes back part 1
+            await bound(second)
+            await part(2, "the other")
+            await eventually(lambda: here.texts)
+            # The second's timeout has passed once it either drops its copy or hands it over.
+            await eventually(lambda: "was joined elsewhere" in caplog.text or there.texts, 5)
+    assert [t.body for t in here.texts] == ["one half, the other"]
+    assert there.texts == []
+
+
 async def test_a_text_for_a_number_nobody_owns_is_refused(
     smscs: Smscs, store: async_sessionmaker[AsyncSession]
 ) -> None:

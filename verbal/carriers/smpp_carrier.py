@@ -928,6 +928,12 @@ class SmppCarrier:
     async def _hand_over_incomplete(self) -> None:
         for message in self._reassembler.expired(time.monotonic()):
             key = message.key
+            if not await self._parts_stored(key):
+                # Joined by another worker since (it took back the stored parts at its
+                # start, as this one did): it recorded the text and forgot the parts.
+                log.info("%s: a text from %s was joined elsewhere", self.name, key.sender)
+                self._reassembler.discard(key)
+                continue
             log.info(
                 "%s: a text from %s lacks parts %s after %gs; handing over what arrived",
                 self.name,
@@ -938,6 +944,21 @@ class SmppCarrier:
             status = await self._inbound(key.sender, key.recipient, message.text)
             if status != CommandStatus.ESME_RX_T_APPN:
                 self._discard_text(key)
+
+    async def _parts_stored(self, key: PartsKey) -> bool:
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(SmppInboundPart.id)
+                .where(
+                    SmppInboundPart.carrier == self.name,
+                    SmppInboundPart.sender == key.sender,
+                    SmppInboundPart.recipient == key.recipient,
+                    SmppInboundPart.reference == key.reference,
+                    SmppInboundPart.total == key.total,
+                )
+                .limit(1)
+            )
+        return found is not None
 
     async def _report(self) -> None:
         now = time.monotonic()
