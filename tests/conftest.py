@@ -24,12 +24,20 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import hypothesis
 import pytest
 import uvicorn
 
 from tests.processes import VerbalProcess
 from verbal.config import Settings
 from verbal.runtime import Runtime
+
+# Property tests count examples, never time them: hypothesis's 200 ms deadline per example and
+# its "too slow" health check fail on a busy machine without anything being wrong.
+hypothesis.settings.register_profile(
+    "verbal", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("verbal")
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "VERBAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -7,7 +7,6 @@ same in-process. Nothing here knows about HTTP routes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -36,6 +35,7 @@ from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
 from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
+from verbal.tasks import cancel_and_wait
 from verbal.webhooks.client import HttpClient
 from verbal.webhooks.conversations import ConversationCookies
 
@@ -405,9 +405,7 @@ class Runtime:
         """Stop claiming, let jobs in flight finish within the deadline, hand back leases."""
         if self._worker is not None:
             await self.dispatcher.stop(self.settings.shutdown_deadline_seconds)
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait(self._worker)
             await self.messaging.stop(self.settings.shutdown_deadline_seconds)
             if self.smsc is not None:
                 await self.smsc.stop()

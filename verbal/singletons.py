@@ -19,6 +19,7 @@ import logging
 from verbal.carriers.base import Carrier
 from verbal.dispatch.leases import Leases
 from verbal.messaging.service import Messaging
+from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.carriers")
 
@@ -42,9 +43,7 @@ class SingletonCarrier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self.held:
             await self._let_go()
             with contextlib.suppress(Exception):

@@ -395,10 +395,12 @@ def test_registered_delivery_decides_which_receipts_come(verbal: LiveVerbal, esm
     for (dest, wanted), _ in cases.items():
         answer = esme.submit(source="15557700001", dest=dest, text="x", registered_delivery=wanted)
         ids[(dest, wanted)] = answer["message_id"]
-    expected = {ids[case] for case, receipt in cases.items() if receipt}
-    esme.wait_for(lambda events: len(receipts(esme)) >= len(expected))
-    time.sleep(0.5)  # and no more come
-    assert {r["receipted_message_id"] for r in receipts(esme)} == expected
+    # A last message asking for every receipt: once its receipt is in, any the others
+    # earned (due at once, like it) has come too.
+    last = esme.submit(source="15557700001", dest="15550002000", text="x", registered_delivery=1)
+    expected = {ids[case] for case, receipt in cases.items() if receipt} | {last["message_id"]}
+    esme.wait_event("deliver_sm", esm_class=0x04, receipted_message_id=last["message_id"])
+    assert sorted(r["receipted_message_id"] for r in receipts(esme)) == sorted(expected)
 
 
 def test_receipts_wait_for_a_receiver_bind(verbal: LiveVerbal, esmes: Esmes) -> None:
@@ -407,11 +409,10 @@ def test_receipts_wait_for_a_receiver_bind(verbal: LiveVerbal, esmes: Esmes) -> 
         source="15557700001", dest="15550002000", text="x", registered_delivery=1
     )
     wait_inbox(verbal)
-    time.sleep(0.5)
-    assert transmitter.of("deliver_sm") == []
     receiver = bound(esmes, verbal, "receiver")
     receipt = receiver.wait_event("deliver_sm", esm_class=0x04)
     assert receipt["receipted_message_id"] == answer["message_id"]
+    assert transmitter.of("deliver_sm") == []  # it waited for the receiver, not sent there
 
 
 def test_a_receipt_the_esme_does_not_take_comes_again(verbal: LiveVerbal, esmes: Esmes) -> None:
@@ -459,8 +460,10 @@ def test_a_timeout_rule_leaves_the_submit_unanswered(verbal: LiveVerbal, esmes: 
     add_rule(verbal, pattern=HANDSET, outcome="timeout")
     esme = bound(esmes, verbal)
     esme.send("submit", tag="lost", source="15557700001", dest="15550002000", text="x")
-    time.sleep(1.0)
-    assert esme.of("submit_resp") == []
+    # A submit sent after it, to a handset no rule names, is answered: the first was decided.
+    answered = esme.submit(source="15557700001", dest="15550002999", text="y")
+    assert answered["status"] == 0
+    assert [e["tag"] for e in esme.of("submit_resp")] == [answered["tag"]]
     assert esme.request("enquire_link", "enquire_link_resp")["status"] == 0
 
 
@@ -475,8 +478,10 @@ def test_delay_and_silence_shape_inbox_and_receipts(verbal: LiveVerbal, esmes: E
     assert time.monotonic() - started >= 0.9
     assert inbox(verbal)[0]["body"] == "late"
     assert wait_inbox(verbal, handset="+15550002001")[0]["body"] == "hush"
-    time.sleep(0.5)
-    assert len(receipts(esme)) == 1  # silence: in the inbox, but never a receipt
+    # Silence: in the inbox, but never a receipt; a later message's receipt comes alone.
+    later = esme.submit(source="15557700001", dest="15550002999", text="y", registered_delivery=1)
+    esme.wait_event("deliver_sm", esm_class=0x04, receipted_message_id=later["message_id"])
+    assert len(receipts(esme)) == 2
 
 
 # -- handsets texting the ESME --------------------------------------------------------------------
@@ -529,9 +534,12 @@ def test_what_an_esme_left_unanswered_goes_to_its_next_bind(
     first.wait_event("close")
     second = bound(esmes, verbal)
     second.wait_for(lambda events: len(texts(second)) == 3)
-    assert sorted(e["text"] for e in texts(second)) == [f"unanswered {n}" for n in range(3)]
-    time.sleep(0.5)
-    assert len(texts(second)) == 3  # each once: answered ones are not sent again
+    # Each once: answered ones are not sent again (a text sent after them arrives alone).
+    assert text_from_handset(verbal, ESME_NUMBER, "after").status_code == 201
+    second.wait_for(lambda events: any(e["text"] == "after" for e in texts(second)))
+    assert sorted(e["text"] for e in texts(second)) == ["after"] + [
+        f"unanswered {n}" for n in range(3)
+    ]
 
 
 def test_verbal_numbers_stay_with_verbal(verbal: LiveVerbal, esmes: Esmes) -> None:
@@ -546,8 +554,10 @@ def test_verbal_numbers_stay_with_verbal(verbal: LiveVerbal, esmes: Esmes) -> No
     assert (message["direction"], message["status"]) == ("inbound", "received")
     refused = text_from_handset(verbal, "+15559990000", "nobody's")
     assert (refused.status_code, refused.json()["code"]) == (404, 21606)
-    time.sleep(0.5)
-    assert esme.of("deliver_sm") == []
+    # Neither reached the ESME: a text to its own number, sent after them, arrives alone.
+    assert text_from_handset(verbal, ESME_NUMBER, "for the ESME").status_code == 201
+    esme.wait_event("deliver_sm")
+    assert [e["text"] for e in esme.of("deliver_sm")] == ["for the ESME"]
 
 
 def test_another_accounts_esme_numbers_are_not_ours(
@@ -559,9 +569,13 @@ def test_another_accounts_esme_numbers_are_not_ours(
         "account_sid": "AC" + "1" * 32,
         "numbers": ["+155588*"],
     }
-    verbal = make_verbal(**smsc_settings(smsc_esmes=[other_esme]))
+    verbal = make_verbal(**smsc_settings(smsc_esmes=[*smsc_settings()["smsc_esmes"], other_esme]))
+    ours = bound(esmes, verbal)
     refused = text_from_handset(verbal, "+15558800001", "not yours")
-    assert refused.status_code == 404
+    assert (refused.status_code, refused.json()["code"]) == (404, 21606)
+    # The same handset reaches this account's own ESME numbers.
+    assert text_from_handset(verbal, ESME_NUMBER, "yours").status_code == 201
+    assert ours.wait_event("deliver_sm")["text"] == "yours"
 
 
 # -- verbal serve ---------------------------------------------------------------------------------

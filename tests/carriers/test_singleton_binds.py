@@ -8,6 +8,7 @@ over, binds and sends them, each once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from tests.carriers.conftest import Smscs
@@ -26,6 +28,18 @@ PASSWORD = "lease-pw"
 NUMBER = "+15550001000"
 UK = "+447700900"
 LEASE_SECONDS = 3.0
+
+
+def lease_expires(database_url: str) -> float:
+    async def read() -> float:
+        connection = await asyncpg.connect(database_url)
+        try:
+            query = "SELECT expires FROM leases WHERE name = 'carrier:acme'"
+            return float(await connection.fetchval(query))
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
 
 
 def binds_by_session(smsc_events: list[dict[str, object]]) -> set[object]:
@@ -70,9 +84,16 @@ def test_a_dead_holders_binds_are_taken_over_and_the_queue_goes_out(
     for worker in workers:
         worker.wait_healthy()
 
-    # Exactly one worker binds, and stays the only one.
+    # Exactly one worker binds, and stays the only one: watched until the holder has renewed
+    # its lease a whole lease beyond the expiry of the one it first took (not for a fixed
+    # time, which a slow machine could fill before the standby even looked).
     wait_until(lambda: smsc.of("bind"), what="a bind")
-    time.sleep(2 * LEASE_SECONDS)
+    first = lease_expires(postgres_url)
+    wait_until(
+        lambda: lease_expires(postgres_url) > first + 2 * LEASE_SECONDS,
+        timeout=20 * LEASE_SECONDS,
+        what="the holder's renewals",
+    )
     binds = smsc.of("bind")
     assert len(binds_by_session(binds)) == 1, binds
     holder = next(w for w in workers if "holding carrier acme" in w.stderr_path.read_text())

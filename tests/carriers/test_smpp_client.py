@@ -223,8 +223,8 @@ async def test_the_throughput_cap_paces_submits(smscs: Smscs) -> None:
         started = time.monotonic()
         await asyncio.gather(*(bind.submit(submit_sm(f"m{i}")) for i in range(100)))
         elapsed = time.monotonic() - started
-    # A burst of 50, then 50 more at 50 a second.
-    assert 0.9 <= elapsed < 3.0
+    # A burst of 50, then 50 more at 50 a second (a busy machine only adds to it).
+    assert elapsed >= 0.9
 
 
 async def test_the_window_is_never_exceeded(smscs: Smscs) -> None:
@@ -248,7 +248,7 @@ async def test_thousands_of_queued_submits_go_in_order_without_a_stampede(
         started = time.monotonic()
         await asyncio.gather(*(bind.submit(submit_sm(f"m{i}")) for i in range(5000)))
         elapsed = time.monotonic() - started
-    assert elapsed < 15, f"{elapsed:.1f}s"
+    assert elapsed < 60, f"{elapsed:.1f}s"  # seconds on an idle machine, minutes with a stampede
     texts = [e["text"] for e in await smsc.accepted(5000)]
     assert texts == [f"m{i}" for i in range(5000)]
 

@@ -8,6 +8,7 @@ implementation independent of Verbal's; hostile input comes from raw sockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -151,12 +152,16 @@ def test_each_bind_mode_is_accepted(smsc: LiveSmsc, esmes: Esmes, mode: str) -> 
     assert event["status"] == CommandStatus.ESME_ROK
     assert event["system_id"] == "verbal"
     # Only binds that can take deliver_sm are handed to the handler to deliver on.
-    receives = mode != "transmitter"
-    if receives:
-        wait_until(lambda: recorder(smsc).receivers)
-    else:
-        time.sleep(0.2)
-    assert bool(recorder(smsc).receivers) is receives
+    # A receiver bound after it is handed over; the first too unless it is a transmitter.
+    receiver = esmes.connect(smsc.port)
+    assert receiver.bind("other", PASSWORD, mode="receiver") == CommandStatus.ESME_ROK
+    handed = wait_until(
+        lambda: (
+            [c.system_id for c in recorder(smsc).receivers if c.system_id == "other"]
+            and [c.system_id for c in recorder(smsc).receivers]
+        )
+    )
+    assert sorted(handed) == (["other"] if mode == "transmitter" else ["esme", "other"])
 
 
 @pytest.mark.parametrize(
@@ -218,10 +223,10 @@ def test_a_connection_that_does_not_bind_in_time_is_closed(
     make_smsc: Callable[..., LiveSmsc],
 ) -> None:
     smsc = make_smsc(ServerLimits(bind_timeout=0.3))
-    with socket.create_connection(("127.0.0.1", smsc.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", smsc.port), timeout=10) as sock:
         started = time.monotonic()
-        assert sock.recv(100) == b""  # closed by the server
-        assert 0.2 < time.monotonic() - started < 3
+        assert sock.recv(100) == b""  # closed by the server (not the socket's timeout)
+        assert time.monotonic() - started > 0.2
 
 
 def test_passwords_stay_out_of_the_logs(
@@ -259,13 +264,17 @@ def test_submits_reach_the_handler_and_get_its_answer(smsc: LiveSmsc, esmes: Esm
 def test_a_submit_the_handler_leaves_unanswered_gets_no_response(
     smsc: LiveSmsc, esmes: Esmes
 ) -> None:
-    recorder(smsc).answer = lambda request: None
+    recorder(smsc).answer = lambda request: (
+        None if request.short_message == b"lost" else request.response(message_id="kept")
+    )
     esme = esmes.connect(smsc.port)
     assert esme.bind("esme", PASSWORD) == 0
     esme.send("submit", tag=99, source="1", dest="15550002000", text="lost")
     wait_until(lambda: recorder(smsc).submits)
-    time.sleep(0.3)
-    assert esme.of("submit_resp") == []
+    # A submit after it is answered; the first never is.
+    kept = esme.submit(source="1", dest="15550002000", text="kept")
+    assert kept["message_id"] == "kept"
+    assert [e["tag"] for e in esme.of("submit_resp")] == [kept["tag"]]
     # The connection is no worse for it.
     assert esme.request("enquire_link", "enquire_link_resp")["status"] == 0
 
@@ -318,7 +327,7 @@ def test_the_window_holds_deliver_sm_until_answers_come(
     results = smsc.call(five)
     # Three went out at once and timed out; then the other two went and timed out too.
     assert [r.error for r in results] == ["no response within 0.5s"] * 5
-    assert 0.9 < time.monotonic() - started < 3
+    assert time.monotonic() - started > 0.9  # two rounds of 0.5 s: the window held back two
     assert len(esme.of("deliver_sm")) == 5
     assert connection.free_window() == 3
 
@@ -376,6 +385,22 @@ def test_stopping_the_server_unbinds_every_esme(
         esme.wait_event("close")
     idle.wait_event("close")
     assert len(recorder(smsc).gone) == 3
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_an_esme_that_connects_an_instant_before_stop_is_closed(turns: int) -> None:
+    # Stopped after 0 to 7 turns of the loop, covering every step from the kernel's accept
+    # to the connection's start. On asyncio.start_server (Python 3.11), turns 1-3 left the
+    # socket open and unknown to stop() (CPython gh-109564).
+    server = SmscServer(Recorder(), FAST)
+    await server.start("127.0.0.1", 0)
+    with socket.create_connection(("127.0.0.1", server.port)) as esme:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await server.stop()
+        esme.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):  # closed before it was read: as good
+            assert esme.recv(1) == b""
 
 
 # -- junk ----------------------------------------------------------------------------------------

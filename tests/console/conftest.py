@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -16,7 +17,19 @@ from tests.conftest import AppHit, AppServer, LiveVerbal
 
 APP_NUMBER = "+15550001000"
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's pictures: the browser tests write them there only when asked to refresh them
+# (VERBAL_REFRESH_SCREENSHOTS=1), and otherwise into a temporary folder.
+# Read at import: the tests themselves run without VERBAL_* variables (`clean_environ`).
+README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+REFRESH_SCREENSHOTS = os.environ.get("VERBAL_REFRESH_SCREENSHOTS") == "1"
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if REFRESH_SCREENSHOTS:
+        README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return README_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
 
 
 def csrf_token_in(html: str) -> str:

@@ -1,8 +1,8 @@
 """The console in a real headless Chromium: sign in, handsets, live updates, every main page.
 
 Playwright drives Debian's `chromium` (/usr/bin/chromium); nothing is downloaded at run time.
-The tests skip when it is not installed. They also write the screenshots the README shows
-(docs/screenshots/*.png).
+The tests skip when it is not installed. They also take the screenshots the README shows,
+into docs/screenshots/ only with VERBAL_REFRESH_SCREENSHOTS=1 (tests/console/conftest.py).
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import AppHit, AppServer, LiveVerbal, WebhookReceiver
-from tests.console.conftest import APP_NUMBER, CHROMIUM, SCREENSHOTS, echo
+from tests.console.conftest import APP_NUMBER, CHROMIUM, echo
 
 pytestmark = [
     pytest.mark.skipif(
@@ -52,15 +53,14 @@ def page(browser: Browser, verbal: LiveVerbal) -> Iterator[Page]:
     context.close()
 
 
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / name, full_page=True)
+def screenshot(page: Page, path: Path) -> None:
+    page.screenshot(path=path, full_page=True)
 
 
-def sign_in(page: Page, verbal: LiveVerbal, *, shot: str = "") -> None:
+def sign_in(page: Page, verbal: LiveVerbal, *, shot: Path | None = None) -> None:
     page.goto("/console")
     expect(page).to_have_url(re.compile(r"/console/login\?next="))
-    if shot:
+    if shot is not None:
         screenshot(page, shot)
     page.get_by_label("Account SID").fill(verbal.account_sid)
     page.get_by_label("Auth token").fill(verbal.auth_token)
@@ -96,11 +96,15 @@ def slow_echo(hit: AppHit) -> tuple[int, str, str]:
 
 
 def test_a_handset_conversation_updates_live(
-    page: Page, verbal: LiveVerbal, app_server: AppServer, receiver: WebhookReceiver
+    page: Page,
+    verbal: LiveVerbal,
+    app_server: AppServer,
+    receiver: WebhookReceiver,
+    screenshots: Path,
 ) -> None:
     app_server.routes["/sms"] = slow_echo
     verbal.add_app("rcml", app_server.url("/sms"), APP_NUMBER)
-    sign_in(page, verbal, shot="login.png")
+    sign_in(page, verbal, shot=screenshots / "login.png")
 
     page.get_by_role("button", name="Create handset").click()
     expect(page).to_have_url(re.compile(r"/console/handsets/\+1555\d{7}$"))
@@ -122,11 +126,11 @@ def test_a_handset_conversation_updates_live(
     expect(answer).to_be_visible()
     expect(answer.locator(".status")).to_have_text("delivered")
     assert_not_reloaded(page)
-    screenshot(page, "handset.png")
+    screenshot(page, screenshots / "handset.png")
 
 
 def test_the_log_a_message_a_session_and_the_numbers_page(
-    page: Page, verbal: LiveVerbal, echo_app: Any, receiver: WebhookReceiver
+    page: Page, verbal: LiveVerbal, echo_app: Any, receiver: WebhookReceiver, screenshots: Path
 ) -> None:
     handset = "+15550002000"
     sid = send(verbal, handset, "Your code is 123456", StatusCallback=receiver.url())
@@ -137,7 +141,7 @@ def test_the_log_a_message_a_session_and_the_numbers_page(
 
     page.get_by_role("link", name="Messages").click()
     expect(page.locator("#rows")).to_contain_text("You said: Hi")
-    screenshot(page, "messages.png")
+    screenshot(page, screenshots / "messages.png")
     page.get_by_label("Status").select_option("delivered")
     page.get_by_label("Direction").select_option("outbound-api")
     page.get_by_role("button", name="Filter").click()
@@ -147,7 +151,7 @@ def test_the_log_a_message_a_session_and_the_numbers_page(
     page.get_by_role("link", name=sid).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Message {sid}")
     expect(page.locator("article.attempt")).to_have_count(3)
-    screenshot(page, "message.png")
+    screenshot(page, screenshots / "message.png")
     page.get_by_role("button", name="Redeliver status:queued attempt 1").click()
     expect(page.get_by_role("status")).to_contain_text("queued for delivery again")
     mark_page(page)
@@ -161,11 +165,11 @@ def test_the_log_a_message_a_session_and_the_numbers_page(
     document = page.locator(".kind-document pre").first
     expect(document).to_contain_text("<Message>You said: Hi</Message>")
     expect(page.locator(".kind-ended")).to_contain_text("the document ended")
-    screenshot(page, "session.png")
+    screenshot(page, screenshots / "session.png")
 
     page.get_by_role("link", name="Numbers and apps").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Numbers and apps")
-    screenshot(page, "numbers.png")
+    screenshot(page, screenshots / "numbers.png")
 
 
 def test_the_console_works_from_the_keyboard(page: Page, verbal: LiveVerbal) -> None:

@@ -57,7 +57,8 @@ async def test_an_empty_bucket_says_how_long_to_wait(buckets: Buckets) -> None:
     assert await buckets.reserve("sender:+15550001000", 2) == 0
     assert await buckets.reserve("sender:+15550001000", 2) == 0
     wait = await buckets.reserve("sender:+15550001000", 2)
-    assert 0.3 < wait <= 0.5
+    # Up to one token's time (0.5 s at 2/s), less whatever the machine took since the first.
+    assert 0 < wait <= 0.5
     # Buckets are independent.
     assert await buckets.reserve("sender:+15550001001", 2) == 0
 

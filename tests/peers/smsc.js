@@ -18,7 +18,11 @@
 // "uuid"), receipt_id_format ("same", "dec", "hex": how the receipt spells the id),
 // receipt_stat ("DELIVRD" ...), receipt_err, receipt_delay_ms, receipt_tlvs (bool),
 // receipt_first (send the receipt before the submit_sm_resp), resp_delay_ms,
-// receipts_on ("same" session or "other"), submit_status (answer every submit_sm so).
+// receipts_on ("same" session or "other"), submit_status (answer every submit_sm so),
+// dedupe (answer a submit_sm that repeats an accepted one, same addresses and text, with
+// the first one's id and no second receipt, as SMSCs that detect duplicates do: printed as
+// {"event": "submit_repeated"}), hold_for_window (N: hold responses until N submit_sm of a
+// session await theirs, then answer them all, or after hold_ms; receipts follow responses).
 'use strict';
 
 const crypto = require('crypto');
@@ -41,6 +45,9 @@ const settings = Object.assign(
     resp_delay_ms: 0,
     receipts_on: 'same',
     submit_status: 0,
+    dedupe: false,
+    hold_for_window: 0,
+    hold_ms: 2000,
   },
   JSON.parse(process.argv[2] || '{}'),
 );
@@ -48,6 +55,8 @@ const settings = Object.assign(
 // Ids keep growing across restarts of this peer, as a real SMSC's would.
 let nextId = Date.now();
 let throttleCount = 0;
+// Accepted submits by addresses and text, for `dedupe`.
+const acceptedIds = new Map();
 let sessionCounter = 0;
 const sessions = new Set();
 const allSessions = [];
@@ -172,11 +181,31 @@ function onSubmit(session, pdu) {
     answer(session, pdu, { command_status: status });
     return;
   }
+  const described = describeSubmit(pdu, session, null, 0);
+  const dedupeKey = JSON.stringify([described.source, described.dest, described.text, described.udh]);
+  if (settings.dedupe && acceptedIds.has(dedupeKey)) {
+    const firstId = acceptedIds.get(dedupeKey);
+    emit(Object.assign(described, { event: 'submit_repeated', message_id: firstId }));
+    const respondAgain = () => answer(session, pdu, { message_id: firstId });
+    if (settings.resp_delay_ms > 0) setTimeout(respondAgain, settings.resp_delay_ms);
+    else respondAgain();
+    return;
+  }
   const messageId = newMessageId();
+  acceptedIds.set(dedupeKey, messageId);
   // Logged before the response is written: a submit is "accepted" once it is answered.
   emit(describeSubmit(pdu, session, messageId, 0));
   const wantsReceipt = (pdu.registered_delivery & 0x03) !== 0;
   const respond = () => answer(session, pdu, { message_id: messageId });
+  if (settings.hold_for_window > 0) {
+    hold(session, () => {
+      respond();
+      if (wantsReceipt) {
+        setTimeout(() => sendReceipt(session, pdu, messageId), settings.receipt_delay_ms);
+      }
+    });
+    return;
+  }
   if (wantsReceipt && settings.receipt_first) {
     sendReceipt(session, pdu, messageId);
     setTimeout(respond, Math.max(settings.resp_delay_ms, 50));
@@ -187,6 +216,22 @@ function onSubmit(session, pdu) {
   if (wantsReceipt) {
     setTimeout(() => sendReceipt(session, pdu, messageId), settings.receipt_delay_ms);
   }
+}
+
+// Holds a response until the session has hold_for_window submits waiting (or hold_ms passed).
+function hold(session, release) {
+  session.held.push(release);
+  if (session.held.length >= settings.hold_for_window) releaseHeld(session);
+  else if (session.held.length === 1) {
+    session.heldTimer = setTimeout(() => releaseHeld(session), settings.hold_ms);
+  }
+}
+
+function releaseHeld(session) {
+  clearTimeout(session.heldTimer);
+  const held = session.held;
+  session.held = [];
+  for (const release of held) release();
 }
 
 function onBind(session, pdu, mode) {
@@ -209,6 +254,7 @@ const server = smpp.createServer((session) => {
   session.id = sessionCounter;
   session.outstanding = 0;
   session.maxOutstanding = 0;
+  session.held = [];
   allSessions.push(session);
   sessions.add(session);
   session.on('bind_transceiver', (pdu) => onBind(session, pdu, 'transceiver'));

@@ -98,9 +98,6 @@ class Ticker:
         with pytest.raises(asyncio.CancelledError):
             await self._task
 
-    def longest_gap(self) -> float:
-        return max(b - a for a, b in zip(self.times, self.times[1:], strict=False))
-
 
 async def test_a_commit_survives_reopening_the_file(engine: AsyncEngine, path: Path) -> None:
     async with session_factory(engine).begin() as session:
@@ -175,9 +172,9 @@ async def test_a_write_waits_for_another_process_without_blocking_the_loop(
 
     assert waited > 0.5, "the write should have waited for the other process's lock"
     assert names(path) == ["from the other process", "ours"]
-    # SQLite's own busy handler would have frozen the loop for the whole wait.
-    assert len(ticker.times) > 20
-    assert ticker.longest_gap() < 0.3
+    # SQLite's own busy handler would have frozen the loop for the whole wait: no tick in it.
+    # (Counted, not timed: a busy machine stretches the gaps, not the count to zero.)
+    assert sum(started < tick < started + waited for tick in ticker.times) >= 5
 
 
 async def test_a_lock_held_past_the_busy_timeout_fails_as_locked(
@@ -192,7 +189,8 @@ async def test_a_lock_held_past_the_busy_timeout_fails_as_locked(
         with pytest.raises(exc.OperationalError, match="database is locked"):
             async with sessions.begin() as session:
                 await session.execute(text("INSERT INTO parents (name) VALUES ('too late')"))
-        assert 0.15 < time.monotonic() - started < 1.5
+        # It gave up while the lock was still held (or the write would have gone through).
+        assert time.monotonic() - started > 0.15
 
     async with sessions.begin() as session:  # once the lock is gone, writes go through
         await session.execute(text("INSERT INTO parents (name) VALUES ('later')"))

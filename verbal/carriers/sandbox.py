@@ -58,6 +58,7 @@ from verbal.carriers.globs import number_glob
 from verbal.store.cache import TtlCache
 from verbal.store.journal import Journal, Statement, json_text
 from verbal.store.models import Account, PhoneNumber, SandboxDelivery, SandboxRule
+from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.carriers.sandbox")
 
@@ -450,9 +451,7 @@ class SandboxCarrier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def submit(self, sms: OutboundSms) -> SubmitResult:
@@ -529,7 +528,8 @@ class SandboxCarrier:
             if self._due:
                 timeout = min(timeout, self._due[0][0] - time.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._wake.wait()
 
     async def _report(self, receipt: Receipt) -> None:
         assert self._events is not None, "start() first"

@@ -70,6 +70,7 @@ from verbal.carriers.smpp.server import (
 )
 from verbal.carriers.smpp.text import DecodedMessage, decode_message, encode_message
 from verbal.store.models import Account, SmscOutbox, SmscPart
+from verbal.tasks import cancel_and_wait
 
 __all__ = ["FAIL_STATUSES", "EsmeAccount", "SandboxSmsc"]
 
@@ -168,9 +169,7 @@ class SandboxSmsc(SmscHandler):
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
             self._sweeper = None
         await self.server.stop()
 
@@ -531,7 +530,8 @@ class SandboxSmsc(SmscHandler):
                 if rows and len(rows) == free:
                     continue  # maybe more are due: look again once the window has room
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._poll)
+                    async with asyncio.timeout(self._poll):
+                        await wake.wait()
         except Exception:
             log.exception("sending to ESME %r failed; closing its connection", system_id)
             connection.close("internal error")

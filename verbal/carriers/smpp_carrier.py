@@ -28,13 +28,18 @@ undelivered or failed as soon as any part is (its error is the message's). A rec
 matched to its part by id: exactly, else by the number the id spells in decimal or hex
 (`receipts.id_keys`). A receipt may beat the submit_sm_resp of its part, or arrive on
 another bind or at another worker than the one waiting for the response; one that matches
-nothing yet waits in memory for up to ``receipt_wait`` seconds and is tried again whenever
-a part is recorded, and every second. A receipt is answered ESME_ROK once it is recorded
-(or set aside), ESME_RX_T_APPN if recording it failed, so the SMSC sends it again.
+nothing yet is set aside (``smpp_waiting_receipts``) for up to ``receipt_wait`` seconds and
+tried again whenever a part is recorded, and every second; a carrier starting reloads what
+a previous run set aside. A receipt is answered ESME_ROK once what it changed has committed
+(the part's outcome, the message's, or the receipt set aside), so a crash after the answer
+loses nothing; ESME_RX_T_APPN if recording it failed, so the SMSC sends it again.
 
 **Inbound texts.** A deliver_sm that is not a receipt is a text for one of our numbers.
 Long ones are joined (`inbound.Reassembler`; after ``mo_timeout`` seconds what arrived is
-handed over, marked). The answer says what became of it: ESME_ROK once recorded,
+handed over, marked); each part is stored (``smpp_inbound_parts``) before it is answered
+and reloaded by a carrier starting, until its text is recorded (a crash between recording
+the text and forgetting its parts hands the text over twice: at least once, never lost).
+The answer says what became of it: ESME_ROK once recorded,
 ESME_RINVDSTADR for a number nobody owns (the SMSC drops it), ESME_RX_T_APPN when
 recording failed (the SMSC tries again), ESME_RMSGQFUL while too many long texts are
 incomplete.
@@ -67,6 +72,7 @@ from verbal.carriers.base import (
     Receipt,
     SubmitResult,
 )
+from verbal.carriers.encoding import Alphabet
 from verbal.carriers.smpp.client import (
     THROTTLE_STATUSES,
     Bind,
@@ -94,8 +100,9 @@ from verbal.carriers.smpp.receipts import (
 )
 from verbal.carriers.smpp.text import TextCoding, decode_message, encode_message
 from verbal.metrics import SMPP_RECEIPTS, SMPP_SUBMITS, labelled
-from verbal.store.journal import Journal, Statement
-from verbal.store.models import SmppPart
+from verbal.store.journal import Journal, Params, Statement
+from verbal.store.models import SmppInboundPart, SmppPart, SmppWaitingReceipt
+from verbal.tasks import cancel_and_wait
 
 __all__ = ["SmppCarrier", "SmppCarrierConfig"]
 
@@ -226,6 +233,52 @@ RECEIPT_ON_PART = Statement(
     "error_message = :error_message WHERE carrier = :carrier AND part_id = :part_id",
     order=56,
 )
+# Receipts set aside and parts of long texts: stored before they are answered ESME_ROK,
+# forgotten once matched or joined (`_forget`).
+_WAITING_COLUMNS = (
+    "carrier",
+    "receipt_id",
+    "state",
+    "outcome",
+    "error_code",
+    "error_message",
+    "received_at",
+)
+FORGET_WAITING_RECEIPT = Statement(
+    "DELETE FROM smpp_waiting_receipts WHERE carrier = :carrier AND receipt_id = :receipt_id",
+    order=57,
+)
+STORE_WAITING_RECEIPT = Statement(
+    f"INSERT INTO smpp_waiting_receipts ({', '.join(_WAITING_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _WAITING_COLUMNS)})",
+    order=58,
+    times=("received_at",),
+)
+_INBOUND_COLUMNS = (
+    "carrier",
+    "sender",
+    "recipient",
+    "reference",
+    "total",
+    "sequence",
+    "alphabet",
+    "user_data",
+    "received_at",
+)
+_TEXT_ROWS = (
+    "carrier = :carrier AND sender = :sender AND recipient = :recipient "
+    "AND reference = :reference AND total = :total"
+)
+FORGET_INBOUND_TEXT = Statement(f"DELETE FROM smpp_inbound_parts WHERE {_TEXT_ROWS}", order=57)
+FORGET_INBOUND_PART = Statement(
+    f"DELETE FROM smpp_inbound_parts WHERE {_TEXT_ROWS} AND sequence = :sequence", order=57
+)
+STORE_INBOUND_PART = Statement(
+    f"INSERT INTO smpp_inbound_parts ({', '.join(_INBOUND_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _INBOUND_COLUMNS)})",
+    order=58,
+    times=("received_at",),
+)
 # Parts remembered for their receipts; older ones are looked up in the database.
 _REMEMBERED_PARTS = 100_000
 
@@ -311,15 +364,14 @@ class SmppCarrier:
     async def start(self, events: CarrierEvents) -> None:
         self._events = events
         await bind_status.withdraw(self._sessions, self._owner, self.name)
+        await self._reload()
         for bind in self.binds:
             await bind.start()
         self._task = asyncio.create_task(self._maintain(), name=f"smpp-{self.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         # Unbinding lets the SMSC answer what it has; parts it accepted are recorded by the
         # submits still running, given a moment. Those cut short are sent again later.
@@ -541,18 +593,88 @@ class SmppCarrier:
         # submit_sm_resp, or nearly) needs no lookup to know it must wait.
         if parsed.message_id in self._recording or not await self._apply(parsed):
             self._set_aside(parsed)
+        # Answered once what it changed has committed, in the journal's batch: the part's
+        # outcome, the message's, or the receipt set aside. A failure answers RX_T_APPN.
+        # Shielded: a handler cancelled as its bind stops must not cancel the batch's future.
+        await asyncio.shield(self._journal.flushed())
         return CommandStatus.ESME_ROK
 
     def _set_aside(self, parsed: ParsedReceipt) -> None:
         if len(self._unmatched) >= _MAX_UNMATCHED:
             oldest = next(iter(self._unmatched))
             del self._unmatched[oldest]
+            self._forget(FORGET_WAITING_RECEIPT, {"carrier": self.name, "receipt_id": oldest})
             labelled(SMPP_RECEIPTS, self.name, "unmatched").inc()
             log.warning("%s: too many receipts waiting; dropped the one for %s", self.name, oldest)
         now = time.monotonic()
         self._unmatched[parsed.message_id] = _SetAside(
             parsed, id_keys(parsed.message_id), expires=now + self.config.receipt_wait, due=now
         )
+        row = {"carrier": self.name, "receipt_id": parsed.message_id}
+        # A receipt sent again replaces the one set aside.
+        self._journal.write(FORGET_WAITING_RECEIPT, row)
+        self._journal.write(
+            STORE_WAITING_RECEIPT,
+            {
+                **row,
+                "state": parsed.state,
+                "outcome": parsed.outcome.value,
+                "error_code": parsed.error_code,
+                "error_message": parsed.error_message,
+                "received_at": datetime.now(UTC),
+            },
+        )
+
+    def _forget(self, statement: Statement, params: Params) -> None:
+        """Delete stored rows once everything written so far has committed.
+
+        Deletes run before inserts within a journal tick (their `order`), so a row stored
+        and forgotten in one tick would stay; this puts the delete in a later tick.
+        """
+
+        def write(_: object) -> None:
+            try:
+                self._journal.write(statement, params)
+            except RuntimeError:  # the journal closed (stopping): the row is reloaded
+                log.info("%s: stopping; a stored row stays for the next start", self.name)
+
+        self._journal.flushed().add_done_callback(write)
+
+    async def _reload(self) -> None:
+        """Take back what a previous run answered and left waiting: receipts set aside
+        and parts of long texts. Every worker with this carrier reloads them all: applying
+        a receipt twice changes nothing."""
+        async with self._sessions() as session:
+            receipts = await session.scalars(
+                select(SmppWaitingReceipt)
+                .where(SmppWaitingReceipt.carrier == self.name)
+                .order_by(SmppWaitingReceipt.id)
+            )
+            parts = await session.scalars(
+                select(SmppInboundPart)
+                .where(SmppInboundPart.carrier == self.name)
+                .order_by(SmppInboundPart.id)
+            )
+            now = time.monotonic()
+            for row in receipts:
+                parsed = ParsedReceipt(
+                    row.receipt_id,
+                    row.state,
+                    ReceiptOutcome(row.outcome),
+                    row.error_code,
+                    row.error_message,
+                )
+                self._unmatched[row.receipt_id] = _SetAside(
+                    parsed, id_keys(row.receipt_id), expires=now + self.config.receipt_wait, due=now
+                )
+            for part in parts:
+                key = PartsKey(part.sender, part.recipient, part.reference, part.total)
+                alphabet = Alphabet(part.alphabet) if part.alphabet is not None else None
+                fragment = Fragment(key, part.sequence, alphabet, part.user_data)
+                try:
+                    self._reassembler.add(fragment, now)
+                except ReassemblyFull:
+                    log.warning("%s: too many stored parts of texts; one left aside", self.name)
 
     async def _apply(self, parsed: ParsedReceipt) -> bool:
         """Record a receipt on its part and report the message's outcome if it is known.
@@ -694,11 +816,50 @@ class SmppCarrier:
         except ReassemblyFull:
             return CommandStatus.ESME_RMSGQFUL
         if whole is None:
+            # Answered once stored (a failure answers RX_T_APPN, and the SMSC sends it again).
+            await asyncio.shield(self._store_part(fragment))
             return CommandStatus.ESME_ROK
         status = await self._inbound(sender, recipient, whole.text)
         if status != CommandStatus.ESME_RX_T_APPN:
-            self._reassembler.discard(key)
+            self._discard_text(key)
         return status
+
+    def _store_part(self, fragment: Fragment) -> asyncio.Future[None]:
+        key = fragment.key
+        row = {
+            "carrier": self.name,
+            "sender": key.sender,
+            "recipient": key.recipient,
+            "reference": key.reference,
+            "total": key.total,
+            "sequence": fragment.sequence,
+        }
+        # A part sent again replaces the one stored, as it does in the reassembler.
+        self._journal.write(FORGET_INBOUND_PART, row)
+        alphabet = fragment.alphabet.value if fragment.alphabet is not None else None
+        return self._journal.write(
+            STORE_INBOUND_PART,
+            {
+                **row,
+                "alphabet": alphabet,
+                "user_data": fragment.user_data,
+                "received_at": datetime.now(UTC),
+            },
+        )
+
+    def _discard_text(self, key: PartsKey) -> None:
+        """Forget the parts of a text that was recorded (or refused for good)."""
+        self._reassembler.discard(key)
+        self._forget(
+            FORGET_INBOUND_TEXT,
+            {
+                "carrier": self.name,
+                "sender": key.sender,
+                "recipient": key.recipient,
+                "reference": key.reference,
+                "total": key.total,
+            },
+        )
 
     async def _inbound(self, sender: str, recipient: str, text: str) -> int:
         assert self._events is not None, "start() first"
@@ -745,9 +906,9 @@ class SmppCarrier:
             if waiting is None or (sweep and now < waiting.due):
                 continue
             if await self._apply(waiting.parsed):
-                self._unmatched.pop(receipt_id, None)
+                self._drop_waiting(receipt_id)
             elif now >= waiting.expires:
-                self._unmatched.pop(receipt_id, None)
+                self._drop_waiting(receipt_id)
                 labelled(SMPP_RECEIPTS, self.name, "unmatched").inc()
                 log.warning(
                     "%s: receipt for %s matches no message sent here; dropped",
@@ -760,9 +921,19 @@ class SmppCarrier:
                 waiting.pause = min(waiting.pause * 2, _MAX_SWEEP_PAUSE)
                 waiting.due = now + waiting.pause
 
+    def _drop_waiting(self, receipt_id: str) -> None:
+        self._unmatched.pop(receipt_id, None)
+        self._forget(FORGET_WAITING_RECEIPT, {"carrier": self.name, "receipt_id": receipt_id})
+
     async def _hand_over_incomplete(self) -> None:
         for message in self._reassembler.expired(time.monotonic()):
             key = message.key
+            if not await self._parts_stored(key):
+                # Joined by another worker since (it took back the stored parts at its
+                # start, as this one did): it recorded the text and forgot the parts.
+                log.info("%s: a text from %s was joined elsewhere", self.name, key.sender)
+                self._reassembler.discard(key)
+                continue
             log.info(
                 "%s: a text from %s lacks parts %s after %gs; handing over what arrived",
                 self.name,
@@ -772,7 +943,22 @@ class SmppCarrier:
             )
             status = await self._inbound(key.sender, key.recipient, message.text)
             if status != CommandStatus.ESME_RX_T_APPN:
-                self._reassembler.discard(key)
+                self._discard_text(key)
+
+    async def _parts_stored(self, key: PartsKey) -> bool:
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(SmppInboundPart.id)
+                .where(
+                    SmppInboundPart.carrier == self.name,
+                    SmppInboundPart.sender == key.sender,
+                    SmppInboundPart.recipient == key.recipient,
+                    SmppInboundPart.reference == key.reference,
+                    SmppInboundPart.total == key.total,
+                )
+                .limit(1)
+            )
+        return found is not None
 
     async def _report(self) -> None:
         now = time.monotonic()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from verbal.dispatch.backoff import backoff_delay
+from verbal.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import asyncpg
@@ -43,9 +44,7 @@ class JobNotifications:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _listen(self) -> None:
         # Imported here, not at module level: only PostgreSQL nodes listen, and asyncpg would

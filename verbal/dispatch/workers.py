@@ -90,7 +90,8 @@ class Dispatcher:
         if due is not None and due > time.time():
             timeout = min(timeout, due - time.time())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _run_one(self, job: ClaimedJob) -> None:
         handler = self._handlers.get(job.kind)

@@ -76,6 +76,7 @@ from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, 
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal, Statement, execute_in
 from verbal.store.models import Account, Message, MessageEvent, WebhookAttempt
+from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.messaging")
 
@@ -227,15 +228,15 @@ class Messaging:
         if self._submitting:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), deadline)
+                async with asyncio.timeout(deadline):
+                    await self._drained.wait()
         for task in self._tasks:
             task.cancel()
         for timer in self._timers:
             timer.cancel()
         await self._callbacks.stop()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
         for record in list(self._live.values()):
             self._write(record, (), ledger.Whereabouts(time.time()))
@@ -784,9 +785,8 @@ class Messaging:
         """Hand a message to its carrier within the submit timeout, and measure it."""
         started = time.perf_counter()
         try:
-            return await asyncio.wait_for(
-                carrier.submit(sms), self._settings.submit_timeout_seconds
-            )
+            async with asyncio.timeout(self._settings.submit_timeout_seconds):
+                return await carrier.submit(sms)
         except CarrierRejected:
             labelled(CARRIER_ERRORS, carrier.name, "rejected").inc()
             raise
@@ -815,7 +815,8 @@ class Messaging:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+                async with asyncio.timeout(self._settings.poll_seconds):
+                    await self._wake.wait()
 
     async def _renew_leases(self) -> None:
         """Extend the leases of the messages in memory, a third of a lease after the last

@@ -113,7 +113,9 @@ class Journal:
 
     def write(self, statement: Statement, params: Params) -> asyncio.Future[None]:
         """Record `params` with `statement` in the next transaction; the future resolves
-        when it has committed (or holds the error that kept it from committing)."""
+        when it has committed (or holds the error that kept it from committing). Every write
+        of a tick shares it: a caller that may be cancelled awaits it through
+        `asyncio.shield`, or its cancellation cancels everyone's."""
         if self._closed:
             raise RuntimeError("the journal is closed")
         tick = self._next
@@ -191,14 +193,18 @@ class Journal:
                 try:
                     failed = await self._backend.run(groups, careful=True)
                 except BaseException as second:
-                    tick.committed.set_exception(second)
+                    if not tick.committed.done():
+                        tick.committed.set_exception(second)
                     if isinstance(second, asyncio.CancelledError):
                         raise
                     return
                 if failed:
                     log.error("journal: %d rows could not be written", len(failed))
             self._count(groups)
-            tick.committed.set_result(None)
+            # An awaiter that was cancelled cancels the future it awaited (a caller that may
+            # be cancelled awaits it through asyncio.shield); the rows are written all the same.
+            if not tick.committed.done():
+                tick.committed.set_result(None)
             return
 
     def _count(self, groups: list[tuple[Statement, list[Params]]]) -> None:

@@ -441,6 +441,62 @@ class SmppPart(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SmppWaitingReceipt(Base):
+    """A receipt an SMPP carrier answered but could not match to a part yet.
+
+    A receipt may beat its part's submit_sm_resp, or reach a worker before the one that sent
+    the part has recorded it. The SMSC is told ESME_ROK only once this row has committed,
+    so a crash before the match loses nothing: the carrier reloads these rows when it
+    starts, and deletes one once its receipt is matched or given up on.
+    """
+
+    __tablename__ = "smpp_waiting_receipts"
+    __table_args__ = (Index("ix_smpp_waiting_receipts_id", "carrier", "receipt_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(64))
+    receipt_id: Mapped[str] = mapped_column(String(65))
+    # What the receipt says (`ParsedReceipt`).
+    state: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(String(512))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmppInboundPart(Base):
+    """One part of a long inbound text whose other parts have not all arrived yet.
+
+    Answered ESME_ROK only once stored; the carrier reloads the parts when it starts, and
+    deletes a message's parts once the message is recorded.
+    """
+
+    __tablename__ = "smpp_inbound_parts"
+    __table_args__ = (
+        Index(
+            "ix_smpp_inbound_parts_key",
+            "carrier",
+            "sender",
+            "recipient",
+            "reference",
+            "total",
+            "sequence",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    # `Alphabet` value; None for binary user data.
+    alphabet: Mapped[str | None] = mapped_column(String(16))
+    user_data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class CarrierBindStatus(Base):
     """How one SMPP bind of one worker process is doing, as that worker last reported it.
 

@@ -74,6 +74,7 @@ from verbal.carriers.smpp.session import (
     UnmatchedResponse,
 )
 from verbal.metrics import SMPP_BIND_UP, SMPP_WINDOW_IN_USE
+from verbal.tasks import cancel_and_wait
 
 __all__ = [
     "THROTTLE_STATUSES",
@@ -404,11 +405,10 @@ class Bind:
                 pass  # not bound after all: just close
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed(link), self.config.unbind_timeout)
+                    async with asyncio.timeout(self.config.unbind_timeout):
+                        await self._closed(link)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         for task in list(self._handlers):
             task.cancel()
@@ -516,9 +516,8 @@ class Bind:
         where = f"{config.host}:{config.port}"
         self._set_state(BindState.CONNECTING)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(config.host, config.port), config.connect_timeout
-            )
+            async with asyncio.timeout(config.connect_timeout):
+                reader, writer = await asyncio.open_connection(config.host, config.port)
         except TimeoutError:
             self._failed(
                 f"no answer connecting to {where} within {config.connect_timeout:g}s "
@@ -539,9 +538,7 @@ class Bind:
             self._write(link, self._bind_request())
             await self._read(link)
         finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            await cancel_and_wait(timer)
             self._close(link)
 
     def _bind_request(self) -> BindRequest:

@@ -22,6 +22,7 @@ bytes end at most their own connection, never the server.
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, fields, replace
@@ -77,6 +78,8 @@ __all__ = [
 log = logging.getLogger("verbal.carriers.smpp.server")
 
 _READ_SIZE = 64 * 1024
+# Connections the kernel may queue before we accept them (asyncio's default).
+_BACKLOG = 100
 _RECEIVING = frozenset({State.BOUND_RX, State.BOUND_TRX})
 
 
@@ -285,7 +288,8 @@ class SmscConnection:
 
     async def _drain(self) -> None:
         try:
-            await asyncio.wait_for(self._writer.drain(), self._limits.write_timeout)
+            async with asyncio.timeout(self._limits.write_timeout):
+                await self._writer.drain()
         except TimeoutError:
             self.close("the ESME stopped reading")
         except ConnectionError as exc:
@@ -521,7 +525,8 @@ class SmscConnection:
                 pass  # an unbind is already under way
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed.wait(), self._limits.unbind_timeout)
+                    async with asyncio.timeout(self._limits.unbind_timeout):
+                        await self._closed.wait()
         self.close("server shutting down")
 
     def close(self, reason: str) -> None:
@@ -548,7 +553,8 @@ class SmscConnection:
         if self._handlers:
             await asyncio.wait(self._handlers)
         with contextlib.suppress(ConnectionError, TimeoutError):
-            await asyncio.wait_for(self._writer.wait_closed(), self._limits.write_timeout)
+            async with asyncio.timeout(self._limits.write_timeout):
+                await self._writer.wait_closed()
         if self._server._unregister(self):
             await self._hook(self._server.handler.unbound(self), "unbound")
 
@@ -567,8 +573,9 @@ class SmscServer:
         self.limits = limits or ServerLimits()
         # What bind_resp names us as.
         self.system_id = system_id
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._connections: set[SmscConnection] = set()
+        # One per accepted socket, from accept() until its connection has ended.
         self._tasks: set[asyncio.Task[None]] = set()
         self._binds: Counter[str] = Counter()
         self.failed_binds = FailedBinds(
@@ -581,10 +588,10 @@ class SmscServer:
     @property
     def port(self) -> int:
         """The port listened on (useful after starting on port 0)."""
-        if self._server is None or not self._server.sockets:
+        if self._listener is None:
             msg = "the server is not listening"
             raise RuntimeError(msg)
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._listener.getsockname()[1])
 
     @property
     def connections(self) -> list[SmscConnection]:
@@ -595,37 +602,74 @@ class SmscServer:
         return [c for c in self._connections if c.system_id == system_id and not c.closed]
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._accept, host, port, limit=_READ_SIZE)
+        # Our own accept rather than asyncio.start_server: on Python 3.11 a socket accepted
+        # an instant before Server.close() fails to attach to the closed server and asyncio
+        # drops it unclosed (CPython gh-109564), so stop() never saw it and the ESME hung.
+        # Here a socket is tracked from the moment accept() returns it.
+        loop = asyncio.get_running_loop()
+        # The address family of the host as given (an IPv6 address listens on IPv6).
+        family = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0][0]
+        listener = socket.create_server((host, port), family=family, backlog=_BACKLOG)
+        listener.setblocking(False)
+        self._listener = listener
+        loop.add_reader(listener.fileno(), self._accept_waiting)
         log.info("SMSC listening on %s:%d", host, self.port)
 
     async def stop(self) -> None:
         """Stop listening, unbind every ESME, and wait for their connections to end."""
-        if self._server is not None:
-            self._server.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
+        # A connection still starting sees the listener gone and closes itself (`_serve`).
         connections = list(self._connections)
         if connections:
             await asyncio.gather(*(c.unbind() for c in connections))
         if self._tasks:
             await asyncio.wait(self._tasks)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self.limits.max_connections:
-            log.warning(
-                "refused a connection from %s: %d connections already open",
-                writer.get_extra_info("peername"),
-                len(self._connections),
-            )
+    def _accept_waiting(self) -> None:
+        """Take every connection the listener holds (the loop calls this when it is readable)."""
+        listener = self._listener
+        while listener is not None:
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # Out of descriptors, say: pause, or the readable listener spins the loop.
+                log.warning("accepting a connection failed (%s); pausing for a second", exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(1.0, self._resume_accepting, listener)
+                return
+            if len(self._tasks) >= self.limits.max_connections:
+                log.warning(
+                    "refused a connection from %s: %d connections already open",
+                    peer,
+                    len(self._tasks),
+                )
+                sock.close()
+                continue
+            task = asyncio.create_task(self._serve(sock), name=f"smsc-{peer}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._listener is listener:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_waiting)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=_READ_SIZE)
+        except OSError:
+            sock.close()
+            return
+        if self._listener is None:  # stopped while this connection was starting
             writer.close()
             return
         connection = SmscConnection(self, reader, writer)
         self._connections.add(connection)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         await connection.run()
 
     def _may_bind(self, system_id: str) -> bool:
