@@ -137,6 +137,31 @@ def test_a_handset_text_through_the_api_reaches_the_numbers_app(
 
 
 @pytest.mark.slow
+def test_admission_counts_what_the_pipeline_finished(
+    tmp_path: Path, spawned: list[VerbalProcess]
+) -> None:
+    """The API process refuses sends once the pipeline's backlog passes the limit; a pipeline
+    that finishes each message before it next reports must still count as empty (its backlog
+    did not change, but the messages handed to it since are gone)."""
+    env, account_sid, auth_token = server_env(tmp_path / "verbal.db", VERBAL_ADMISSION_LIMIT="5")
+    server = VerbalProcess("server", env, tmp_path)
+    spawned.append(server)
+    server.wait_healthy()
+    add_number(server, account_sid, auth_token)
+    statuses = []
+    for n in range(15):
+        response = httpx.post(
+            f"{server.base_url}/2010-04-01/Accounts/{account_sid}/Messages.json",
+            data={"To": f"+155520001{n:02d}", "From": FROM, "Body": "one at a time"},
+            auth=(account_sid, auth_token),
+        )
+        statuses.append(response.status_code)
+        time.sleep(0.15)  # time for the pipeline to deliver it and report
+    assert statuses == [201] * 15
+    assert server.stop() == 0
+
+
+@pytest.mark.slow
 def test_one_process_when_configured(tmp_path: Path, spawned: list[VerbalProcess]) -> None:
     env, _, _ = server_env(tmp_path / "verbal.db", VERBAL_SQLITE_PROCESSES="1")
     server = VerbalProcess("server", env, tmp_path)

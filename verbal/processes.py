@@ -405,6 +405,7 @@ class ApiProcess:
         self._waiting: list[tuple[list[MessageRecord], dict[int, str]]] = []
         self._running = False
         self._reported = -1
+        self._taken_since_report = False
         self._reporter: asyncio.Task[None] | None = None
         self.stopping = False  # asked to stop: the end of the link is expected
 
@@ -419,8 +420,12 @@ class ApiProcess:
     async def _report_backlog(self) -> None:
         while True:
             backlog = self._runtime.messaging.backlog
-            if backlog != self._reported:
+            # Also when unchanged but messages came since: the API process counts what it
+            # handed over until a report includes it, and a message taken and finished
+            # between two reports leaves the figure as it was.
+            if backlog != self._reported or self._taken_since_report:
                 self._reported = backlog
+                self._taken_since_report = False
                 self.link.send(BACKLOG, str(backlog).encode())
             await asyncio.sleep(BACKLOG_INTERVAL_SECONDS)
 
@@ -428,6 +433,7 @@ class ApiProcess:
         if kind == JOURNALED:
             self._journal.answered(payload)
         elif kind == HAND_OVER:
+            self._taken_since_report = True
             values, sids = pickle.loads(payload)  # from our own parent process
             records = [MessageRecord._make(fields) for fields in values]
             if self._running:
