@@ -31,7 +31,6 @@ import functools
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -290,17 +289,6 @@ def sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _adapt_datetime(value: datetime) -> str:
-    if value.tzinfo is None:  # naive: taken as UTC already, as SQLAlchemy stores them
-        return value.isoformat(" ", "microseconds")
-    return sqlite_time(value)
-
-
-# The journal's rows reach sqlite3 with their datetimes (see SqliteBackend). SQLAlchemy
-# converts its own before binding, so only statements that bind datetimes raw see this.
-sqlite3.register_adapter(datetime, _adapt_datetime)
-
-
 def postgres_time(value: datetime) -> datetime:
     """A datetime for a PostgreSQL `timestamp without time zone`: naive UTC."""
     return value.astimezone(UTC).replace(tzinfo=None)
@@ -343,12 +331,7 @@ def json_text(value: Any) -> str:
 
 class SqliteBackend:
     """Ticks on the engine's single connection (`database.py`): a tick waits for it like any
-    other transaction, then runs on the loop without yielding until COMMIT.
-
-    Datetimes are turned into SQLAlchemy's text by an adapter registered with the sqlite3
-    module (`_adapt_datetime`), called by the driver for each datetime it binds: converting
-    them here first meant copying every row, a tenth of the API process's CPU once it wrote
-    the pipeline's ticks too."""
+    other transaction, then runs on the loop without yielding until COMMIT."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -362,7 +345,8 @@ class SqliteBackend:
             failed: list[int] = []
             try:
                 index = 0
-                for statement, values in groups:
+                for statement, rows in groups:
+                    values = _with_times(statement, rows, sqlite_time)
                     if not careful:
                         sqlite.executemany(statement.sql, values)
                         continue
