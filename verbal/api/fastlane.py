@@ -10,6 +10,10 @@ answer. Anything else (another field, a repeated one, a non-integer `ValidityPer
 NUL, credentials that do not open the account) goes on to the FastAPI route with its body
 replayed untouched, which answers it as it always did, and the route stays the one the
 OpenAPI document describes.
+
+Under overload a send with good credentials is refused (429, 20429) before its form is read:
+refusing is then most of the API process's work, and a loop busy refusing answers
+`/healthz` late.
 """
 
 from __future__ import annotations
@@ -49,18 +53,24 @@ class FastLane:
         if match is None or content_type != _FORM:
             await self.app(scope, receive, send)
             return
+        account = await _account(scope, headers.get(b"authorization", b""), match.group(1))
+        runtime = scope["app"].state.runtime
+        if account is not None:
+            try:
+                # Before the form is read and parsed: under overload, refusing is most of
+                # what the API process does, and it should cost as little as it can.
+                runtime.messaging.admit_check()
+            except Overloaded as exc:
+                await render(overloaded(exc))(scope, receive, send)
+                return
         body, more = await _read(receive, self.max_bytes)
         if more is not None:  # over the limit: the size guard answers, as for any request
             await self.app(scope, _replay(body, more, receive), send)
             return
         request = _plain_send(body)
-        account = None
-        if request is not None:
-            account = await _account(scope, headers.get(b"authorization", b""), match.group(1))
         if request is None or account is None:
             await self.app(scope, _replay(body, None, receive), send)
             return
-        runtime = scope["app"].state.runtime
         try:
             answer = await accept_message(runtime, account, request)
         except Overloaded as exc:
