@@ -632,8 +632,9 @@ def mib(n: float) -> str:
 
 class Pipeline:
     """Verbal serving the sandbox network, an account with one sender number and, when asked
-    for, a status-callback receiver; on SQLite one `all` process, on PostgreSQL either one
-    `all` process or an `api` process and `workers` worker processes."""
+    for, a status-callback receiver; on SQLite one `all` server (by default the API process
+    and the pipeline process it forks), on PostgreSQL either one `all` process or an `api`
+    process and `workers` worker processes."""
 
     def __init__(self, workdir: Path, database: Database, credentials: Credentials) -> None:
         self.workdir = workdir
