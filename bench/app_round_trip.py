@@ -82,11 +82,10 @@ class Dialect:
 
         async def fire(i: int) -> tuple[int, str]:
             path = f"/sandbox/handsets/{handset(first + i, self.block)}/messages"
-            async with http.post(path, json={"to": self.number, "body": "ping"}) as response:
-                text = await response.text()
-            if response.status == 201:
+            status, text = await http.post_json(path, {"to": self.number, "body": "ping"})
+            if status == 201:
                 return 201, str(json.loads(text)["message_sid"])
-            return response.status, text[:200]
+            return status, text[:200]
 
         return await offer(fire, count, rate=options.rate, concurrency=options.concurrency)
 
