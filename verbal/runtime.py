@@ -214,7 +214,7 @@ class Runtime:
         carriers: list[Carrier] = []
         rules: dict[str, RouteRule] = {}
         if settings.sandbox_enabled:
-            self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes)
+            self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes, self.directory)
             carriers.append(
                 SandboxCarrier(self.sandbox, self.journal, shared_database=not settings.is_sqlite)
             )
