@@ -395,20 +395,25 @@ class LoadClient:
         self.base_url = base_url.rstrip("/")
         self._client = KeepAliveClient()
         self._slots = asyncio.Semaphore(connections)
-        self._headers = {
-            "Authorization": credentials.authorization,
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
+        headers = {"Authorization": credentials.authorization, "Accept": "application/json"}
+        self._form = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+        self._json = {**headers, "Content-Type": "application/json"}
 
     async def post_form(self, path: str, data: Mapping[str, str]) -> tuple[int, str]:
-        """POST `data` to `path`: the answer's status and (up to 64 KiB of) its body."""
-        body = urlencode(data).encode()
+        """POST `data` to `path` as a form: the answer's status and (up to 64 KiB of) its
+        body."""
+        return await self._post(path, self._form, urlencode(data).encode())
+
+    async def post_json(self, path: str, data: Any) -> tuple[int, str]:
+        """POST `data` to `path` as JSON, as `post_form` does a form."""
+        return await self._post(path, self._json, json.dumps(data).encode())
+
+    async def _post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
         async with self._slots:
             answer = await self._client.request(
                 "POST",
                 self.base_url + path,
-                self._headers,
+                headers,
                 body,
                 excerpt_limit=1 << 16,
                 time_limit=120,
@@ -632,8 +637,9 @@ def mib(n: float) -> str:
 
 class Pipeline:
     """Verbal serving the sandbox network, an account with one sender number and, when asked
-    for, a status-callback receiver; on SQLite one `all` process, on PostgreSQL either one
-    `all` process or an `api` process and `workers` worker processes."""
+    for, a status-callback receiver; on SQLite one `all` server (by default the API process
+    and the pipeline process it forks), on PostgreSQL either one `all` process or an `api`
+    process and `workers` worker processes."""
 
     def __init__(self, workdir: Path, database: Database, credentials: Credentials) -> None:
         self.workdir = workdir

@@ -31,7 +31,7 @@ from verbal.engine.sessions import STEP_JOB, Engine
 from verbal.messaging.callbacks import REDELIVERY_JOB, CallbackStage, Redeliveries, RetryPolicy
 from verbal.messaging.service import INBOUND_JOB, Messaging, PipelineSettings
 from verbal.singletons import SingletonCarrier
-from verbal.store import create_engine, migrate, normalize_url, session_factory
+from verbal.store import create_engine, migrate, normalize_url, read_sessions, session_factory
 from verbal.store.directory import Directory
 from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
@@ -214,7 +214,7 @@ class Runtime:
         carriers: list[Carrier] = []
         rules: dict[str, RouteRule] = {}
         if settings.sandbox_enabled:
-            self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes)
+            self.sandbox = SandboxNetwork(self.sessions, settings.sandbox_prefixes, self.directory)
             carriers.append(
                 SandboxCarrier(self.sandbox, self.journal, shared_database=not settings.is_sqlite)
             )
@@ -294,6 +294,7 @@ class Runtime:
             self.notifications = JobNotifications(settings.database_url, self.wake_workers)
         self.interpreter = Engine(
             self.sessions,
+            read_sessions(self.engine),
             self.journal,
             self.queue,
             self.messaging,

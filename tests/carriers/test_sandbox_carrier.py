@@ -11,6 +11,7 @@ from tests.carriers.conftest import eventually
 from verbal.carriers.base import InboundSms, OutboundSms, Receipt
 from verbal.carriers.sandbox import SandboxCarrier, SandboxNetwork
 from verbal.store import create_engine, migrate, session_factory
+from verbal.store.directory import Directory
 from verbal.store.journal import Journal, backend_for
 
 
@@ -44,7 +45,8 @@ async def test_a_stop_that_races_a_new_receipt_still_stops_the_carrier(
     # swallowed (gh-86296): the loop went on and stop() waited for it forever.
     engine = create_engine(sqlite_url)
     await migrate(engine)
-    network = SandboxNetwork(session_factory(engine), ["+1555"])
+    sessions = session_factory(engine)
+    network = SandboxNetwork(sessions, ["+1555"], Directory(sessions))
     journal = Journal(backend_for(engine))
     carrier = SandboxCarrier(network, journal)
     events = Events()

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from verbal.store import create_engine, session_factory
+from verbal.store import create_engine, read_sessions, session_factory
 from verbal.store import database as database_module
 
 SCHEMA = (
@@ -157,6 +157,28 @@ async def test_the_connection_is_set_up_for_one_writer(engine: AsyncEngine, path
         other = sqlite3.connect(path, timeout=0, isolation_level=None)
         with closing(other), pytest.raises(sqlite3.OperationalError, match="locked"):
             other.execute("BEGIN IMMEDIATE")
+
+
+async def test_a_read_session_leaves_the_write_lock_to_writers(
+    engine: AsyncEngine, path: Path
+) -> None:
+    async with session_factory(engine).begin() as session:
+        await session.execute(text("INSERT INTO parents (name) VALUES ('first')"))
+    async with read_sessions(engine)() as session:
+        assert (await session.execute(text("SELECT name FROM parents"))).scalars().all() == [
+            "first"
+        ]
+        # Having read, the transaction (BEGIN DEFERRED) holds no write lock: another writer
+        # takes it and commits while the read is still open (the test above: a session of
+        # `session_factory` would hold it).
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        with closing(other):
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO parents (name) VALUES ('meanwhile')")
+            other.execute("COMMIT")
+        # The read's snapshot is the one it began with.
+        assert (await session.execute(text("SELECT count(*) FROM parents"))).scalar() == 1
+    assert names(path) == ["first", "meanwhile"]
 
 
 async def test_a_write_waits_for_another_process_without_blocking_the_loop(

@@ -49,7 +49,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     if runtime.serves_api:
-        # Added last, so it sees requests first: sends skip the framework (fastlane.py).
+        # Added last, so it sees requests first: sends and handsets' texts skip the framework
+        # (fastlane.py).
         app.add_middleware(FastLane, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(ops.router)
     if not runtime.serves_api:

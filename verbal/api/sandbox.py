@@ -19,6 +19,7 @@ from verbal.carriers.globs import MAX_PATTERN_LENGTH
 from verbal.carriers.sandbox import Outcome, Rule, SandboxNetwork
 from verbal.messaging import handsets
 from verbal.messaging.handsets import HandsetProblem, HandsetTextRefused
+from verbal.runtime import Runtime
 from verbal.store.models import Account
 
 router = APIRouter(prefix="/sandbox", tags=["Sandbox network"])
@@ -29,10 +30,15 @@ Handset = Annotated[
 ]
 
 
+# The fast lane (`fastlane.py`) checks a text against these limits too.
+MAX_HANDSET_BODY = 1600
+MAX_HANDSET_MEDIA = 10
+
+
 class HandsetText(BaseModel):
     to: str = Field(description="The number the handset texts (one of an account's numbers).")
-    body: str = Field("", max_length=1600)
-    media_urls: list[str] = Field(default_factory=list, max_length=10)
+    body: str = Field("", max_length=MAX_HANDSET_BODY)
+    media_urls: list[str] = Field(default_factory=list, max_length=MAX_HANDSET_MEDIA)
 
 
 class RuleIn(BaseModel):
@@ -48,13 +54,17 @@ class RuleIn(BaseModel):
     )
 
 
+def network(served: Runtime) -> SandboxNetwork:
+    """The server's sandbox network; ApiError 404 when it is disabled."""
+    if served.sandbox is None:
+        raise ApiError(404, 20404, "The sandbox network is disabled on this server")
+    return served.sandbox
+
+
 async def sandbox(request: Request) -> SandboxNetwork:
     # async: FastAPI runs a plain `def` dependency in a worker thread, which cost more CPU
     # than the rest of the request (bench/app_round_trip.py, profiled).
-    carrier = runtime(request).sandbox
-    if carrier is None:
-        raise ApiError(404, 20404, "The sandbox network is disabled on this server")
-    return carrier
+    return network(runtime(request))
 
 
 Sandbox = Annotated[SandboxNetwork, Depends(sandbox)]
@@ -122,9 +132,17 @@ async def read_inbox(
 async def send_from_handset(
     number: Handset, text: HandsetText, carrier: Sandbox, caller: Caller
 ) -> dict[str, Any]:
+    return await accept_handset_text(carrier, caller, number, text)
+
+
+async def accept_handset_text(
+    carrier: SandboxNetwork, account: Account, number: str, text: HandsetText
+) -> dict[str, Any]:
+    """Have handset `number` send `text` and answer; this route and the fast lane
+    (`fastlane.py`) both end here. Raises ApiError."""
     try:
         sent = await handsets.text_from_handset(
-            carrier, caller, number, text.to, text.body, text.media_urls
+            carrier, account, number, text.to, text.body, text.media_urls
         )
     except HandsetTextRefused as refused:
         raise _refused(refused) from None

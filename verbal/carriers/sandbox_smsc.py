@@ -427,8 +427,11 @@ class SandboxSmsc(SmscHandler):
 
     # -- handset texts -------------------------------------------------------------------
 
-    async def serves(self, session: AsyncSession, account_sid: str, number: str) -> bool:
-        return await self._esme_for(session, account_sid, number) is not None
+    async def serves(self, account_sid: str, number: str) -> bool:
+        if not any(esme.takes(number) for esme in self._esmes.values()):
+            return False  # no ESME's number: nothing to read
+        async with self._sessions() as session:
+            return await self._esme_for(session, account_sid, number) is not None
 
     async def _esme_for(
         self, session: AsyncSession, account_sid: str, number: str
@@ -436,7 +439,7 @@ class SandboxSmsc(SmscHandler):
         """The ESME of ``account_sid`` whose numbers take ``number``, if any; never for
         one of Verbal's own numbers."""
         candidates = [esme for esme in self._esmes.values() if esme.takes(number)]
-        if not candidates or await self.network.owner(session, number) is not None:
+        if not candidates or await self.network.owner(number, session) is not None:
             return None
         for esme in candidates:
             if await self._account_of(session, esme) == account_sid:

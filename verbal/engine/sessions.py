@@ -144,6 +144,7 @@ class Engine:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        reads: async_sessionmaker[AsyncSession],
         journal: Journal,
         queue: JobQueue,
         messaging: Messaging,
@@ -153,6 +154,10 @@ class Engine:
         detect: Callable[[bytes, str], str | None],
     ) -> None:
         self._sessions = sessions
+        # A step's reads, which on SQLite then leave the write lock to the writers
+        # (`read_sessions`): BEGIN IMMEDIATE for each of them held it in turn with every
+        # journal tick and claim, in this process and the other.
+        self._reads = reads
         self._journal = journal
         self._queue = queue
         self._messaging = messaging
@@ -168,7 +173,7 @@ class Engine:
         """An inbound message arrived: answer a waiting ask, or start the number's app and
         run the session's first step in this job."""
         sid = job.payload["message_sid"]
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = (await session.execute(_INBOUND, {"sid": sid})).first()
         if found is None:  # no such message, or its number runs no app
             await self._write([records.finish_intent(job, self._queue.owner)])
@@ -380,7 +385,7 @@ class Engine:
 
     async def _load(self, sid: str) -> _Loaded | None:
         """The session with what a step needs of its app and inbound message: one query."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = (await session.execute(_SESSION, {"sid": sid})).first()
             if row is None:
                 return None

@@ -96,9 +96,27 @@ def create_engine(url: str, *, inline_sqlite: bool = True, pool_size: int = 10) 
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# Execution option of `read_sessions`' engine, read by the SQLite begin hook above.
+_READ_ONLY = "verbal_read_only"
+
+
+def read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read. On SQLite their transactions begin DEFERRED rather than
+    IMMEDIATE: a read then never takes the file's write lock, which every other process
+    and transaction would wait for (in WAL mode readers and the writer do not block each
+    other). A session of these that writes fails with SQLITE_BUSY under contention instead
+    of waiting: use them for reads alone. PostgreSQL is unaffected."""
+    return async_sessionmaker(
+        engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+    )
 
 
 def session_factory(

@@ -74,14 +74,18 @@ class Directory:
         """Drop cached number owners (a number was added, moved or released)."""
         self._owners.clear()
 
-    async def account_by_id(self, account_id: int) -> Account | None:
-        """An account by its row id (cached)."""
+    async def account_by_id(
+        self, account_id: int, session: AsyncSession | None = None
+    ) -> Account | None:
+        """An account by its row id (cached); `session` as for `number_owner`."""
 
         async def load() -> Account | None:
-            async with self._sessions() as session:
+            if session is not None:
                 return await session.get(Account, account_id)
+            async with self._sessions() as own:
+                return await own.get(Account, account_id)
 
-        return await self._accounts.get(account_id, load)
+        return await self._accounts.get(account_id, load, shared=session is None)
 
     async def number_owner(self, number: str, session: AsyncSession | None = None) -> int | None:
         """The id of the account holding `number`, if any (cached). A caller inside a
