@@ -60,11 +60,13 @@ REFUSAL_TEXT: dict[Refusal, str] = {
     Refusal.UNREACHABLE: "no route to dst",
     Refusal.VALIDITY_INVALID: "invalid message_expiry",
     Refusal.SEND_AT_OUT_OF_RANGE: "invalid schedule time",
+    # The reason Plivo gives for its error 200.
+    Refusal.OPTED_OUT: "Source number blocked by STOP from the destination",
     Refusal.NOT_CANCELABLE: "message cannot be canceled",
     Refusal.IN_PROGRESS: "message is still in progress",
 }
 # Refusals that concern one destination: in a bulk send they only drop that destination.
-PER_DESTINATION = frozenset({Refusal.TO_INVALID, Refusal.UNREACHABLE})
+PER_DESTINATION = frozenset({Refusal.TO_INVALID, Refusal.UNREACHABLE, Refusal.OPTED_OUT})
 
 # Plivo's message_state filter, in Verbal's statuses.
 _STATES: dict[str, tuple[str, ...]] = {}

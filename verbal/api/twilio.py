@@ -56,6 +56,7 @@ REFUSAL_CODES: dict[Refusal, int] = {
     Refusal.UNREACHABLE: 21612,
     Refusal.VALIDITY_INVALID: 20422,
     Refusal.SEND_AT_OUT_OF_RANGE: 35114,
+    Refusal.OPTED_OUT: 21610,
     Refusal.NOT_CANCELABLE: 30409,
     Refusal.IN_PROGRESS: 20009,
 }

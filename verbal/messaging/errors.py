@@ -20,6 +20,7 @@ class Refusal(enum.StrEnum):
     UNREACHABLE = "unreachable"
     VALIDITY_INVALID = "validity_invalid"
     SEND_AT_OUT_OF_RANGE = "send_at_out_of_range"
+    OPTED_OUT = "opted_out"
     # Refusals of a change to a message that exists.
     NOT_CANCELABLE = "not_cancelable"
     IN_PROGRESS = "in_progress"

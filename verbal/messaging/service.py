@@ -71,6 +71,7 @@ from verbal.messaging.machine import (
     advance,
     settle_callback,
 )
+from verbal.messaging.optouts import DEFAULT_REPLIES, Keyword, OptOuts, keyword
 from verbal.messaging.states import Status
 from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, labelled
 from verbal.store.directory import Directory
@@ -172,6 +173,7 @@ class Messaging:
         buckets: Buckets,
         directory: Directory,
         callbacks: CallbackStage,
+        optouts: OptOuts,
         *,
         owner: str,
         shared_database: bool = False,
@@ -185,6 +187,7 @@ class Messaging:
         self._buckets = buckets
         self._directory = directory
         self._callbacks = callbacks
+        self._optouts = optouts
         self._owner = owner
         self._shared = shared_database
         self._elsewhere = elsewhere
@@ -267,9 +270,21 @@ class Messaging:
     async def send(self, account: Account, request: SendRequest) -> MessageRecord:
         """Validate and durably accept an outbound message; raises MessageRefused, or
         Overloaded when the pipeline is over its admission limit."""
+        return await self._send(account, request, "outbound-api")
+
+    async def _send(
+        self,
+        account: Account,
+        request: SendRequest,
+        direction: str,
+        *,
+        confirming_keyword: bool = False,
+    ) -> MessageRecord:
         self.admit_check()
         await self._ids.ensure(1)
-        record, entries, where = await self._accepted(account, request, "outbound-api")
+        record, entries, where = await self._accepted(
+            account, request, direction, confirming_keyword=confirming_keyword
+        )
         await self._write(record, entries, where, new=True)
         self.admit([record])
         return record
@@ -353,10 +368,14 @@ class Messaging:
         request: SendRequest,
         direction: str,
         session: AsyncSession | None = None,
+        *,
+        confirming_keyword: bool = False,
     ) -> tuple[MessageRecord, tuple[TimelineEntry, ...], ledger.Whereabouts]:
         """A valid request as a new message, queued (or scheduled), with its timeline and
         where its work will stand; raises MessageRefused."""
-        to, sender, body, media = await self._validate(account, request, session)
+        to, sender, body, media = await self._validate(
+            account, request, session, confirming_keyword=confirming_keyword
+        )
         self._account_sids[account.id] = account.sid
         info = analyze(body)
         now = datetime.now(UTC)
@@ -416,7 +435,12 @@ class Messaging:
             )
 
     async def _validate(
-        self, account: Account, request: SendRequest, session: AsyncSession | None
+        self,
+        account: Account,
+        request: SendRequest,
+        session: AsyncSession | None,
+        *,
+        confirming_keyword: bool = False,
     ) -> tuple[str, str, str, tuple[str, ...]]:
         if not request.to:
             raise MessageRefused(Refusal.TO_MISSING, "A 'To' phone number is required.")
@@ -471,6 +495,13 @@ class Messaging:
                 Refusal.FROM_NOT_OWNED,
                 f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
                 "number or short code for your account.",
+            )
+        # The confirmation of a STOP is the one text an opted-out recipient still gets.
+        if not confirming_keyword and await self._optouts.blocked(account.id, sender, to, session):
+            raise MessageRefused(
+                Refusal.OPTED_OUT,
+                f"Attempt to send to unsubscribed recipient: {to} opted out of messages "
+                f"from {sender} (texted STOP or a synonym) and has not opted back in.",
             )
         if self._router.route(to, sender) is None:
             raise MessageRefused(
@@ -1034,6 +1065,14 @@ class Messaging:
         account_id = await self._directory.number_owner(sms.recipient)
         if account_id is None:
             raise NumberNotInService(f"{sms.recipient} is not a number in service")
+        handset = _e164_or_as_is(sms.sender)
+        kind = keyword(sms.body)
+        if kind in (Keyword.OPT_OUT, Keyword.OPT_IN):
+            # Before the message is recorded: the app it goes to must find the change made
+            # (its reply to a STOP is refused), and a failure here leaves nothing half done.
+            await self._optouts.set(
+                account_id, sms.recipient, handset, opted_out=kind == Keyword.OPT_OUT
+            )
         await self._ids.ensure(1)
         info = analyze(sms.body)
         now = datetime.now(UTC)
@@ -1072,10 +1111,35 @@ class Messaging:
             ledger.INSERT_JOB, ledger.job_params(INBOUND_JOB, {"message_sid": record.sid})
         )
         self._queue.wake()
+        if kind is not None:
+            await self._confirm(account_id, sms.recipient, handset, kind)
         return record.sid
+
+    async def _confirm(self, account_id: int, number: str, handset: str, kind: Keyword) -> None:
+        """Answer a keyword with its confirmation, as Twilio does by default; a refusal is
+        logged, never the inbound message's failure (it is recorded already)."""
+        account = await self._directory.account_by_id(account_id)
+        if account is None:
+            return
+        request = SendRequest(to=handset, from_=number, body=DEFAULT_REPLIES[kind])
+        try:
+            await self._send(account, request, "outbound-reply", confirming_keyword=True)
+        except (MessageRefused, Overloaded) as refused:
+            log.warning(
+                "confirmation of %s from %s to %s not sent: %s", kind, handset, number, refused
+            )
 
 
 _ACCEPTED_KEY = "verbal.messaging.accepted"
+
+
+def _e164_or_as_is(number: str) -> str:
+    """A handset's number as sends address it (E.164), or as the carrier gave it when it
+    is no phone number (an alphanumeric sender cannot be texted anyway)."""
+    try:
+        return to_e164(number)
+    except InvalidNumber:
+        return number
 
 
 @event.listens_for(Session, "after_commit")

@@ -223,6 +223,19 @@ class ConversationCookies(Base):
     expires: Mapped[float] = mapped_column(Float, index=True)
 
 
+class OptOut(Base):
+    """A recipient who asked a sender to stop (STOP and its synonyms, or the CLI): sends
+    from `sender` to `recipient` are refused until they opt back in. The sender is the
+    scope of the opt-out: one of the account's numbers."""
+
+    __tablename__ = "opt_outs"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SessionEvent(Base):
     """The session's log: documents fetched, verbs run, messages sent, errors."""
 
