@@ -36,6 +36,7 @@ from verbal.store import create_engine, migrate, normalize_url, session_factory
 from verbal.store.directory import Directory
 from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
+from verbal.store.services import Services
 from verbal.tasks import cancel_and_wait
 from verbal.webhooks.client import HttpClient
 from verbal.webhooks.conversations import ConversationCookies
@@ -198,6 +199,7 @@ class Runtime:
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
         self.optouts = OptOuts(self.sessions)
+        self.services = Services(self.sessions)
         # The one writer of the message pipeline's records (verbal/store/journal.py); in a
         # pipeline process, its ticks are written by the API process's.
         self.journal = Journal(journal_backend or backend_for(self.engine))
@@ -275,6 +277,7 @@ class Runtime:
             self.directory,
             self.callbacks,
             self.optouts,
+            self.services,
             owner=owner,
             shared_database=not settings.is_sqlite,
             elsewhere=pipeline,

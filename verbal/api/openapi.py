@@ -37,6 +37,7 @@ from pydantic.json_schema import models_json_schema
 from verbal.api import schemas
 from verbal.api.plivo import PREFIX as PLIVO_PREFIX
 from verbal.api.restcomm import PREFIX as RESTCOMM_PREFIX
+from verbal.api.twilio_messaging import PREFIX as SERVICES
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -253,6 +254,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", f"{TWILIO}/IncomingPhoneNumbers/{{IncomingPhoneNumberSid}}.json"): {
         "responses": {"200": json_answer("The number, updated.", schemas.TwilioNumber)}
+    },
+    ("post", SERVICES): {"responses": {"201": json_answer("The service.", schemas.TwilioService)}},
+    ("get", SERVICES): {
+        "responses": {"200": json_answer("A page of services.", schemas.TwilioServicePage)}
+    },
+    ("get", f"{SERVICES}/{{ServiceSid}}"): {
+        "responses": {"200": json_answer("The service.", schemas.TwilioService)}
+    },
+    ("post", f"{SERVICES}/{{ServiceSid}}"): {
+        "responses": {"200": json_answer("The service, updated.", schemas.TwilioService)}
+    },
+    ("post", f"{SERVICES}/{{ServiceSid}}/PhoneNumbers"): {
+        "responses": {"201": json_answer("The number, in the pool.", schemas.TwilioServiceNumber)}
+    },
+    ("get", f"{SERVICES}/{{ServiceSid}}/PhoneNumbers"): {
+        "responses": {
+            "200": json_answer("A page of the pool's numbers.", schemas.TwilioServiceNumberPage)
+        }
+    },
+    ("get", f"{SERVICES}/{{ServiceSid}}/PhoneNumbers/{{PhoneNumberSid}}"): {
+        "responses": {"200": json_answer("The number.", schemas.TwilioServiceNumber)}
     },
     ("post", f"{PLIVO}/Message/"): {
         "requestBody": {

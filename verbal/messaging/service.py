@@ -22,11 +22,12 @@ import collections
 import contextlib
 import functools
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, event, select
@@ -72,11 +73,13 @@ from verbal.messaging.machine import (
     settle_callback,
 )
 from verbal.messaging.optouts import DEFAULT_REPLIES, Keyword, OptOuts, keyword
+from verbal.messaging.pools import pick_sender
 from verbal.messaging.states import Status
 from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, labelled
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal, Statement, execute_in
 from verbal.store.models import Account, Message, MessageEvent, WebhookAttempt
+from verbal.store.services import Pool, Services
 from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.messaging")
@@ -137,6 +140,16 @@ class SendRequest:
     validity_period: int | None = None
     # Hold the message until then (aware datetime); None sends at once.
     send_at: datetime | None = None
+    # Send through this Messaging Service: without `from_`, a number of its pool sends.
+    messaging_service_sid: str | None = None
+
+
+class _Valid(NamedTuple):
+    to: str
+    sender: str
+    body: str
+    media: tuple[str, ...]
+    pool: Pool | None
 
 
 @dataclass(slots=True)
@@ -174,6 +187,7 @@ class Messaging:
         directory: Directory,
         callbacks: CallbackStage,
         optouts: OptOuts,
+        services: Services,
         *,
         owner: str,
         shared_database: bool = False,
@@ -188,6 +202,7 @@ class Messaging:
         self._directory = directory
         self._callbacks = callbacks
         self._optouts = optouts
+        self._services = services
         self._owner = owner
         self._shared = shared_database
         self._elsewhere = elsewhere
@@ -373,7 +388,7 @@ class Messaging:
     ) -> tuple[MessageRecord, tuple[TimelineEntry, ...], ledger.Whereabouts]:
         """A valid request as a new message, queued (or scheduled), with its timeline and
         where its work will stand; raises MessageRefused."""
-        to, sender, body, media = await self._validate(
+        to, sender, body, media, pool = await self._validate(
             account, request, session, confirming_keyword=confirming_keyword
         )
         self._account_sids[account.id] = account.sid
@@ -395,7 +410,8 @@ class Messaging:
             encoding=info.encoding.value,
             num_segments=info.segments,
             status=Status.ACCEPTED.value,
-            status_callback=request.status_callback or None,
+            # A service's status callback serves the messages that name none.
+            status_callback=request.status_callback or (pool and pool.status_callback) or None,
             status_callback_method=request.status_callback_method,
             callback_format=request.callback_format,
             carrier=None,
@@ -407,6 +423,7 @@ class Messaging:
             date_created=now,
             date_updated=now,
             date_sent=None,
+            messaging_service_sid=pool.sid if pool is not None else None,
         )
         target = Status.QUEUED if request.send_at is None else Status.SCHEDULED
         step = advance(accepted, target, now)
@@ -441,10 +458,20 @@ class Messaging:
         session: AsyncSession | None,
         *,
         confirming_keyword: bool = False,
-    ) -> tuple[str, str, str, tuple[str, ...]]:
+    ) -> _Valid:
         if not request.to:
             raise MessageRefused(Refusal.TO_MISSING, "A 'To' phone number is required.")
-        if not request.from_:
+        pool = None
+        if request.messaging_service_sid is not None:
+            sid = request.messaging_service_sid
+            if _SERVICE_SID.fullmatch(sid):  # anything else is looked up for nothing
+                pool = await self._services.pool(sid, session)
+            if pool is None or pool.account_id != account.id:
+                raise MessageRefused(
+                    Refusal.SERVICE_NOT_FOUND,
+                    f"The Messaging Service {request.messaging_service_sid} does not exist.",
+                )
+        if not request.from_ and pool is None:
             raise MessageRefused(Refusal.FROM_MISSING, "A 'From' phone number is required.")
         body = request.body or ""
         if not body and not request.media_urls:
@@ -483,13 +510,7 @@ class Messaging:
             raise MessageRefused(
                 Refusal.TO_INVALID, f"The 'To' number {request.to} is not a valid phone number."
             ) from None
-        try:
-            sender = to_e164(request.from_)
-        except InvalidNumber:
-            raise MessageRefused(
-                Refusal.FROM_INVALID,
-                f"The 'From' number {request.from_} is not a valid phone number.",
-            ) from None
+        sender = self._sender(request, pool, to)
         if await self._directory.number_owner(sender, session) != account.id:
             raise MessageRefused(
                 Refusal.FROM_NOT_OWNED,
@@ -507,7 +528,27 @@ class Messaging:
             raise MessageRefused(
                 Refusal.UNREACHABLE, f"The 'To' phone number {to} is not reachable by any carrier."
             )
-        return to, sender, body, request.media_urls
+        return _Valid(to, sender, body, request.media_urls, pool)
+
+    @staticmethod
+    def _sender(request: SendRequest, pool: Pool | None, to: str) -> str:
+        """The number the message leaves from: `From`, else one of the service's pool."""
+        if request.from_:
+            try:
+                return to_e164(request.from_)
+            except InvalidNumber:
+                raise MessageRefused(
+                    Refusal.FROM_INVALID,
+                    f"The 'From' number {request.from_} is not a valid phone number.",
+                ) from None
+        picked = pick_sender(pool.numbers, to) if pool is not None else None
+        if picked is None:
+            raise MessageRefused(
+                Refusal.SERVICE_EMPTY,
+                f"The Messaging Service {request.messaging_service_sid} has no phone numbers "
+                "to send from.",
+            )
+        return picked
 
     # -- recording changes ------------------------------------------------------------------
 
@@ -1131,6 +1172,7 @@ class Messaging:
 
 
 _ACCEPTED_KEY = "verbal.messaging.accepted"
+_SERVICE_SID = re.compile("MG[0-9a-f]{32}")
 
 
 def _e164_or_as_is(number: str) -> str:

@@ -8,13 +8,13 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
 from verbal.store.cache import TtlCache
-from verbal.store.models import Account, Application, PhoneNumber
+from verbal.store.models import Account, Application, MessagingServiceNumber, PhoneNumber
 
 
 class AlreadyExists(Exception):
@@ -347,5 +347,12 @@ class Directory:
                 own = await session.get(Application, row.own_application_id)
                 if own is not None:
                     own.deleted = True
+            # It leaves its Messaging Service's pool (whose cache forgets it within its TTL;
+            # meanwhile a send that picks it is refused as not the account's).
+            await session.execute(
+                delete(MessagingServiceNumber).where(
+                    MessagingServiceNumber.phone_number_id == row.id
+                )
+            )
             await session.delete(row)
         self.forget_numbers()

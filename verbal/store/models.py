@@ -171,6 +171,38 @@ class Message(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires: Mapped[float | None] = mapped_column(Float)
     lane: Mapped[str | None] = mapped_column(String(64))
+    # The Messaging Service the message was sent through (Twilio's MessagingServiceSid).
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(34))
+
+
+class MessagingService(Base):
+    """A Twilio Messaging Service: a pool of the account's numbers that sends pick a sender
+    from, with the status callback its messages use when they name none."""
+
+    __tablename__ = "messaging_services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    friendly_name: Mapped[str] = mapped_column(String(64))
+    inbound_request_url: Mapped[str | None] = mapped_column(String(2048))
+    inbound_method: Mapped[str] = mapped_column(String(8))
+    fallback_url: Mapped[str | None] = mapped_column(String(2048))
+    fallback_method: Mapped[str] = mapped_column(String(8))
+    status_callback: Mapped[str | None] = mapped_column(String(2048))
+    sticky_sender: Mapped[bool] = mapped_column(Boolean)
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MessagingServiceNumber(Base):
+    """A number in a Messaging Service's sender pool: a number is in one service at most."""
+
+    __tablename__ = "messaging_service_numbers"
+
+    phone_number_id: Mapped[int] = mapped_column(ForeignKey("phone_numbers.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("messaging_services.id"), index=True)
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Session(Base):
