@@ -29,7 +29,16 @@ from verbal.store.models import Account
 
 _PATH = re.compile(re.escape(PREFIX) + r"/(AC[0-9a-fA-F]{32})/Messages\.json")
 FAST_FIELDS = frozenset(
-    {"To", "From", "Body", "MediaUrl", "StatusCallback", "StatusCallbackMethod", "ValidityPeriod"}
+    {
+        "To",
+        "From",
+        "Body",
+        "MediaUrl",
+        "StatusCallback",
+        "StatusCallbackMethod",
+        "ValidityPeriod",
+        "MessagingServiceSid",
+    }
 )
 _FORM = b"application/x-www-form-urlencoded"
 
@@ -132,6 +141,7 @@ def _plain_send(body: bytes) -> SendRequest | None:
         status_callback_method=values.get("StatusCallbackMethod", "POST").upper(),
         callback_format="twilio",
         validity_period=int(validity) if validity is not None else None,
+        messaging_service_sid=values.get("MessagingServiceSid") or None,
     )
 
 
