@@ -113,10 +113,16 @@ def service_json(request: Request, service: MessagingService, account_sid: str) 
 
 
 def _region(number: str) -> str | None:
+    """The number's country; for a number no country has assigned (the sandbox's +1555...),
+    the main country of its calling code."""
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(number))
+        parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:
         return None
+    region = phonenumbers.region_code_for_number(parsed)
+    if region is None:
+        region = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+    return None if region == phonenumbers.UNKNOWN_REGION else region
 
 
 def number_json(

@@ -175,4 +175,4 @@ class Services:
             .where(MessagingServiceNumber.service_id == service.id)
             .order_by(MessagingServiceNumber.date_created, PhoneNumber.id)
         )
-        return [(number, member) for number, member in rows.tuples()]
+        return [(number, member) for number, member in rows]
