@@ -255,7 +255,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", f"{TWILIO}/IncomingPhoneNumbers/{{IncomingPhoneNumberSid}}.json"): {
         "responses": {"200": json_answer("The number, updated.", schemas.TwilioNumber)}
     },
-    ("post", SERVICES): {"responses": {"201": json_answer("The service.", schemas.TwilioService)}},
+    ("post", SERVICES): {
+        "responses": {
+            "201": json_answer("The service.", schemas.TwilioService),
+            # The form is read whole: no validated parameter implies this one.
+            "400": {"description": IMPLIED_ERRORS["400"]},
+        }
+    },
     ("get", SERVICES): {
         "responses": {"200": json_answer("A page of services.", schemas.TwilioServicePage)}
     },
