@@ -3,9 +3,12 @@ service, its sender pool, and sends that name the service instead of a number.""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import Any
 
 import pytest
+from plivo.exceptions import ValidationError
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
@@ -164,3 +167,33 @@ def test_a_service_sends_from_its_pool_each_handset_from_one_number_with_its_cal
     assert code_of(
         client.messages.create, to=HANDSETS[0], messaging_service_sid="MG" + "0" * 32, body="x"
     ) == (400, 21701)
+
+
+def test_the_plivo_sdk_sends_through_a_service_named_by_its_powerpack_uuid(
+    verbal: LiveVerbal, client: Any
+) -> None:
+    verbal.add_number(SECOND)
+    twilio = sdk(verbal)
+    service = twilio.messaging.v1.services.create(friendly_name="Powerpack")
+    for sid in number_sids(twilio, FIRST, SECOND):
+        twilio.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=sid)
+    powerpack = str(uuid.UUID(hex=service.sid[2:]))
+
+    senders = {}
+    for handset in HANDSETS[:4]:
+        uuids = [
+            client.messages.create(powerpack_uuid=powerpack, dst=handset, text=text).message_uuid[0]
+            for text in ("one", "two")
+        ]
+        froms = {client.messages.get(u).from_number for u in uuids}
+        assert len(froms) == 1, froms  # the same number both times
+        senders[handset] = froms.pop()
+        # The message is the same one the Twilio API shows, naming the service.
+        message = twilio.messages("SM" + uuid.UUID(uuids[0]).hex).fetch()
+        assert message.messaging_service_sid == service.sid
+        assert "+" + senders[handset] == message.from_
+    assert set(senders.values()) <= {FIRST[1:], SECOND[1:]}
+
+    with pytest.raises(ValidationError) as unknown:
+        client.messages.create(powerpack_uuid=str(uuid.uuid4()), dst=HANDSETS[0], text="x")
+    assert "invalid powerpack_uuid" in str(unknown.value)

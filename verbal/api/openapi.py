@@ -116,9 +116,17 @@ _TROPO_POST = {
 # What Plivo's send takes, as JSON (what the `plivo` SDK posts) or as a form.
 _PLIVO_SEND = {
     "type": "object",
-    "required": ["src", "dst"],
+    "required": ["dst"],
     "properties": {
-        "src": {"type": "string", "description": "One of the account's numbers."},
+        "src": {
+            "type": "string",
+            "description": "One of the account's numbers; required unless `powerpack_uuid`.",
+        },
+        "powerpack_uuid": {
+            "type": "string",
+            "description": "Instead of `src`: a Messaging Service's SID in UUID form; a "
+            "number of its pool sends.",
+        },
         "dst": {"type": "string", "description": "The destination; several joined with `<`."},
         "text": {"type": "string"},
         "type": {"type": "string", "enum": ["sms", "mms"], "default": "sms"},
