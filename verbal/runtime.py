@@ -200,6 +200,7 @@ class Runtime:
         self.directory = Directory(self.sessions)
         self.optouts = OptOuts(self.sessions)
         self.services = Services(self.sessions)
+        self.directory.when_numbers_change(self.services.forget_pools)
         # The one writer of the message pipeline's records (verbal/store/journal.py); in a
         # pipeline process, its ticks are written by the API process's.
         self.journal = Journal(journal_backend or backend_for(self.engine))

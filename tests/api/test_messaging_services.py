@@ -164,6 +164,15 @@ def test_a_service_sends_from_its_pool_each_handset_from_one_number_with_its_cal
     assert again.from_ == SECOND
     assert code_of(pool(first_sid).delete) == (404, 20404)
 
+    # A number the account gives up leaves the pool with it, at once (the pool, cached by
+    # this send, is read again).
+    assert client.messages.create(to=moved[0], messaging_service_sid=service.sid, body="4").from_
+    client.incoming_phone_numbers(second_sid).delete()
+    assert pool.list() == []
+    assert code_of(
+        client.messages.create, to=moved[0], messaging_service_sid=service.sid, body="5"
+    ) == (400, 21704)
+
     assert code_of(
         client.messages.create, to=HANDSETS[0], messaging_service_sid="MG" + "0" * 32, body="x"
     ) == (400, 21701)

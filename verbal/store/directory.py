@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -69,10 +69,18 @@ class Directory:
         # owners by number.
         self._accounts: TtlCache[Account] = TtlCache(CACHE_TTL_SECONDS)
         self._owners: TtlCache[int] = TtlCache(CACHE_TTL_SECONDS)
+        self._numbers_changed: list[Callable[[], None]] = []
+
+    def when_numbers_change(self, forget: Callable[[], None]) -> None:
+        """Have `forget` called whenever a number is added, moved or released (another
+        cache that holds numbers: Messaging Services' pools)."""
+        self._numbers_changed.append(forget)
 
     def forget_numbers(self) -> None:
         """Drop cached number owners (a number was added, moved or released)."""
         self._owners.clear()
+        for forget in self._numbers_changed:
+            forget()
 
     async def account_by_id(self, account_id: int) -> Account | None:
         """An account by its row id (cached)."""
@@ -347,8 +355,7 @@ class Directory:
                 own = await session.get(Application, row.own_application_id)
                 if own is not None:
                     own.deleted = True
-            # It leaves its Messaging Service's pool (whose cache forgets it within its TTL;
-            # meanwhile a send that picks it is refused as not the account's).
+            # It leaves its Messaging Service's pool.
             await session.execute(
                 delete(MessagingServiceNumber).where(
                     MessagingServiceNumber.phone_number_id == row.id

@@ -56,6 +56,10 @@ class Services:
         self._sessions = sessions
         self._pools: TtlCache[Pool] = TtlCache(CACHE_TTL_SECONDS)
 
+    def forget_pools(self) -> None:
+        """Drop every cached pool (a number was released: it may have been in one)."""
+        self._pools.clear()
+
     async def pool(self, sid: str, session: AsyncSession | None = None) -> Pool | None:
         """The service `sid` as sends use it (cached). A caller inside a transaction passes
         its session, which reads on a miss."""
