@@ -13,7 +13,8 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
 from tests.api.twilio_helpers import other_account
-from tests.conftest import LiveVerbal, WebhookReceiver
+from tests.conftest import AppServer, LiveVerbal, WebhookReceiver, wait_until
+from tests.engine.helpers import header, inbox
 
 FIRST = "+15550001000"
 SECOND = "+15550001001"
@@ -206,3 +207,47 @@ def test_the_plivo_sdk_sends_through_a_service_named_by_its_powerpack_uuid(
     with pytest.raises(ValidationError) as unknown:
         client.messages.create(powerpack_uuid=str(uuid.uuid4()), dst=HANDSETS[0], text="x")
     assert "invalid powerpack_uuid" in str(unknown.value)
+
+
+def test_a_services_inbound_url_answers_texts_to_its_numbers_without_an_app(
+    verbal: LiveVerbal, app_server: AppServer
+) -> None:
+    app_server.routes["/inbound"] = lambda hit: (
+        200,
+        "text/xml",
+        f"<Response><Message>Got: {hit.form['Body']}</Message></Response>",
+    )
+    client = sdk(verbal)
+    service = client.messaging.v1.services.create(
+        friendly_name="Inbound", inbound_request_url=app_server.url("/inbound")
+    )
+    assert service.inbound_request_url == app_server.url("/inbound")
+    [first_sid] = number_sids(client, FIRST)
+    client.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=first_sid)
+    # The service's application is its own: no list shows it.
+    assert client.applications.list() == []
+
+    with verbal.http() as http:
+        sent = http.post(
+            f"/sandbox/handsets/{HANDSETS[0]}/messages", json={"to": FIRST, "body": "hello"}
+        )
+    assert sent.status_code == 201, sent.text
+    [hit] = wait_until(lambda: app_server.hits_for("/inbound"), what="the service's URL")
+    assert (hit.form["From"], hit.form["To"], hit.form["Body"]) == (HANDSETS[0], FIRST, "hello")
+    signature = header(hit.headers, "X-Twilio-Signature")
+    assert RequestValidator(verbal.auth_token).validate(hit.url, hit.form, signature)
+    wait_until(
+        lambda: any(m["body"] == "Got: hello" for m in inbox(verbal, HANDSETS[0])),
+        what="the reply",
+    )
+
+    # Without the URL, texts to the number are only recorded.
+    client.messaging.v1.services(service.sid).update(inbound_request_url="")
+    with verbal.http() as http:
+        http.post(f"/sandbox/handsets/{HANDSETS[0]}/messages", json={"to": FIRST, "body": "again"})
+    received = wait_until(
+        lambda: [m for m in client.messages.list(from_=HANDSETS[0]) if m.body == "again"],
+        what="the second text recorded",
+    )
+    assert received[0].status == "received"
+    assert len(app_server.hits_for("/inbound")) == 1

@@ -7,8 +7,9 @@ path), dates are ISO 8601, resources carry an absolute `url`, and pages put thei
 under `meta` with the records key named in `meta.key`.
 
 A service is a pool of the account's numbers (`verbal.store.services`); sending with
-`MessagingServiceSid` picks a sender from it (`verbal.messaging.pools`). The settings Verbal
-does not act on are shown with Twilio's defaults.
+`MessagingServiceSid` picks a sender from it (`verbal.messaging.pools`), and its inbound
+request URL answers texts to its numbers that have no app. The settings Verbal does not act
+on are shown with Twilio's defaults.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ POOL_FULL = 21714
 
 SERVICE_PARAMS = (
     FormParam("FriendlyName", "A name for the service (required to create one)."),
-    FormParam("InboundRequestUrl", "Kept and shown; inbound messages follow their number."),
+    FormParam("InboundRequestUrl", "Answers texts to pool numbers that have no app (RCML)."),
     FormParam("InboundMethod", "GET or POST."),
-    FormParam("FallbackUrl", "Kept and shown."),
+    FormParam("FallbackUrl", "Asked when the inbound request URL fails."),
     FormParam("FallbackMethod", "GET or POST."),
     FormParam("StatusCallback", "Status callbacks of messages sent through it that name none."),
     FormParam("StickySender", "true or false; the sender is sticky either way."),

@@ -183,12 +183,12 @@ class Directory:
         """Create an application; `settings` are APPLICATION_SETTINGS columns."""
         _check_settings(settings)
         async with self._sessions.begin() as session:
-            application = self._new_application(account.id, friendly_name, settings)
+            application = self.new_application(account.id, friendly_name, settings)
             session.add(application)
         return application
 
     @staticmethod
-    def _new_application(
+    def new_application(
         account_id: int,
         friendly_name: str,
         settings: Mapping[str, Any],
@@ -327,7 +327,7 @@ class Directory:
             if own_settings:
                 own = await session.get(Application, row.own_application_id or 0)
                 if own is None:
-                    own = self._new_application(
+                    own = self.new_application(
                         row.account_id, f"{row.number} own URLs", own_settings, number_owned=True
                     )
                     session.add(own)

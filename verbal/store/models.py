@@ -191,6 +191,9 @@ class MessagingService(Base):
     fallback_method: Mapped[str] = mapped_column(String(8))
     status_callback: Mapped[str | None] = mapped_column(String(2048))
     sticky_sender: Mapped[bool] = mapped_column(Boolean)
+    # The hidden application holding its inbound request URL, which answers the texts to
+    # its numbers that have no app of their own.
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
 from verbal.store.cache import TtlCache
-from verbal.store.directory import CACHE_TTL_SECONDS
-from verbal.store.models import MessagingService, MessagingServiceNumber, PhoneNumber
+from verbal.store.directory import CACHE_TTL_SECONDS, Directory
+from verbal.store.models import Application, MessagingService, MessagingServiceNumber, PhoneNumber
 
 # The settings an API may change, with their defaults (Twilio's).
 SERVICE_DEFAULTS: Mapping[str, Any] = {
@@ -49,6 +49,28 @@ class Pool:
     account_id: int
     status_callback: str | None
     numbers: tuple[str, ...]
+
+
+async def _inbound_application(session: AsyncSession, service: MessagingService) -> None:
+    """Keep the hidden RCML application that answers texts to the service's numbers with
+    its inbound request URL (sessions need an application row); none without a URL."""
+    application = await session.get(Application, service.application_id or 0)
+    if not service.inbound_request_url:
+        if application is not None:
+            application.deleted = True
+        service.application_id = None
+        return
+    if application is None or application.deleted:
+        application = Directory.new_application(
+            service.account_id, f"{service.sid} inbound", {"dialect": "rcml"}, number_owned=True
+        )
+        session.add(application)
+    application.sms_url = service.inbound_request_url
+    application.sms_method = service.inbound_method
+    application.sms_fallback_url = service.fallback_url
+    application.sms_fallback_method = service.fallback_method
+    await session.flush()
+    service.application_id = application.id
 
 
 class Services:
@@ -95,6 +117,7 @@ class Services:
             **{**SERVICE_DEFAULTS, **settings},
         )
         async with self._sessions.begin() as session:
+            await _inbound_application(session, service)
             session.add(service)
         return service
 
@@ -116,12 +139,17 @@ class Services:
                 return None
             for name, value in settings.items():
                 setattr(row, name, value)
+            await _inbound_application(session, row)
         self._pools.forget(service.sid)
         return row
 
     async def delete(self, service: MessagingService) -> None:
-        """Delete a service; its numbers stay the account's."""
+        """Delete a service; its numbers stay the account's, and its inbound URL's
+        application is retired (the sessions it ran keep pointing at it)."""
         async with self._sessions.begin() as session:
+            application = await session.get(Application, service.application_id or 0)
+            if application is not None:
+                application.deleted = True
             await session.execute(
                 delete(MessagingServiceNumber).where(
                     MessagingServiceNumber.service_id == service.id

@@ -44,9 +44,11 @@ def upgrade() -> None:
         sa.Column("fallback_method", sa.String(length=8), nullable=False),
         sa.Column("status_callback", sa.String(length=2048), nullable=True),
         sa.Column("sticky_sender", sa.Boolean(), nullable=False),
+        sa.Column("application_id", sa.Integer(), nullable=True),
         sa.Column("date_created", sa.DateTime(), nullable=False),
         sa.Column("date_updated", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"]),
+        sa.ForeignKeyConstraint(["application_id"], ["applications.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("sid"),
     )
