@@ -204,6 +204,30 @@ def test_send_queues_and_refuses_readably(cli: Cli) -> None:
     assert "+442079460000 is not reachable by any carrier" in unreachable
 
 
+def test_optouts_add_list_remove_and_send_refused_meanwhile(cli: Cli) -> None:
+    owner = cli.create_account()
+    cli.ok("numbers", "add", NUMBER)
+    added = cli.ok("optouts", "add", NUMBER, "(555) 000-2000")
+    assert f"{HANDSET} opted out of texts from {NUMBER}" in added
+    [entry] = cli.json("optouts", "list")
+    assert (entry["account_sid"], entry["number"], entry["recipient"]) == (
+        owner["account_sid"],
+        NUMBER,
+        HANDSET,
+    )
+    assert cli.json("optouts", "list", "--number", "+15550001001") == []
+    refused, unknown = together(
+        lambda: cli.fails("send", "--to", HANDSET, "--from", NUMBER, "--body", "hi"),
+        lambda: cli.fails("optouts", "add", "+15550009999", HANDSET),
+    )
+    assert "Attempt to send to unsubscribed recipient" in refused and HANDSET in refused
+    assert "+15550009999 is not a number of any account" in unknown
+
+    cli.ok("optouts", "remove", NUMBER, HANDSET)
+    assert cli.json("optouts", "list") == []
+    assert cli.json("send", "--to", HANDSET, "--from", NUMBER, "--body", "hi")["status"] == "queued"
+
+
 def test_commands_on_a_new_database(cli: Cli) -> None:
     # Side by side on a file that does not exist yet: each creates the schema or waits.
     version, carriers, carriers_table, accounts, send, add = together(

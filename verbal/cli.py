@@ -44,12 +44,16 @@ numbers_app = typer.Typer(help="Manage the phone numbers accounts own.", no_args
 carriers_app = typer.Typer(help="Show the carriers messages leave by.", no_args_is_help=True)
 messages_app = typer.Typer(help="Look at messages and their timelines.", no_args_is_help=True)
 apps_app = typer.Typer(help="Manage applications (the URLs apps answer on).", no_args_is_help=True)
+optouts_app = typer.Typer(
+    help="Manage who opted out of texts from a number (STOP, START).", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(numbers_app, name="numbers")
 app.add_typer(carriers_app, name="carriers")
 app.add_typer(messages_app, name="messages")
 app.add_typer(apps_app, name="apps")
+app.add_typer(optouts_app, name="optouts")
 app.add_typer(db_app, name="db")
 
 T = TypeVar("T")
@@ -556,6 +560,88 @@ def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None)
             n["number"], n["account_sid"], n["application_sid"] or "", n["friendly_name"], n["sid"]
         )
     _out().print(table)
+
+
+# -- opt-outs -------------------------------------------------------------------------------
+
+SenderArgument = Annotated[str, typer.Argument(help="One of the account's numbers.")]
+HandsetArgument = Annotated[str, typer.Argument(help="The recipient's number.")]
+
+
+@optouts_app.command("list")
+def optouts_list(
+    account_sid: Annotated[
+        str | None, typer.Option("--account", help="Account SID; default: the only account.")
+    ] = None,
+    number: Annotated[
+        str | None, typer.Option("--number", help="Only the opt-outs of this number.")
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List the recipients who opted out, by the number they opted out of."""
+    from verbal.messaging.optouts import OptOuts
+
+    settings = _settings(database_url=database_url)
+    sender = _e164(number) if number else None
+
+    async def go() -> list[dict[str, Any]]:
+        async with _database(settings) as db:
+            account = await _pick_account(db.directory, account_sid)
+            entries = await OptOuts(db.sessions).entries(account.id, sender)
+            return [
+                {
+                    "account_sid": account.sid,
+                    "number": entry.sender,
+                    "recipient": entry.recipient,
+                    "date_created": entry.date_created.isoformat(),
+                }
+                for entry in entries
+            ]
+
+    rows = _run(go)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = _table("Number", "Recipient", "Since")
+    for row in rows:
+        table.add_row(row["number"], row["recipient"], row["date_created"])
+    _out().print(table)
+
+
+def _set_opt_out(number: str, handset: str, database_url: str | None, *, opted_out: bool) -> None:
+    """Opt `handset` out of (or back in to) texts from `number`."""
+    from verbal.messaging.optouts import OptOuts
+
+    settings = _settings(database_url=database_url)
+    sender, recipient = _e164(number), _e164(handset)
+
+    async def go() -> None:
+        async with _database(settings) as db:
+            row = await db.directory.number(sender)
+            if row is None:
+                raise _fail(f"{sender} is not a number of any account")
+            await OptOuts(db.sessions).set(row.account_id, sender, recipient, opted_out=opted_out)
+
+    _run(go)
+
+
+@optouts_app.command("add")
+def optouts_add(
+    number: SenderArgument, handset: HandsetArgument, database_url: DatabaseOption = None
+) -> None:
+    """Opt a recipient out of texts from a number, as if they had texted STOP (no reply)."""
+    _set_opt_out(number, handset, database_url, opted_out=True)
+    _out().print(f"{_e164(handset)} opted out of texts from {_e164(number)}")
+
+
+@optouts_app.command("remove")
+def optouts_remove(
+    number: SenderArgument, handset: HandsetArgument, database_url: DatabaseOption = None
+) -> None:
+    """Let a number text a recipient again, as if they had texted START (no reply)."""
+    _set_opt_out(number, handset, database_url, opted_out=False)
+    _out().print(f"{_e164(handset)} may get texts from {_e164(number)} again")
 
 
 # -- messages -------------------------------------------------------------------------------

@@ -29,12 +29,14 @@ from verbal.dispatch.workers import Dispatcher
 from verbal.engine.fetch import AppFetcher
 from verbal.engine.sessions import STEP_JOB, Engine
 from verbal.messaging.callbacks import REDELIVERY_JOB, CallbackStage, Redeliveries, RetryPolicy
+from verbal.messaging.optouts import OptOuts
 from verbal.messaging.service import INBOUND_JOB, Messaging, PipelineSettings
 from verbal.singletons import SingletonCarrier
 from verbal.store import create_engine, migrate, normalize_url, read_sessions, session_factory
 from verbal.store.directory import Directory
 from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
+from verbal.store.services import Services
 from verbal.tasks import cancel_and_wait
 from verbal.webhooks.client import HttpClient
 from verbal.webhooks.conversations import ConversationCookies
@@ -196,6 +198,9 @@ class Runtime:
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
+        self.optouts = OptOuts(self.sessions)
+        self.services = Services(self.sessions)
+        self.directory.when_numbers_change(self.services.forget_pools)
         # The one writer of the message pipeline's records (verbal/store/journal.py); in a
         # pipeline process, its ticks are written by the API process's.
         self.journal = Journal(journal_backend or backend_for(self.engine))
@@ -272,6 +277,8 @@ class Runtime:
             MemoryBuckets() if settings.is_sqlite else DatabaseBuckets(self.sessions),
             self.directory,
             self.callbacks,
+            self.optouts,
+            self.services,
             owner=owner,
             shared_database=not settings.is_sqlite,
             elsewhere=pipeline,

@@ -511,6 +511,37 @@ def test_a_test_message_is_sent_or_refused_in_words(
     assert 'id="test-error"' in refused.text
 
 
+def test_opt_outs_are_listed_added_and_removed_in_words(console: ConsoleClient) -> None:
+    assert "Nobody has opted out." in console.get("/console/numbers").text
+    added = console.post("/console/numbers/optouts", {"number": APP_NUMBER, "recipient": HANDSET})
+    assert added.headers["location"] == "/console/numbers?notice=optout-added"
+    page = console.get("/console/numbers?notice=optout-added").text
+    assert "The recipient was opted out" in page
+    assert f"<td>{APP_NUMBER}</td>\n        <td>{HANDSET}</td>" in page
+    refused = console.post(
+        "/console/test-message", {"from": APP_NUMBER, "to": HANDSET, "body": "still there?"}
+    )
+    assert refused.status_code == 400
+    assert "Attempt to send to unsubscribed recipient" in refused.text
+
+    not_ours = console.post(
+        "/console/numbers/optouts", {"number": "+15550009999", "recipient": HANDSET}
+    )
+    assert not_ours.status_code == 400
+    assert "+15550009999 is not one of this account&#39;s numbers." in not_ours.text
+    assert 'id="optout-error"' in not_ours.text
+    garbled = console.post("/console/numbers/optouts", {"number": APP_NUMBER, "recipient": "x"})
+    assert garbled.status_code == 400 and "is not a phone number" in garbled.text
+
+    removed = console.post(
+        "/console/numbers/optouts/remove", {"number": APP_NUMBER, "recipient": HANDSET}
+    )
+    assert removed.headers["location"] == "/console/numbers?notice=optout-removed"
+    assert "Nobody has opted out." in console.get("/console/numbers").text
+    sent = console.post("/console/test-message", {"from": APP_NUMBER, "to": HANDSET, "body": "hi"})
+    assert sent.status_code == 303
+
+
 # -- live updates ---------------------------------------------------------------------------
 
 

@@ -163,7 +163,16 @@ async def _account(scope: Scope, authorization: bytes, match: re.Match[str]) -> 
 # -- POST …/Messages.json ------------------------------------------------------------------
 
 FAST_FIELDS = frozenset(
-    {"To", "From", "Body", "MediaUrl", "StatusCallback", "StatusCallbackMethod", "ValidityPeriod"}
+    {
+        "To",
+        "From",
+        "Body",
+        "MediaUrl",
+        "StatusCallback",
+        "StatusCallbackMethod",
+        "ValidityPeriod",
+        "MessagingServiceSid",
+    }
 )
 
 
@@ -196,6 +205,7 @@ def _plain_send(body: bytes) -> SendRequest | None:
         status_callback_method=values.get("StatusCallbackMethod", "POST").upper(),
         callback_format="twilio",
         validity_period=int(validity) if validity is not None else None,
+        messaging_service_sid=values.get("MessagingServiceSid") or None,
     )
 
 

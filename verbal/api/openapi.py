@@ -37,6 +37,7 @@ from pydantic.json_schema import models_json_schema
 from verbal.api import schemas
 from verbal.api.plivo import PREFIX as PLIVO_PREFIX
 from verbal.api.restcomm import PREFIX as RESTCOMM_PREFIX
+from verbal.api.twilio_messaging import PREFIX as SERVICES
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -115,9 +116,17 @@ _TROPO_POST = {
 # What Plivo's send takes, as JSON (what the `plivo` SDK posts) or as a form.
 _PLIVO_SEND = {
     "type": "object",
-    "required": ["src", "dst"],
+    "required": ["dst"],
     "properties": {
-        "src": {"type": "string", "description": "One of the account's numbers."},
+        "src": {
+            "type": "string",
+            "description": "One of the account's numbers; required unless `powerpack_uuid`.",
+        },
+        "powerpack_uuid": {
+            "type": "string",
+            "description": "Instead of `src`: a Messaging Service's SID in UUID form; a "
+            "number of its pool sends.",
+        },
         "dst": {"type": "string", "description": "The destination; several joined with `<`."},
         "text": {"type": "string"},
         "type": {"type": "string", "enum": ["sms", "mms"], "default": "sms"},
@@ -253,6 +262,33 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", f"{TWILIO}/IncomingPhoneNumbers/{{IncomingPhoneNumberSid}}.json"): {
         "responses": {"200": json_answer("The number, updated.", schemas.TwilioNumber)}
+    },
+    ("post", SERVICES): {
+        "responses": {
+            "201": json_answer("The service.", schemas.TwilioService),
+            # The form is read whole: no validated parameter implies this one.
+            "400": {"description": IMPLIED_ERRORS["400"]},
+        }
+    },
+    ("get", SERVICES): {
+        "responses": {"200": json_answer("A page of services.", schemas.TwilioServicePage)}
+    },
+    ("get", f"{SERVICES}/{{ServiceSid}}"): {
+        "responses": {"200": json_answer("The service.", schemas.TwilioService)}
+    },
+    ("post", f"{SERVICES}/{{ServiceSid}}"): {
+        "responses": {"200": json_answer("The service, updated.", schemas.TwilioService)}
+    },
+    ("post", f"{SERVICES}/{{ServiceSid}}/PhoneNumbers"): {
+        "responses": {"201": json_answer("The number, in the pool.", schemas.TwilioServiceNumber)}
+    },
+    ("get", f"{SERVICES}/{{ServiceSid}}/PhoneNumbers"): {
+        "responses": {
+            "200": json_answer("A page of the pool's numbers.", schemas.TwilioServiceNumberPage)
+        }
+    },
+    ("get", f"{SERVICES}/{{ServiceSid}}/PhoneNumbers/{{PhoneNumberSid}}"): {
+        "responses": {"200": json_answer("The number.", schemas.TwilioServiceNumber)}
     },
     ("post", f"{PLIVO}/Message/"): {
         "requestBody": {

@@ -60,11 +60,15 @@ REFUSAL_TEXT: dict[Refusal, str] = {
     Refusal.UNREACHABLE: "no route to dst",
     Refusal.VALIDITY_INVALID: "invalid message_expiry",
     Refusal.SEND_AT_OUT_OF_RANGE: "invalid schedule time",
+    # The reason Plivo gives for its error 200.
+    Refusal.OPTED_OUT: "Source number blocked by STOP from the destination",
+    Refusal.SERVICE_NOT_FOUND: "invalid powerpack_uuid",
+    Refusal.SERVICE_EMPTY: "powerpack has no numbers to send from",
     Refusal.NOT_CANCELABLE: "message cannot be canceled",
     Refusal.IN_PROGRESS: "message is still in progress",
 }
 # Refusals that concern one destination: in a bulk send they only drop that destination.
-PER_DESTINATION = frozenset({Refusal.TO_INVALID, Refusal.UNREACHABLE})
+PER_DESTINATION = frozenset({Refusal.TO_INVALID, Refusal.UNREACHABLE, Refusal.OPTED_OUT})
 
 # Plivo's message_state filter, in Verbal's statuses.
 _STATES: dict[str, tuple[str, ...]] = {}
@@ -324,9 +328,8 @@ def _refusal(refused: MessageRefused, src: str) -> PlivoError:
 @router.post("/{auth_id}/Message/", status_code=202, summary="Send a message")
 async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
     params = await request_params(request)
-    if params.get("powerpack_uuid"):
-        raise PlivoError(400, "powerpack_uuid is not supported: send with src")
     src = text_param(params, "src")
+    service_sid = _service_sid(text_param(params, "powerpack_uuid"))
     dst = _destinations(params.get("dst"))
     text = text_param(params, "text")
     kind = (text_param(params, "type") or "sms").lower()
@@ -344,8 +347,10 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise PlivoError(400, "invalid message_expiry") from None
 
-    if not src:
+    if not src and not service_sid:
         raise PlivoError(400, REFUSAL_TEXT[Refusal.FROM_MISSING])
+    if src and service_sid:
+        raise PlivoError(400, "src and powerpack_uuid cannot both be given")
     if not dst or not dst.strip("< "):
         raise PlivoError(400, REFUSAL_TEXT[Refusal.TO_MISSING])
     if kind not in TYPES:
@@ -356,8 +361,8 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
     destinations = list(dict.fromkeys(d.strip() for d in dst.split("<") if d.strip()))
     if len(destinations) > MAX_DESTINATIONS:
         raise PlivoError(400, f"dst can hold at most {MAX_DESTINATIONS} numbers")
-    sender = as_e164(src)
-    if sender in (as_e164(d) for d in destinations):
+    sender = as_e164(src) if src else None
+    if sender is not None and sender in (as_e164(d) for d in destinations):
         raise PlivoError(400, "destination number cannot be same as source number")
 
     messaging = runtime(request).messaging
@@ -379,19 +384,20 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
                 status_callback_method=method,
                 callback_format="plivo",
                 validity_period=expiry,
+                messaging_service_sid=service_sid,
             )
             try:
                 message = await messaging.accept(session, account, send)
             except MessageRefused as refused:
                 if refused.reason not in PER_DESTINATION:
-                    raise _refusal(refused, src) from None
+                    raise _refusal(refused, src or "") from None
                 first_refusal = first_refusal or refused
                 invalid.append(destination)
                 continue
             uuids.append(uuid_of(message.sid))
     if not uuids:
         assert first_refusal is not None
-        raise _refusal(first_refusal, src)
+        raise _refusal(first_refusal, src or "")
     answer: dict[str, Any] = {
         "api_id": api_id(),
         "message": "message(s) queued",
@@ -403,6 +409,18 @@ async def send_message(request: Request, account: OwnAccount) -> dict[str, Any]:
 
 
 # -- get and list -------------------------------------------------------------------------------
+
+
+def _service_sid(powerpack_uuid: str | None) -> str | None:
+    """The Messaging Service a Powerpack UUID names: a service's SID in UUID form, as
+    message UUIDs are (`MG…` shown as its 128 bits). Plivo's Powerpack resource itself is not
+    served: services are made through Twilio's Messaging Services API."""
+    if not powerpack_uuid:
+        return None
+    try:
+        return "MG" + uuid.UUID(powerpack_uuid).hex
+    except ValueError:
+        raise PlivoError(400, REFUSAL_TEXT[Refusal.SERVICE_NOT_FOUND]) from None
 
 
 def _sid_of(message_uuid_: str) -> str | None:

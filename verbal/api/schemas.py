@@ -51,7 +51,7 @@ class TwilioSubresourceUris(Shape):
 class TwilioMessage(Shape):
     sid: str = Field(description="SM and 32 hex digits.")
     account_sid: str
-    messaging_service_sid: None
+    messaging_service_sid: str | None = Field(description="MG and 32 hex digits, or null.")
     from_: str = Field(alias="from", description="E.164.")
     to: str = Field(description="E.164.")
     body: str
@@ -205,6 +205,73 @@ class TwilioNumber(Shape):
 
 class TwilioNumberPage(TwilioPage):
     incoming_phone_numbers: list[TwilioNumber]
+
+
+# -- Twilio's Messaging Services (v1) -------------------------------------------------------------
+
+
+class TwilioV1Meta(Shape):
+    """The v1 page envelope's links (absolute URLs) and the name of its records key."""
+
+    page: int
+    page_size: int
+    first_page_url: str
+    previous_page_url: str | None
+    url: str
+    next_page_url: str | None
+    key: str
+
+
+class TwilioServiceLinks(Shape):
+    phone_numbers: str
+
+
+class TwilioService(Shape):
+    sid: str = Field(description="MG and 32 hex digits.")
+    account_sid: str
+    friendly_name: str
+    date_created: str = Field(description="ISO 8601, UTC.")
+    date_updated: str = Field(description="ISO 8601, UTC.")
+    inbound_request_url: str | None
+    inbound_method: str
+    fallback_url: str | None
+    fallback_method: str
+    status_callback: str | None
+    sticky_sender: bool
+    mms_converter: bool
+    smart_encoding: bool
+    scan_message_content: str
+    fallback_to_long_code: bool
+    area_code_geomatch: bool
+    synchronous_validation: bool
+    validity_period: int
+    usecase: str
+    us_app_to_person_registered: bool
+    use_inbound_webhook_on_number: bool
+    url: str
+    links: TwilioServiceLinks
+
+
+class TwilioServicePage(Shape):
+    services: list[TwilioService]
+    meta: TwilioV1Meta
+
+
+class TwilioServiceNumber(Shape):
+    sid: str = Field(description="The number's SID (PN…).")
+    account_sid: str
+    service_sid: str
+    date_created: str = Field(description="When it joined the pool, ISO 8601.")
+    date_updated: str
+    phone_number: str
+    country_code: str | None = Field(description="ISO 3166 alpha-2.")
+    capabilities: list[str]
+    url: str
+
+
+class TwilioServiceNumberPage(Shape):
+    phone_numbers: list[TwilioServiceNumber]
+    meta: TwilioV1Meta
 
 
 # -- Plivo's Message API --------------------------------------------------------------------------

@@ -56,6 +56,9 @@ REFUSAL_CODES: dict[Refusal, int] = {
     Refusal.UNREACHABLE: 21612,
     Refusal.VALIDITY_INVALID: 20422,
     Refusal.SEND_AT_OUT_OF_RANGE: 35114,
+    Refusal.OPTED_OUT: 21610,
+    Refusal.SERVICE_NOT_FOUND: 21701,
+    Refusal.SERVICE_EMPTY: 21704,
     Refusal.NOT_CANCELABLE: 30409,
     Refusal.IN_PROGRESS: 20009,
 }
@@ -307,7 +310,7 @@ def message_json(message: Message, account_sid: str) -> dict[str, Any]:
     return {
         "sid": message.sid,
         "account_sid": account_sid,
-        "messaging_service_sid": None,
+        "messaging_service_sid": message.messaging_service_sid,
         "from": message.from_number,
         "to": message.to_number,
         "body": message.body,
@@ -417,6 +420,15 @@ async def create_message(
     send_at: Annotated[
         str | None, Form(alias="SendAt", description="ISO 8601; the message is held until then.")
     ] = None,
+    messaging_service_sid: Annotated[
+        str | None,
+        Form(
+            alias="MessagingServiceSid",
+            pattern=NO_NUL,
+            description="Send through this Messaging Service: without From, a number of its "
+            "pool sends; without StatusCallback, the service's is used.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     when = _send_at(schedule_type, send_at)
     method = status_callback_method.upper()
@@ -441,6 +453,7 @@ async def create_message(
         callback_format="twilio",
         validity_period=validity_period,
         send_at=when,
+        messaging_service_sid=messaging_service_sid or None,
     )
     return await accept_message(runtime(request), account, send)
 

@@ -1,4 +1,5 @@
-"""Numbers and apps: which app answers each number, the apps' URLs and dialects, a test text."""
+"""Numbers and apps: which app answers each number, the apps' URLs and dialects, who opted out
+of texts from each number, a test text."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ NOTICES = {
     "number-routed": "The number's app was changed.",
     "app-created": "The app was created.",
     "app-saved": "The app's settings were saved.",
+    "optout-added": "The recipient was opted out: that number will not text them.",
+    "optout-removed": "The number may text the recipient again.",
 }
 
 
@@ -54,6 +57,7 @@ async def _page(
 ) -> Response:
     directory = runtime(request).directory
     apps = await directory.applications(user.account)
+    optouts = await runtime(request).optouts.entries(user.account.id)
     return render(
         request,
         "numbers.html",
@@ -62,6 +66,7 @@ async def _page(
         numbers=await directory.numbers(user.account),
         apps=apps,
         app_by_id={app.id: app for app in apps},
+        optouts=optouts,
         dialects=DIALECTS,
         methods=METHODS,
         notice=NOTICES.get(notice, ""),
@@ -182,6 +187,41 @@ async def update_app(request: Request, user: User, sid: str) -> Response:
         return await _refusing(request, user, form, problem)
     await runtime(request).directory.update_application(application, settings)
     return redirect("/numbers?notice=app-saved")
+
+
+async def _opt_out_pair(request: Request, user: ConsoleUser, form: FormData) -> tuple[str, str]:
+    """The (number, recipient) an opt-out form names, or FormProblem in words."""
+    try:
+        number = to_e164(_text(form, "number"))
+        recipient = to_e164(_text(form, "recipient"))
+    except InvalidNumber as exc:
+        raise FormProblem("optout", f"{exc}.") from None
+    if await runtime(request).directory.number_owner(number) != user.account.id:
+        raise FormProblem("optout", f"{number} is not one of this account's numbers.")
+    return number, recipient
+
+
+@router.post("/numbers/optouts")
+async def add_opt_out(request: Request, user: User) -> Response:
+    """Opt a recipient out of texts from a number, as their STOP would (no reply is sent)."""
+    form = await request.form()
+    try:
+        number, recipient = await _opt_out_pair(request, user, form)
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    await runtime(request).optouts.set(user.account.id, number, recipient, opted_out=True)
+    return redirect("/numbers?notice=optout-added")
+
+
+@router.post("/numbers/optouts/remove")
+async def remove_opt_out(request: Request, user: User) -> Response:
+    form = await request.form()
+    try:
+        number, recipient = await _opt_out_pair(request, user, form)
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    await runtime(request).optouts.set(user.account.id, number, recipient, opted_out=False)
+    return redirect("/numbers?notice=optout-removed")
 
 
 @router.post("/test-message")

@@ -48,7 +48,14 @@ from verbal.messaging.machine import MessageRecord
 from verbal.messaging.service import Messaging
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal, Params, Statement
-from verbal.store.models import Account, Application, PhoneNumber, SessionEvent
+from verbal.store.models import (
+    Account,
+    Application,
+    MessagingService,
+    MessagingServiceNumber,
+    PhoneNumber,
+    SessionEvent,
+)
 from verbal.store.models import Message as MessageRow
 from verbal.store.models import Session as SessionRow
 from verbal.webhooks.cookies import conversation
@@ -69,6 +76,8 @@ _SESSIONS = SessionRow.__table__
 _APPS = Application.__table__
 _MESSAGES = MessageRow.__table__
 _NUMBERS = PhoneNumber.__table__
+_POOLS = MessagingServiceNumber.__table__
+_SERVICES = MessagingService.__table__
 _APP_COLUMNS = (
     _APPS.c.sms_url,
     _APPS.c.sms_method,
@@ -96,9 +105,15 @@ _INBOUND = (
     )
     .select_from(_MESSAGES)
     .join(_NUMBERS, _NUMBERS.c.number == _MESSAGES.c.to_number)
+    # A number without an app of its own is answered by its Messaging Service's URL.
+    .outerjoin(_POOLS, _POOLS.c.phone_number_id == _NUMBERS.c.id)
+    .outerjoin(_SERVICES, _SERVICES.c.id == _POOLS.c.service_id)
     .join(
         _APPS,
-        _APPS.c.id == func.coalesce(_NUMBERS.c.application_id, _NUMBERS.c.own_application_id),
+        _APPS.c.id
+        == func.coalesce(
+            _NUMBERS.c.application_id, _NUMBERS.c.own_application_id, _SERVICES.c.application_id
+        ),
     )
     .outerjoin(
         _WAITING,

@@ -20,6 +20,9 @@ class Refusal(enum.StrEnum):
     UNREACHABLE = "unreachable"
     VALIDITY_INVALID = "validity_invalid"
     SEND_AT_OUT_OF_RANGE = "send_at_out_of_range"
+    OPTED_OUT = "opted_out"
+    SERVICE_NOT_FOUND = "service_not_found"
+    SERVICE_EMPTY = "service_empty"
     # Refusals of a change to a message that exists.
     NOT_CANCELABLE = "not_cancelable"
     IN_PROGRESS = "in_progress"

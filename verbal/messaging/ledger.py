@@ -67,6 +67,7 @@ _COLUMNS = (
     "expires_at",
     "send_at",
     "date_created",
+    "messaging_service_sid",
     *_STATE_COLUMNS,
 )
 
@@ -156,6 +157,7 @@ def insert_params(record: MessageRecord, where: Whereabouts) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "send_at": record.send_at,
         "date_created": record.date_created,
+        "messaging_service_sid": record.messaging_service_sid,
     }
 
 
@@ -237,6 +239,7 @@ def record_from_row(row: Any) -> MessageRecord:
         event_seq=row.event_seq,
         callback_seq=row.callback_seq,
         callback_cursor=row.callback_cursor,
+        messaging_service_sid=row.messaging_service_sid,
     )
 
 

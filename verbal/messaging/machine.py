@@ -90,6 +90,7 @@ class MessageRecord(NamedTuple):
     event_seq: int = 0
     callback_seq: int = 0
     callback_cursor: int = 0
+    messaging_service_sid: str | None = None
 
     @property
     def rank(self) -> int:

@@ -22,11 +22,12 @@ import collections
 import contextlib
 import functools
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, event, select
@@ -71,11 +72,14 @@ from verbal.messaging.machine import (
     advance,
     settle_callback,
 )
+from verbal.messaging.optouts import DEFAULT_REPLIES, Keyword, OptOuts, keyword
+from verbal.messaging.pools import pick_sender
 from verbal.messaging.states import Status
 from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, labelled
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal, Statement, execute_in
 from verbal.store.models import Account, Message, MessageEvent, WebhookAttempt
+from verbal.store.services import Pool, Services
 from verbal.tasks import cancel_and_wait
 
 log = logging.getLogger("verbal.messaging")
@@ -136,6 +140,16 @@ class SendRequest:
     validity_period: int | None = None
     # Hold the message until then (aware datetime); None sends at once.
     send_at: datetime | None = None
+    # Send through this Messaging Service: without `from_`, a number of its pool sends.
+    messaging_service_sid: str | None = None
+
+
+class _Valid(NamedTuple):
+    to: str
+    sender: str
+    body: str
+    media: tuple[str, ...]
+    pool: Pool | None
 
 
 @dataclass(slots=True)
@@ -172,6 +186,8 @@ class Messaging:
         buckets: Buckets,
         directory: Directory,
         callbacks: CallbackStage,
+        optouts: OptOuts,
+        services: Services,
         *,
         owner: str,
         shared_database: bool = False,
@@ -185,6 +201,8 @@ class Messaging:
         self._buckets = buckets
         self._directory = directory
         self._callbacks = callbacks
+        self._optouts = optouts
+        self._services = services
         self._owner = owner
         self._shared = shared_database
         self._elsewhere = elsewhere
@@ -267,9 +285,21 @@ class Messaging:
     async def send(self, account: Account, request: SendRequest) -> MessageRecord:
         """Validate and durably accept an outbound message; raises MessageRefused, or
         Overloaded when the pipeline is over its admission limit."""
+        return await self._send(account, request, "outbound-api")
+
+    async def _send(
+        self,
+        account: Account,
+        request: SendRequest,
+        direction: str,
+        *,
+        confirming_keyword: bool = False,
+    ) -> MessageRecord:
         self.admit_check()
         await self._ids.ensure(1)
-        record, entries, where = await self._accepted(account, request, "outbound-api")
+        record, entries, where = await self._accepted(
+            account, request, direction, confirming_keyword=confirming_keyword
+        )
         await self._write(record, entries, where, new=True)
         self.admit([record])
         return record
@@ -353,10 +383,14 @@ class Messaging:
         request: SendRequest,
         direction: str,
         session: AsyncSession | None = None,
+        *,
+        confirming_keyword: bool = False,
     ) -> tuple[MessageRecord, tuple[TimelineEntry, ...], ledger.Whereabouts]:
         """A valid request as a new message, queued (or scheduled), with its timeline and
         where its work will stand; raises MessageRefused."""
-        to, sender, body, media = await self._validate(account, request, session)
+        to, sender, body, media, pool = await self._validate(
+            account, request, session, confirming_keyword=confirming_keyword
+        )
         self._account_sids[account.id] = account.sid
         info = analyze(body)
         now = datetime.now(UTC)
@@ -376,7 +410,8 @@ class Messaging:
             encoding=info.encoding.value,
             num_segments=info.segments,
             status=Status.ACCEPTED.value,
-            status_callback=request.status_callback or None,
+            # A service's status callback serves the messages that name none.
+            status_callback=request.status_callback or (pool and pool.status_callback) or None,
             status_callback_method=request.status_callback_method,
             callback_format=request.callback_format,
             carrier=None,
@@ -388,6 +423,7 @@ class Messaging:
             date_created=now,
             date_updated=now,
             date_sent=None,
+            messaging_service_sid=pool.sid if pool is not None else None,
         )
         target = Status.QUEUED if request.send_at is None else Status.SCHEDULED
         step = advance(accepted, target, now)
@@ -416,11 +452,26 @@ class Messaging:
             )
 
     async def _validate(
-        self, account: Account, request: SendRequest, session: AsyncSession | None
-    ) -> tuple[str, str, str, tuple[str, ...]]:
+        self,
+        account: Account,
+        request: SendRequest,
+        session: AsyncSession | None,
+        *,
+        confirming_keyword: bool = False,
+    ) -> _Valid:
         if not request.to:
             raise MessageRefused(Refusal.TO_MISSING, "A 'To' phone number is required.")
-        if not request.from_:
+        pool = None
+        if request.messaging_service_sid is not None:
+            sid = request.messaging_service_sid
+            if _SERVICE_SID.fullmatch(sid):  # anything else is looked up for nothing
+                pool = await self._services.pool(sid, session)
+            if pool is None or pool.account_id != account.id:
+                raise MessageRefused(
+                    Refusal.SERVICE_NOT_FOUND,
+                    f"The Messaging Service {request.messaging_service_sid} does not exist.",
+                )
+        if not request.from_ and pool is None:
             raise MessageRefused(Refusal.FROM_MISSING, "A 'From' phone number is required.")
         body = request.body or ""
         if not body and not request.media_urls:
@@ -459,24 +510,45 @@ class Messaging:
             raise MessageRefused(
                 Refusal.TO_INVALID, f"The 'To' number {request.to} is not a valid phone number."
             ) from None
-        try:
-            sender = to_e164(request.from_)
-        except InvalidNumber:
-            raise MessageRefused(
-                Refusal.FROM_INVALID,
-                f"The 'From' number {request.from_} is not a valid phone number.",
-            ) from None
+        sender = self._sender(request, pool, to)
         if await self._directory.number_owner(sender, session) != account.id:
             raise MessageRefused(
                 Refusal.FROM_NOT_OWNED,
                 f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
                 "number or short code for your account.",
             )
+        # The confirmation of a STOP is the one text an opted-out recipient still gets.
+        if not confirming_keyword and await self._optouts.blocked(account.id, sender, to, session):
+            raise MessageRefused(
+                Refusal.OPTED_OUT,
+                f"Attempt to send to unsubscribed recipient: {to} opted out of messages "
+                f"from {sender} (texted STOP or a synonym) and has not opted back in.",
+            )
         if self._router.route(to, sender) is None:
             raise MessageRefused(
                 Refusal.UNREACHABLE, f"The 'To' phone number {to} is not reachable by any carrier."
             )
-        return to, sender, body, request.media_urls
+        return _Valid(to, sender, body, request.media_urls, pool)
+
+    @staticmethod
+    def _sender(request: SendRequest, pool: Pool | None, to: str) -> str:
+        """The number the message leaves from: `From`, else one of the service's pool."""
+        if request.from_:
+            try:
+                return to_e164(request.from_)
+            except InvalidNumber:
+                raise MessageRefused(
+                    Refusal.FROM_INVALID,
+                    f"The 'From' number {request.from_} is not a valid phone number.",
+                ) from None
+        picked = pick_sender(pool.numbers, to) if pool is not None else None
+        if picked is None:
+            raise MessageRefused(
+                Refusal.SERVICE_EMPTY,
+                f"The Messaging Service {request.messaging_service_sid} has no phone numbers "
+                "to send from.",
+            )
+        return picked
 
     # -- recording changes ------------------------------------------------------------------
 
@@ -1034,6 +1106,14 @@ class Messaging:
         account_id = await self._directory.number_owner(sms.recipient)
         if account_id is None:
             raise NumberNotInService(f"{sms.recipient} is not a number in service")
+        handset = _e164_or_as_is(sms.sender)
+        kind = keyword(sms.body)
+        if kind in (Keyword.OPT_OUT, Keyword.OPT_IN):
+            # Before the message is recorded: the app it goes to must find the change made
+            # (its reply to a STOP is refused), and a failure here leaves nothing half done.
+            await self._optouts.set(
+                account_id, sms.recipient, handset, opted_out=kind == Keyword.OPT_OUT
+            )
         await self._ids.ensure(1)
         info = analyze(sms.body)
         now = datetime.now(UTC)
@@ -1072,10 +1152,36 @@ class Messaging:
             ledger.INSERT_JOB, ledger.job_params(INBOUND_JOB, {"message_sid": record.sid})
         )
         self._queue.wake()
+        if kind is not None:
+            await self._confirm(account_id, sms.recipient, handset, kind)
         return record.sid
+
+    async def _confirm(self, account_id: int, number: str, handset: str, kind: Keyword) -> None:
+        """Answer a keyword with its confirmation, as Twilio does by default; a refusal is
+        logged, never the inbound message's failure (it is recorded already)."""
+        account = await self._directory.account_by_id(account_id)
+        if account is None:
+            return
+        request = SendRequest(to=handset, from_=number, body=DEFAULT_REPLIES[kind])
+        try:
+            await self._send(account, request, "outbound-reply", confirming_keyword=True)
+        except (MessageRefused, Overloaded) as refused:
+            log.warning(
+                "confirmation of %s from %s to %s not sent: %s", kind, handset, number, refused
+            )
 
 
 _ACCEPTED_KEY = "verbal.messaging.accepted"
+_SERVICE_SID = re.compile("MG[0-9a-f]{32}")
+
+
+def _e164_or_as_is(number: str) -> str:
+    """A handset's number as sends address it (E.164), or as the carrier gave it when it
+    is no phone number (an alphanumeric sender cannot be texted anyway)."""
+    try:
+        return to_e164(number)
+    except InvalidNumber:
+        return number
 
 
 @event.listens_for(Session, "after_commit")

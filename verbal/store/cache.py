@@ -58,8 +58,11 @@ class TtlCache(Generic[V]):
             future.exception()  # retrieved: the callers waiting get it raised
             raise
         finally:
-            del self._loading[key]
-        if value is not None:
+            current = self._loading.get(key) is future
+            if current:
+                del self._loading[key]
+        # A read forgotten while it ran may predate the change that forgot it: not kept.
+        if value is not None and current:
             self.put(key, value)
         future.set_result(value)
         return value
@@ -71,6 +74,8 @@ class TtlCache(Generic[V]):
 
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)
+        self._loading.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._loading.clear()

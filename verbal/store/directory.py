@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal import ids
 from verbal.store.cache import TtlCache
-from verbal.store.models import Account, Application, PhoneNumber
+from verbal.store.models import Account, Application, MessagingServiceNumber, PhoneNumber
 
 
 class AlreadyExists(Exception):
@@ -69,10 +69,18 @@ class Directory:
         # owners by number.
         self._accounts: TtlCache[Account] = TtlCache(CACHE_TTL_SECONDS)
         self._owners: TtlCache[int] = TtlCache(CACHE_TTL_SECONDS)
+        self._numbers_changed: list[Callable[[], None]] = []
+
+    def when_numbers_change(self, forget: Callable[[], None]) -> None:
+        """Have `forget` called whenever a number is added, moved or released (another
+        cache that holds numbers: Messaging Services' pools)."""
+        self._numbers_changed.append(forget)
 
     def forget_numbers(self) -> None:
         """Drop cached number owners (a number was added, moved or released)."""
         self._owners.clear()
+        for forget in self._numbers_changed:
+            forget()
 
     async def account_by_id(
         self, account_id: int, session: AsyncSession | None = None
@@ -179,12 +187,12 @@ class Directory:
         """Create an application; `settings` are APPLICATION_SETTINGS columns."""
         _check_settings(settings)
         async with self._sessions.begin() as session:
-            application = self._new_application(account.id, friendly_name, settings)
+            application = self.new_application(account.id, friendly_name, settings)
             session.add(application)
         return application
 
     @staticmethod
-    def _new_application(
+    def new_application(
         account_id: int,
         friendly_name: str,
         settings: Mapping[str, Any],
@@ -323,7 +331,7 @@ class Directory:
             if own_settings:
                 own = await session.get(Application, row.own_application_id or 0)
                 if own is None:
-                    own = self._new_application(
+                    own = self.new_application(
                         row.account_id, f"{row.number} own URLs", own_settings, number_owned=True
                     )
                     session.add(own)
@@ -351,5 +359,11 @@ class Directory:
                 own = await session.get(Application, row.own_application_id)
                 if own is not None:
                     own.deleted = True
+            # It leaves its Messaging Service's pool.
+            await session.execute(
+                delete(MessagingServiceNumber).where(
+                    MessagingServiceNumber.phone_number_id == row.id
+                )
+            )
             await session.delete(row)
         self.forget_numbers()

@@ -171,6 +171,41 @@ class Message(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires: Mapped[float | None] = mapped_column(Float)
     lane: Mapped[str | None] = mapped_column(String(64))
+    # The Messaging Service the message was sent through (Twilio's MessagingServiceSid).
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(34))
+
+
+class MessagingService(Base):
+    """A Twilio Messaging Service: a pool of the account's numbers that sends pick a sender
+    from, with the status callback its messages use when they name none."""
+
+    __tablename__ = "messaging_services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    friendly_name: Mapped[str] = mapped_column(String(64))
+    inbound_request_url: Mapped[str | None] = mapped_column(String(2048))
+    inbound_method: Mapped[str] = mapped_column(String(8))
+    fallback_url: Mapped[str | None] = mapped_column(String(2048))
+    fallback_method: Mapped[str] = mapped_column(String(8))
+    status_callback: Mapped[str | None] = mapped_column(String(2048))
+    sticky_sender: Mapped[bool] = mapped_column(Boolean)
+    # The hidden application holding its inbound request URL, which answers the texts to
+    # its numbers that have no app of their own.
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MessagingServiceNumber(Base):
+    """A number in a Messaging Service's sender pool: a number is in one service at most."""
+
+    __tablename__ = "messaging_service_numbers"
+
+    phone_number_id: Mapped[int] = mapped_column(ForeignKey("phone_numbers.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("messaging_services.id"), index=True)
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Session(Base):
@@ -221,6 +256,19 @@ class ConversationCookies(Base):
     handset: Mapped[str] = mapped_column(String(64), primary_key=True)
     cookies: Mapped[str] = mapped_column(Text)
     expires: Mapped[float] = mapped_column(Float, index=True)
+
+
+class OptOut(Base):
+    """A recipient who asked a sender to stop (STOP and its synonyms, or the CLI): sends
+    from `sender` to `recipient` are refused until they opt back in. The sender is the
+    scope of the opt-out: one of the account's numbers."""
+
+    __tablename__ = "opt_outs"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SessionEvent(Base):
