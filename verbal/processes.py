@@ -378,6 +378,12 @@ class ForwardedJournal:
             self._waiting.pop(number, None)
         return []
 
+    def lost(self) -> None:
+        """The API process is gone: no tick in flight will ever be answered."""
+        for committed in self._waiting.values():
+            if not committed.done():
+                committed.set_exception(ConnectionError("the API process is gone"))
+
     def answered(self, payload: bytes) -> None:
         number, error = pickle.loads(payload)
         committed = self._waiting.get(number)
@@ -450,6 +456,7 @@ class ApiProcess:
             self.go.set()
 
     def _on_lost(self) -> None:
+        self._journal.lost()
         if self.stopping:
             return
         # The API process is gone, crashed or killed: so is the server. What this process
