@@ -204,24 +204,24 @@ async def _opt_out_pair(request: Request, user: ConsoleUser, form: FormData) -> 
 @router.post("/numbers/optouts")
 async def add_opt_out(request: Request, user: User) -> Response:
     """Opt a recipient out of texts from a number, as their STOP would (no reply is sent)."""
-    form = await request.form()
-    try:
-        number, recipient = await _opt_out_pair(request, user, form)
-    except FormProblem as problem:
-        return await _refusing(request, user, form, problem)
-    await runtime(request).optouts.set(user.account.id, number, recipient, opted_out=True)
-    return redirect("/numbers?notice=optout-added")
+    return await _change_opt_out(request, user, opted_out=True, notice="optout-added")
 
 
 @router.post("/numbers/optouts/remove")
 async def remove_opt_out(request: Request, user: User) -> Response:
+    return await _change_opt_out(request, user, opted_out=False, notice="optout-removed")
+
+
+async def _change_opt_out(
+    request: Request, user: User, *, opted_out: bool, notice: str
+) -> Response:
     form = await request.form()
     try:
         number, recipient = await _opt_out_pair(request, user, form)
     except FormProblem as problem:
         return await _refusing(request, user, form, problem)
-    await runtime(request).optouts.set(user.account.id, number, recipient, opted_out=False)
-    return redirect("/numbers?notice=optout-removed")
+    await runtime(request).optouts.set(user.account.id, number, recipient, opted_out=opted_out)
+    return redirect(f"/numbers?notice={notice}")
 
 
 @router.post("/test-message")
