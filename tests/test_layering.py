@@ -1,4 +1,4 @@
-"""Imports point one way: api -> engine -> messaging -> dispatch -> carriers -> store.
+"""Imports point one way: api -> engine -> messaging/voice -> dispatch -> carriers/media -> store.
 
 A lower layer importing a higher one is how architecture rots quietly; this test makes it
 loud. `dialects` and `webhooks` translate and transport and import no other layer but
@@ -19,6 +19,8 @@ FORBIDDEN: dict[str, set[str]] = {
         "api",
         "engine",
         "messaging",
+        "voice",
+        "media",
         "dispatch",
         "carriers",
         "webhooks",
@@ -30,6 +32,8 @@ FORBIDDEN: dict[str, set[str]] = {
         "api",
         "engine",
         "messaging",
+        "voice",
+        "media",
         "dispatch",
         "carriers",
         "dialects",
@@ -40,6 +44,8 @@ FORBIDDEN: dict[str, set[str]] = {
         "api",
         "engine",
         "messaging",
+        "voice",
+        "media",
         "dispatch",
         "carriers",
         "webhooks",
@@ -47,9 +53,25 @@ FORBIDDEN: dict[str, set[str]] = {
         "runtime",
         "cli",
     },
-    "carriers": {"api", "engine", "messaging", "dispatch", "runtime", "cli"},
-    "dispatch": {"api", "engine", "messaging", "carriers", "runtime", "cli"},
-    "messaging": {"api", "engine", "runtime", "cli"},
+    # Audio in and out of a call: codecs, RTP, prompts. Knows nothing of calls or protocols.
+    "media": {
+        "api",
+        "engine",
+        "messaging",
+        "voice",
+        "dispatch",
+        "carriers",
+        "webhooks",
+        "dialects",
+        "store",
+        "runtime",
+        "cli",
+    },
+    "carriers": {"api", "engine", "messaging", "voice", "dispatch", "runtime", "cli"},
+    "dispatch": {"api", "engine", "messaging", "voice", "carriers", "runtime", "cli"},
+    "messaging": {"api", "engine", "voice", "runtime", "cli"},
+    # Calls sit beside messaging: the engine drives both; voice uses carriers and media.
+    "voice": {"api", "engine", "messaging", "runtime", "cli"},
     "engine": {"api", "runtime", "cli"},
     "runtime": {"api", "cli"},
     "console": {"api", "cli"},

@@ -1,0 +1,1 @@
+"""SIP, written like the SMPP package: a sans-I/O protocol core and a thin asyncio shell."""
