@@ -244,6 +244,49 @@ class Session(Base):
     ended_at: Mapped[datetime | None] = mapped_column()
 
 
+class Call(Base):
+    """One call: its parties, direction, state and how it ended (`verbal/voice/records.py`).
+
+    `status` follows Twilio's names (queued, ringing, in-progress, then completed, busy,
+    failed, no-answer or canceled); a final status is written once. `node` is the process
+    that runs the call: a call lives in that process's memory, so when it dies its live
+    calls end (`verbal/voice/records.py`, `recover`).
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_account", "account_id", "id"),
+        Index("ix_calls_live", "status", "node"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(34), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
+    session_sid: Mapped[str | None] = mapped_column(String(34))
+    parent_sid: Mapped[str | None] = mapped_column(String(34), index=True)
+    # inbound, outbound-api or outbound-dial
+    direction: Mapped[str] = mapped_column(String(16))
+    from_number: Mapped[str] = mapped_column(String(64))
+    to_number: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    # Whose conventions its requests and status callbacks follow (tropo, rcml, plivo).
+    dialect: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    method: Mapped[str] = mapped_column(String(8), default="POST")
+    status_callback: Mapped[str | None] = mapped_column(String(2048))
+    status_callback_method: Mapped[str] = mapped_column(String(8), default="POST")
+    status_callback_events: Mapped[list[Any]] = mapped_column(default=list)
+    timeout_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    end_cause: Mapped[str | None] = mapped_column(String(64))
+    duration: Mapped[int | None] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(128))
+    date_created: Mapped[datetime] = mapped_column(default=utcnow)
+    date_updated: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
 class ConversationCookies(Base):
     """The cookies apps set in one conversation (account, app number, handset), sent back
     with its next requests (verbal/webhooks/conversations.py): a JSON list of cookies, and
@@ -369,6 +412,8 @@ class SandboxRule(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     delay_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     error_code: Mapped[int | None] = mapped_column(Integer)
+    # "text" rules script messages to a handset, "voice" rules what it does when called.
+    channel: Mapped[str] = mapped_column(String(8), default="text", server_default="text")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
