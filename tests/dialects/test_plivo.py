@@ -21,6 +21,7 @@ from verbal.dialects.verbs import (
     DocumentError,
     Hangup,
     Message,
+    PreAnswer,
     Redirect,
     Say,
     Target,
@@ -147,7 +148,30 @@ def test_speak_message_wait_hangup() -> None:
     assert speak == Say("Hello, sending you an SMS", speech_only=True, voice="WOMAN")
     assert message.status_callback == Target("http://127.0.0.1:8080/cb", "POST")
     assert wait == Wait(2.0)
-    assert hangup == Hangup()
+    assert hangup == Hangup(reason="rejected")
+
+
+def test_hangup_schedule_and_reasons() -> None:
+    response = plivoxml.ResponseElement()
+    response.add_hangup(schedule=30)
+    response.add_hangup(reason="busy")
+    assert verbs(response.to_string()) == (
+        Hangup(schedule_seconds=30.0),
+        Hangup(reason="busy"),
+    )
+    assert "rejected or busy" in refused('<Response><Hangup reason="late"/></Response>').message
+    assert "whole number" in refused('<Response><Hangup schedule="-1"/></Response>').message
+
+
+def test_play_and_speak_loop() -> None:
+    response = plivoxml.ResponseElement()
+    response.add_play("/hold.mp3", loop=3)
+    response.add_speak("Hi", loop=0)
+    assert verbs(response.to_string()) == (
+        Say("", speech_only=True, audio=("https://app.example/hold.mp3",), loop=3),
+        Say("Hi", speech_only=True, loop=0),
+    )
+    assert "needs the URL" in refused("<Response><Play/></Response>").message
 
 
 def test_getdigits_speak_redirect() -> None:
@@ -188,7 +212,7 @@ def test_play_record_dial() -> None:
     dial.add_user("sip:alice@example.com")
     response.add(dial)
     play, record, dial_verb = verbs(response.to_string())
-    assert play == VoiceVerb("play", {"loop": "2", "body": "https://example.com/a.mp3"})
+    assert play == Say("", speech_only=True, audio=("https://example.com/a.mp3",), loop=2)
     assert record == VoiceVerb(
         "record",
         {
@@ -224,14 +248,8 @@ def test_the_other_voice_elements() -> None:
     response.add(plivoxml.StreamElement("wss://media.example/s", bidirectional=True))
     response.add(plivoxml.MultiPartyCallElement("mpc-1", role="agent"))
     pre, get_input, conference, dtmf, stream, mpc = verbs(response.to_string())
-    assert pre == VoiceVerb(
-        "preanswer",
-        {
-            "children": [
-                {"body": "Connecting", "kind": "speak"},
-                {"src": "+1", "dst": "+2", "body": "You called", "kind": "message"},
-            ]
-        },
+    assert pre == PreAnswer(
+        (Say("Connecting", speech_only=True), Message(to=("+2",), sender="+1", body="You called"))
     )
     assert get_input == VoiceVerb("getinput", {"action": "https://x/in", "inputType": "speech"})
     assert conference == VoiceVerb("conference", {"muted": "true", "body": "room-1"})

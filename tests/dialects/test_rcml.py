@@ -229,7 +229,7 @@ def test_v3_play_pause_reject() -> None:
     response.pause(length=3)
     response.reject(reason="busy")
     assert parse(str(response)).verbs == (
-        VoiceVerb("play", {"loop": "2", "text": "http://example.com/a.mp3"}),
+        Say("", speech_only=True, audio=("http://example.com/a.mp3",), loop=2),
         Wait(3),
         Reject("busy"),
     )
@@ -442,9 +442,22 @@ def test_reject_reasons() -> None:
 def test_say_is_speech_only_and_keeps_its_voice() -> None:
     document = '<Response><Say voice="woman" language="fr" loop="2">Bonjour</Say><Say/></Response>'
     assert parse(document).verbs == (
-        Say("Bonjour", speech_only=True, voice="woman"),
+        Say("Bonjour", speech_only=True, voice="woman", loop=2),
         Say("", speech_only=True),
     )
+
+
+def test_play_resolves_its_url_and_loops() -> None:
+    document = '<Response><Play loop="0">/hold.wav</Play><Play loop="x">a.mp3</Play></Response>'
+    assert parse(document).verbs == (
+        Say("", speech_only=True, audio=("http://127.0.0.1:8080/hold.wav",), loop=0),
+        Say("", speech_only=True, audio=("http://127.0.0.1:8080/app/a.mp3",), loop=1),
+    )
+
+
+def test_play_of_digits_alone_stays_a_voice_verb() -> None:
+    (verb,) = parse('<Response><Play digits="ww12"/></Response>').verbs
+    assert verb == VoiceVerb("play", {"digits": "ww12"})
 
 
 def test_method_other_than_get_or_post_falls_back_to_post() -> None:

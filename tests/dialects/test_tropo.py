@@ -22,6 +22,7 @@ from verbal.dialects.verbs import (
     Call,
     Channel,
     Choices,
+    Deflect,
     Document,
     DocumentError,
     Handler,
@@ -84,6 +85,7 @@ BLOG = (
                     channel=VOICE,
                     first_only=False,  # a voice message rings every destination
                     name="m1",
+                    timeout_seconds=60.0,
                 )
             ],
             id="python-voice-all-options",
@@ -185,7 +187,7 @@ def test_python_library_other_verbs() -> None:
         Reject(),
         VoiceVerb("stopRecording", {}),
         Wait(3.0),
-        VoiceVerb("redirect", {"to": "sip:a@b", "name": "r1"}),
+        Deflect("sip:a@b"),
         VoiceVerb("answer", {"headers": {"x-h": "v"}}),
     )
     assert document.handlers == ()
@@ -302,7 +304,27 @@ def test_call_on_the_sms_network_is_a_text_conversation() -> None:
     assert say == Say("Look at this\ncaption text", media=("http://example.com/1.jpg",))
     assert (wait, hangup) == (Wait(0.5), Hangup())
     voice_call = parse('{"tropo": [{"call": {"to": "+1415", "network": "SIP"}}]}').verbs[0]
-    assert isinstance(voice_call, VoiceVerb) and voice_call.attributes["channel"] == "voice"
+    assert voice_call == Call(to=("+1415",), channel=VOICE)
+
+
+def test_voice_call_and_message_keep_their_ring_timeout() -> None:
+    document = parse(
+        '{"tropo": [{"call": {"to": ["+1", "+2"], "from": "+3", "timeout": 20, "channel": '
+        '"VOICE", "name": "c"}}, {"message": {"to": "+4", "say": [{"value": "Hi"}, {"value": '
+        '"http://x/a.wav"}], "channel": "VOICE", "timeout": 15}}]}'
+    )
+    assert document.verbs == (
+        Call(to=("+1", "+2"), sender="+3", channel=VOICE, name="c", timeout_seconds=20.0),
+        # On a call a URL is played, not spoken.
+        Message(
+            to=("+4",), body="Hi", media=("http://x/a.wav",), channel=VOICE, timeout_seconds=15.0
+        ),
+    )
+
+
+def test_a_say_value_that_is_a_url_is_audio_on_a_call_and_text_on_text() -> None:
+    (say,) = parse('{"tropo": [{"say": {"value": "https://x/hello.mp3"}}]}').verbs
+    assert say == Say("https://x/hello.mp3", audio=("https://x/hello.mp3",))
 
 
 def test_empty_document_is_valid() -> None:

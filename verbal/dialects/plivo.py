@@ -38,6 +38,7 @@ from verbal.dialects.verbs import (
     DocumentError,
     Hangup,
     Message,
+    PreAnswer,
     Redirect,
     Say,
     Target,
@@ -440,18 +441,64 @@ def _wait(element: Element, base_url: str) -> Wait:
     return Wait(seconds)
 
 
+# Plivo's <Hangup reason>: how the refusal of a call that was never answered reads.
+HANGUP_REASONS = frozenset({"rejected", "busy"})
+
+
 def _hangup(element: Element, base_url: str) -> Hangup:
-    # reason and schedule shape how a call ends; the shared Hangup has no room for them.
-    return Hangup()
+    reason = element.get("reason")
+    if reason is not None and reason not in HANGUP_REASONS:
+        raise _fail(f"<Hangup reason> must be rejected or busy, not {reason!r}")
+    schedule = element.get("schedule")
+    seconds = None
+    if schedule is not None:
+        if not schedule.isdigit() or int(schedule) < 1:
+            raise _fail(f"<Hangup schedule> must be a whole number of seconds, not {schedule!r}")
+        seconds = float(schedule)
+    return Hangup(reason=reason, schedule_seconds=seconds)
+
+
+def _loop(element: Element) -> int:
+    raw = element.get("loop", "1")
+    if not raw.isdigit():
+        raise _fail(f"<{element.tag} loop> must be a whole number, not {raw!r}")
+    return int(raw)
 
 
 def _speak(element: Element, base_url: str) -> Say:
-    # language and loop only matter to a TTS engine; the shared Say has no room for them.
+    # language only matters to a TTS engine that has it; the voice is kept for the player.
     return Say(
         text=_spoken(element),
         speech_only=True,
         voice=element.get("voice"),
+        loop=_loop(element),
     )
+
+
+def _play(element: Element, base_url: str) -> Say:
+    url = _text(element)
+    if not url:
+        raise _fail("<Play> needs the URL of a sound file")
+    target = _target(url, "GET", base_url, "<Play>")
+    return Say(text="", speech_only=True, audio=(target.url,), loop=_loop(element))
+
+
+def _pre_answer(element: Element, base_url: str) -> PreAnswer | VoiceVerb:
+    """Early media: what a ringing caller hears before the call is answered.
+
+    Speak, Play and Wait are played and a Message sent; a PreAnswer holding anything else
+    (GetDigits, Redirect, DTMF) is kept whole as a voice verb, which this part of voice
+    cannot run.
+    """
+    parsers: dict[str, Callable[[Element, str], Say | Wait | Message]] = {
+        "Speak": _speak,
+        "Play": _play,
+        "Wait": _wait,
+        "Message": _message,
+    }
+    if any(child.tag not in parsers for child in element):
+        return _voice(element, base_url)
+    return PreAnswer(tuple(parsers[child.tag](child, base_url) for child in element))
 
 
 def _voice_data(element: Element) -> dict[str, Any]:
@@ -482,6 +529,8 @@ _VERBS: dict[str, Callable[[Element, str], Verb]] = {
     "Wait": _wait,
     "Hangup": _hangup,
     "Speak": _speak,
+    "Play": _play,
+    "PreAnswer": _pre_answer,
 }
 
 

@@ -90,7 +90,6 @@ VOICE_VERBS = frozenset(
         "Hold",
         "Leave",
         "Pay",
-        "Play",
         "Record",
         "Refer",
         "Resume",
@@ -98,7 +97,8 @@ VOICE_VERBS = frozenset(
         "Stop",
     }
 )
-TEXT_VERBS = frozenset({"Hangup", "Message", "Pause", "Redirect", "Reject", "Say", "Sms"})
+# The verbs the shared model has; those that need a call (Say, Play) run only on one.
+TEXT_VERBS = frozenset({"Hangup", "Message", "Pause", "Play", "Redirect", "Reject", "Say", "Sms"})
 _VERBS_BY_LOWER_NAME = {name.lower(): name for name in VOICE_VERBS | TEXT_VERBS}
 
 METHODS = frozenset({"GET", "POST"})
@@ -277,7 +277,23 @@ def _verb(element: Element, base_url: str) -> Verb:
         case "Pause":
             return Wait(_seconds(attributes.get("length"), default=1))
         case "Say":
-            return Say(_text(element), speech_only=True, voice=attributes.get("voice") or None)
+            return Say(
+                _text(element),
+                speech_only=True,
+                voice=attributes.get("voice") or None,
+                loop=_seconds(attributes.get("loop"), default=1),
+            )
+        case "Play":
+            url = _text(element)
+            if not url:
+                # `<Play digits="...">` sends tones, which this part of voice cannot yet.
+                return _voice_verb(element, base_url)
+            return Say(
+                "",
+                speech_only=True,
+                audio=(urljoin(base_url, url),),
+                loop=_seconds(attributes.get("loop"), default=1),
+            )
         case tag if tag in VOICE_VERBS:
             return _voice_verb(element, base_url)
     raise DocumentError(SCHEMA_INVALID, _unknown_verb(element.tag))
@@ -375,7 +391,8 @@ def _method(value: str | None) -> str:
 
 
 def _seconds(value: str | None, *, default: int) -> int:
-    # An unusable length falls back to the default, as an unusable method does.
+    # An unusable length (or loop count) falls back to the default, as an unusable method
+    # does.
     try:
         seconds = int(value) if value else default
     except ValueError:

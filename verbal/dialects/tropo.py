@@ -21,8 +21,10 @@ Choices made where Tropo is silent or where Verbal differs from it on purpose:
   captions there) are text and join the body.
 * A prompt with no text and no media is dropped: Tropo's own recipe for swallowing an inbound
   text is an `ask` with an empty prompt, and a text channel cannot send an empty message.
-* `call` (also on the SMS network, where Tropo opens a text conversation) stays a `VoiceVerb`
-  until the verb model has a way to open a conversation; its `channel` attribute says which.
+* `call` opens a conversation: a text one on the SMS network, a call on a voice network.
+* A `say` value that is an http(s) URL is a sound file to play on a call (Tropo's own rule);
+  on text it stays the text it is. A voice `message`'s say values that are URLs are played.
+* `redirect` deflects a ringing call to another address (`Deflect`); it loads no document.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from verbal.dialects.verbs import (
     Call,
     Channel,
     Choices,
+    Deflect,
     Document,
     DocumentError,
     Handler,
@@ -307,11 +310,16 @@ def _message(value: Any, where: str, base_url: str) -> _Parsed:
     if obj.get("say") is None:
         raise _error(where, "has no 'say': a message needs something to send")
     prompts = [say for _, say in _say_items(obj["say"], where, voice=None)]
-    body = "\n".join(say.text for say in prompts if say.text)
-    media = tuple(url for say in prompts for url in say.media)
+    channel = _channel(obj, where)
+    if channel is Channel.VOICE:
+        # Sound files are played, the rest is spoken: the call hears both, in order.
+        body = "\n".join(say.text for say in prompts if say.text and not say.audio)
+        media = tuple(url for say in prompts for url in (*say.audio, *say.media))
+    else:
+        body = "\n".join(say.text for say in prompts if say.text)
+        media = tuple(url for say in prompts for url in say.media)
     if not body and not media:
         raise _error(where, "has nothing to send: every 'say' value is empty")
-    channel = _channel(obj, where)
     return [
         Message(
             to=to,
@@ -323,8 +331,14 @@ def _message(value: Any, where: str, base_url: str) -> _Parsed:
             first_only=channel is Channel.TEXT and isinstance(obj["to"], list),
             name=_name(obj, where),
             required=_flag(obj, "required", where, default=True),
+            timeout_seconds=_timeout(obj, where) if channel is Channel.VOICE else None,
         )
     ]
+
+
+def _timeout(obj: dict[str, Any], where: str) -> float | None:
+    """A voice `message` or `call`'s ring timeout (seconds), None when not given."""
+    return _seconds(obj, "timeout", where, default=0.0) or None
 
 
 def _say(value: Any, where: str, base_url: str) -> _Parsed:
@@ -415,8 +429,8 @@ def _voice_verb(kind: str, required: str | None = None, empty_ok: bool = False) 
         if required and attributes.get(required) is None:
             raise _error(where, f"has no {required!r}")
         if kind == "redirect":
-            attributes["to"] = _address(attributes["to"], where, "'to'")
-        elif "to" in attributes:  # call, transfer: one destination or several
+            return [Deflect(_address(attributes["to"], where, "'to'"))]
+        if "to" in attributes:  # call, transfer: one destination or several
             attributes["to"] = list(_addresses(attributes, "to", where))
             if attributes.get("from") is not None:
                 attributes["from"] = _sender(attributes, where)
@@ -433,7 +447,16 @@ def _voice_verb(kind: str, required: str | None = None, empty_ok: bool = False) 
                         required=_flag(attributes, "required", where, True),
                     )
                 ]
-            attributes["channel"] = channel.value
+            return [
+                Call(
+                    to=tuple(attributes["to"]),
+                    sender=attributes.get("from"),
+                    channel=channel,
+                    name=_name(attributes, where),
+                    required=_flag(attributes, "required", where, True),
+                    timeout_seconds=_timeout(attributes, where),
+                )
+            ]
         return [VoiceVerb(kind, attributes)]
 
     return parse
@@ -479,9 +502,11 @@ def _say_items(value: Any, where: str, voice: str | None) -> list[tuple[str | No
             raise _error(at, "has no 'value'")
         text = "" if obj.get("value") is None else _text(obj["value"], at, "'value'")
         event = _optional_text(obj, "event", at)
+        audio = (text,) if urlsplit(text).scheme.lower() in ("http", "https") else ()
         say = Say(
             text="\n".join(part for part in (text, *captions) if part),
             media=urls,
+            audio=audio,
             voice=_lower(obj, "voice", at) or voice,
             name=_name(obj, at),
             required=_flag(obj, "required", at, default=True),

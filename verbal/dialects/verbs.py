@@ -46,6 +46,8 @@ class Message:
     status_callback: Target | None = None
     name: str | None = None
     required: bool = True
+    # On the voice channel: how long the calls ring before giving up (None: the default).
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +63,17 @@ class Call:
     channel: Channel = Channel.TEXT
     name: str | None = None
     required: bool = True
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Say:
     """Output on the session's channel: a text reply on text, speech on voice.
 
-    `speech_only` marks verbs that only ever speak (RCML `<Say>`, Plivo `<Speak>`), which a
-    text session cannot run.
+    `speech_only` marks verbs that only ever speak or play (RCML `<Say>` and `<Play>`, Plivo
+    `<Speak>` and `<Play>`), which a text session cannot run. On a call, `audio` (URLs of
+    sound files) is played instead of `text` being spoken, `loop` times (0: until the call
+    ends, as RCML's `loop="0"`); `media` are a text's attachments and mean nothing to a call.
     """
 
     text: str
@@ -77,6 +82,8 @@ class Say:
     voice: str | None = None
     name: str | None = None
     required: bool = True
+    audio: tuple[str, ...] = ()
+    loop: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +136,38 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class Hangup:
-    pass
+    """End the call (on text: end the session).
+
+    `reason` is what the platform reports as the hang-up cause (Plivo's `reason`:
+    rejected, busy); `schedule_seconds` hangs up that much later while the document goes on
+    (Plivo's `schedule`).
+    """
+
+    reason: str | None = None
+    schedule_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """Refuse a call that rings, without answering it (`rejected` or `busy`)."""
+
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deflect:
+    """Send a ringing call elsewhere without answering it (Tropo's `redirect` to a SIP URI
+    or number); the session ends."""
+
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreAnswer:
+    """Plivo `<PreAnswer>`: play these to a ringing call as early media, before answering
+    (a `Message` among them is sent as it comes)."""
+
+    verbs: tuple[Say | Wait | Message, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +187,9 @@ class VoiceVerb:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-Verb = Message | Call | Say | Ask | Redirect | Hangup | Reject | Wait | VoiceVerb
+Verb = (
+    Message | Call | Say | Ask | Redirect | Hangup | Reject | Wait | Deflect | PreAnswer | VoiceVerb
+)
 
 
 @dataclass(frozen=True, slots=True)
