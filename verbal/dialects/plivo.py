@@ -18,6 +18,7 @@ import math
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlparse, urlsplit, urlunparse
 from xml.etree.ElementTree import Element, ParseError
@@ -27,6 +28,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 from verbal.dialects.types import (
     AppRequest,
+    CallFacts,
     Dialect,
     ErrorCodes,
     MessageFacts,
@@ -309,6 +311,58 @@ def inbound_params(facts: SessionFacts) -> list[tuple[str, str]]:
     return params
 
 
+# Plivo's hangup causes (the FreeSWITCH names its hangup_url reports) for how a call ended.
+HANGUP_CAUSES = {
+    "completed": "NORMAL_CLEARING",
+    "busy": "USER_BUSY",
+    "no-answer": "NO_ANSWER",
+    "canceled": "ORIGINATOR_CANCEL",
+    "failed": "CALL_REJECTED",
+}
+# Plivo's call statuses; it has no "canceled" (a cancelled call never answered: no-answer)
+# and calls Twilio's "no-answer" "no-answer" too, and "queued" does not reach apps.
+CALL_STATUSES = {"canceled": "no-answer", "queued": "ringing"}
+
+
+def call_uuid(sid: str) -> str:
+    """The CallUUID Plivo apps see for a Verbal call SID (shown in UUID form, as messages)."""
+    return message_uuid(sid)
+
+
+def _plivo_number(number: str) -> str:
+    # Plivo writes numbers without the `+` in its call requests.
+    return number.removeprefix("+")
+
+
+def call_params(call: CallFacts, event: str) -> list[tuple[str, str]]:
+    """The form an answer URL, a `<Redirect>` or a hangup URL receives (plivo.md §3.4)."""
+    params = [
+        ("CallUUID", call_uuid(call.sid)),
+        ("From", _plivo_number(call.from_number)),
+        ("To", _plivo_number(call.to_number)),
+        ("CallStatus", CALL_STATUSES.get(call.status, call.status)),
+        ("Direction", "inbound" if call.direction == "inbound" else "outbound"),
+        ("CallerName", ""),
+        ("Event", event),
+        ("BillRate", NO_CHARGE),
+    ]
+    if call.direction != "inbound":
+        # An API call is its own A leg; a call a session placed has its parent as A leg.
+        a_leg = call_uuid(call.parent_sid or call.sid)
+        params += [("ALegUUID", a_leg), ("ALegRequestUUID", a_leg), ("RequestUUID", a_leg)]
+    if call.forwarded_from:
+        params.append(("ForwardedFrom", _plivo_number(call.forwarded_from)))
+    if call.end_cause is not None:
+        duration = str(call.duration_seconds or 0)
+        params += [
+            ("HangupCause", HANGUP_CAUSES.get(call.end_cause, "NORMAL_CLEARING")),
+            ("Duration", duration),
+            ("BillDuration", duration),
+            ("TotalCost", NO_CHARGE),
+        ]
+    return params
+
+
 def _signed(target: Target, params: list[tuple[str, str]], auth_token: str) -> AppRequest:
     # For GET the engine appends `form` to the URL; signature_v3 signs it as it will arrive.
     return AppRequest(
@@ -556,10 +610,12 @@ class _Plivo:
     status_callbacks = STATUS_CALLBACKS
 
     def start_request(self, facts: SessionFacts, target: Target, auth_token: str) -> AppRequest:
-        # Plivo has no token launch, and Verbal no calls: a session starts from an SMS/MMS.
+        # Plivo has no token launch: a session starts from an SMS/MMS or a call.
+        if facts.call is not None:
+            return _signed(target, call_params(facts.call, "StartApp"), auth_token)
         if facts.launch != "inbound" or facts.channel != "text":
             raise ValueError(
-                f"Plivo apps start from an inbound message, not {facts.launch}/{facts.channel}"
+                f"Plivo apps start from an inbound message or call, not {facts.launch}"
             )
         return _signed(target, inbound_params(facts), auth_token)
 
@@ -569,7 +625,24 @@ class _Plivo:
         # <Message> has no action URL; only <Redirect> continues, with the same parameters.
         if progress.event != "redirect":
             raise ValueError(f"Plivo documents only continue by <Redirect>, not {progress.event}")
+        if facts.call is not None:
+            return _signed(target, call_params(facts.call, "Redirect"), auth_token)
         return _signed(target, inbound_params(facts), auth_token)
+
+    def call_status_request(
+        self,
+        call: CallFacts,
+        event: str,
+        sequence: int,
+        target: Target,
+        auth_token: str,
+        now: datetime,
+    ) -> AppRequest | None:
+        # Plivo reports the ring (ring_url) and the hang-up (hangup_url), nothing between.
+        names = {"ringing": "Ring", "completed": "Hangup"}
+        if event not in names:
+            return None
+        return _signed(target, call_params(call, names[event]), auth_token)
 
     def parse(self, body: bytes, content_type: str, base_url: str) -> Document:
         return parse_document(body, content_type, base_url)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -29,6 +31,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 from verbal.dialects import twilio
 from verbal.dialects.types import (
     AppRequest,
+    CallFacts,
     ErrorCodes,
     MessageFacts,
     Progress,
@@ -437,12 +440,86 @@ def continue_request(
     return _signed_request(target, params, auth_token)
 
 
+# The SIP final response Twilio reports (`SipResponseCode`) for how a call ended.
+SIP_CODES = {
+    "completed": "200",
+    "busy": "486",
+    "no-answer": "487",
+    "canceled": "487",
+    "failed": "500",
+}
+
+
+def call_params(call: CallFacts) -> list[tuple[str, str]]:
+    """Twilio's voice request parameters (a superset of Restcomm's), for the call as it is
+    now: what the voice URL, an action or `<Redirect>` and a status callback all carry."""
+    params = [
+        ("AccountSid", call.account_sid),
+        ("ApiVersion", twilio.API_VERSION),
+        ("CallSid", call.sid),
+        ("CallStatus", call.status),
+        ("Called", call.to_number),
+        ("Caller", call.from_number),
+        ("Direction", call.direction),
+        ("From", call.from_number),
+        ("To", call.to_number),
+    ]
+    if call.parent_sid:
+        params.append(("ParentCallSid", call.parent_sid))
+    if call.forwarded_from:
+        params.append(("ForwardedFrom", call.forwarded_from))
+    for prefix, number in (
+        ("From", call.from_number),
+        ("To", call.to_number),
+        ("Caller", call.from_number),
+        ("Called", call.to_number),
+    ):
+        params += [
+            (f"{prefix}City", ""),
+            (f"{prefix}State", ""),
+            (f"{prefix}Zip", ""),
+            (f"{prefix}Country", _country(number)),
+        ]
+    return params
+
+
+def call_status_params(call: CallFacts, sequence: int, now: datetime) -> list[tuple[str, str]]:
+    """A call progress callback (`StatusCallback`): the call's parameters, where the event
+    came from, its order, when, and once the call ended how long it lasted."""
+    params = call_params(call)
+    params += [
+        ("CallbackSource", "call-progress-events"),
+        ("SequenceNumber", str(sequence)),
+        ("Timestamp", format_datetime(now.astimezone(UTC))),
+    ]
+    if call.duration_seconds is not None:
+        # CallDuration in seconds; Duration is billed minutes, rounded up.
+        params += [
+            ("CallDuration", str(call.duration_seconds)),
+            ("Duration", str(-(-call.duration_seconds // 60))),
+        ]
+    if call.status in SIP_CODES:
+        params.append(("SipResponseCode", SIP_CODES[call.status]))
+    return params
+
+
+def call_status_request(
+    call: CallFacts, event: str, sequence: int, target: Target, auth_token: str, now: datetime
+) -> AppRequest:
+    """The status callback of `event` (initiated, ringing, answered, completed): every
+    event is asked for by name, so the request does not depend on it beyond the call."""
+    return _signed_request(target, call_status_params(call, sequence, now), auth_token)
+
+
 def _session_params(facts: SessionFacts) -> list[tuple[str, str]]:
-    """Twilio's inbound-message parameters, which include all of Restcomm's.
+    """Twilio's inbound-message parameters, which include all of Restcomm's; on a call, its
+    voice parameters.
 
     A session that did not start with a message (a token launch that found an RCML app)
     gets the ones its facts support.
     """
+    if facts.call is not None:
+        return call_params(facts.call)
     sid = facts.inbound_message_sid
     params = [("MessageSid", sid), ("SmsSid", sid), ("SmsMessageSid", sid)] if sid else []
     params.append(("AccountSid", facts.account_sid))
@@ -574,6 +651,17 @@ class _Rcml:
         self, facts: SessionFacts, target: Target, progress: Progress, auth_token: str
     ) -> AppRequest:
         return continue_request(facts, target, progress, auth_token)
+
+    def call_status_request(
+        self,
+        call: CallFacts,
+        event: str,
+        sequence: int,
+        target: Target,
+        auth_token: str,
+        now: datetime,
+    ) -> AppRequest | None:
+        return call_status_request(call, event, sequence, target, auth_token, now)
 
 
 DIALECT = _Rcml()

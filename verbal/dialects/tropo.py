@@ -44,6 +44,7 @@ from xml.sax.saxutils import escape
 from verbal.dialects.types import (
     AppRequest,
     CallbackFormat,
+    CallFacts,
     ErrorCodes,
     MessageFacts,
     Progress,
@@ -182,6 +183,17 @@ class _TropoDialect:
         elif actions:
             result["actions"] = actions
         return _post(target, {"result": result})
+
+    def call_status_request(
+        self,
+        call: CallFacts,
+        event: str,
+        sequence: int,
+        target: Target,
+        auth_token: str,
+        now: datetime,
+    ) -> AppRequest | None:
+        return None  # Tropo reports a call's end to the app's `on` handlers only
 
 
 DIALECT = _TropoDialect()
@@ -799,8 +811,11 @@ def _ids(number: str, channel: str) -> tuple[str, str]:
 
 
 def _call_id(facts: SessionFacts) -> str:
-    # Tropo's call ids are 32 hex digits, stable for the session; derive one rather than
-    # store it, so the Session and every later Result agree.
+    # Tropo's call ids are 32 hex digits, stable for the session: a call's own SID holds
+    # them; a text session derives some rather than store them, so the Session and every
+    # later Result agree.
+    if facts.call is not None:
+        return facts.call.sid[2:].lower()
     return hashlib.sha256(f"tropo-call:{facts.session_id}".encode()).hexdigest()[:32]
 
 

@@ -32,6 +32,27 @@ class MessageFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What a request about a call may tell, independent of any platform.
+
+    `status` uses Twilio's names (queued, ringing, in-progress, completed, busy, failed,
+    no-answer, canceled); `direction` is inbound, outbound-api or outbound-dial.
+    """
+
+    sid: str
+    account_sid: str
+    from_number: str
+    to_number: str
+    status: str
+    direction: str
+    created_at: datetime
+    parent_sid: str | None = None
+    duration_seconds: int | None = None  # once the call has ended
+    end_cause: str | None = None  # once it has ended: completed, busy, no-answer, ...
+    forwarded_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFacts:
     """What the engine knows about a session, for the dialect to put into requests."""
 
@@ -47,6 +68,7 @@ class SessionFacts:
     inbound_media: tuple[str, ...] = ()
     parameters: dict[str, str] = field(default_factory=dict)  # Tropo token-launch parameters
     num_segments: int = 1
+    call: CallFacts | None = None  # the session's call, when it talks on one
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +159,18 @@ class Dialect(Protocol):
 
     def parse(self, body: bytes, content_type: str, base_url: str) -> Document:
         """The app's answer as verbs; raises DocumentError. Relative URLs resolve on base_url."""
+        ...
+
+    def call_status_request(
+        self,
+        call: CallFacts,
+        event: str,
+        sequence: int,
+        target: Target,
+        auth_token: str,
+        now: datetime,
+    ) -> AppRequest | None:
+        """The request that reports a call's `event` (initiated, ringing, answered,
+        completed) to `target`, signed; None where the platform reports no such event.
+        `sequence` counts the call's reports from 0."""
         ...

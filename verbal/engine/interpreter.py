@@ -25,15 +25,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from verbal.dialects.types import AppRequest, Dialect, Progress, SessionFacts, VerbResult
+from verbal.dialects.types import (
+    AppRequest,
+    CallFacts,
+    Dialect,
+    Progress,
+    SessionFacts,
+    VerbResult,
+)
 from verbal.dialects.verbs import (
     Ask,
     Call,
     Channel,
+    Deflect,
     Document,
     DocumentError,
     Hangup,
     Message,
+    PreAnswer,
     Redirect,
     Reject,
     Say,
@@ -54,6 +63,9 @@ MAX_DOCUMENTS = 50
 INLINE_WAIT_SECONDS = 2.0
 # Which status a message reports to an RCML/TwiML `action`, once accepted.
 ACCEPTED_STATUS = "queued"
+# How long a call placed by a voice `message` or `call` rings when the app names no timeout
+# (Tropo's default).
+DEFAULT_RING_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -86,6 +98,8 @@ class SessionState:
     waiting: dict[str, Any] = field(default_factory=dict)
     end_reason: str | None = None
     ended_at: datetime | None = None
+    # The call the session talks on: verbs that speak, wait and hang up act on it.
+    call_sid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +115,14 @@ class AppFacts:
     app_number: str | None  # the app's first number, for sessions without one (launches)
     inbound_media: tuple[str, ...] = ()
     num_segments: int = 1
+    # A session on a call starts at the app's voice URL (or the URL the call was placed
+    # with), not its messaging URL.
+    voice_url: str | None = None
+    voice_method: str = "POST"
+    voice_fallback_url: str | None = None
+    voice_fallback_method: str = "POST"
+    # What the session's call is, for the dialect's requests (`CallFacts`).
+    call: CallFacts | None = None
 
 
 # -- actions: what the step asks of the driver ---------------------------------------------
@@ -127,7 +149,58 @@ class Sleep:
     seconds: float
 
 
-Action = Fetch | Send | Sleep
+# Actions on the session's call; the driver answers `Speak` and `Silence` with whether the
+# call is still up (False: the far end hung up), the others with None.
+
+
+@dataclass(frozen=True, slots=True)
+class Speak:
+    """Speak or play these on the call; `early` before answering (early media)."""
+
+    says: tuple[Say, ...]
+    early: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    seconds: float
+    early: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """Hang up (`after_seconds` later, the document going on), reject or deflect the call."""
+
+    how: str  # hangup, reject or deflect
+    reason: str | None = None
+    to: str | None = None
+    after_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Call every number in `to` at once; the first to answer wins, the others are
+    cancelled. The driver answers with a `Dialed`.
+
+    With `keep` the answered call becomes the session's own (Tropo `call`); otherwise it
+    hears `says` and is hung up (a voice `message`).
+    """
+
+    to: tuple[str, ...]
+    sender: str
+    says: tuple[Say, ...] = ()
+    keep: bool = False
+    timeout_seconds: float = DEFAULT_RING_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class Dialed:
+    status: str  # answered, busy, no-answer, failed, canceled
+    call_sid: str | None = None
+    number: str | None = None
+
+
+Action = Fetch | Send | Sleep | Speak | Silence | EndCall | Dial
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +241,8 @@ class Step:
         # What `_document_done` decided, for `run` to carry out: the handler's says, and
         # why the session ends (None: it continues at the request it now owes).
         self._handled: tuple[tuple[Say, ...], str | None] | None = None
+        # Running a verb inside another (a Message in a PreAnswer): failures only log.
+        self._nested = False
 
     @property
     def dialect(self) -> Dialect:
@@ -185,7 +260,11 @@ class Step:
             if self._handled is not None:
                 # A handler's `say` goes out in this step, before its `next` is requested.
                 (says, end), self._handled = self._handled, None
-                yield from self._reply(says)
+                if state.call_sid is None:
+                    yield from self._reply(says)
+                elif says:
+                    # Spoken if the call is still up; after a hang-up no one hears them.
+                    yield Speak(tuple(says))
                 if end is not None:
                     self._end(end)
             if state.state != "running":
@@ -214,55 +293,206 @@ class Step:
                 return outcome
 
     def _execute(self, document: Document, verb: Any) -> Generator[Action, Any, NextStep | None]:
+        on_call = self.state.call_sid is not None
         if isinstance(verb, Message):
-            yield from self._message(document, verb)
+            if verb.channel == Channel.VOICE:
+                yield from self._voice_message(document, verb)
+            else:
+                yield from self._message(document, verb)
         elif isinstance(verb, Call):
-            self._call(document, verb)
+            if verb.channel == Channel.VOICE:
+                yield from self._voice_call(document, verb)
+            else:
+                self._call(document, verb)
         elif isinstance(verb, Say):
-            if verb.speech_only:
-                self._verb_failed(
-                    document,
-                    self.dialect.errors.voice_verb_on_text,
-                    "speech needs a voice call; this is a text session",
-                    required=verb.required,
-                )
+            if on_call:
+                if (yield from self._speak((verb,))):
+                    self._advance({"event": "verb", "verb": "say"})
+            elif verb.speech_only:
+                what = "'play'" if verb.audio else "speech"
+                self._needs_call(document, what, required=verb.required)
             else:
                 yield from self._reply([verb])
                 self._advance({"event": "verb", "verb": "say"})
         elif isinstance(verb, Ask):
+            if on_call:
+                # Listening (speech, DTMF) comes with the media layer's input.
+                self._verb_failed(
+                    document,
+                    self.dialect.errors.voice_verb_on_text,
+                    "an ask on a call needs spoken or keyed input, which is not supported yet",
+                    required=verb.required,
+                )
+                return None
             return (yield from self._ask(document, verb))
         elif isinstance(verb, Redirect):
             self._owe_request(verb.target, "redirect")
+        elif isinstance(verb, Hangup) and on_call:
+            yield from self._hangup(document, verb)
+        elif isinstance(verb, Reject) and on_call:
+            yield EndCall("reject", reason=verb.reason or "rejected")
+            self._document_done(document, "hangup")
         elif isinstance(verb, Hangup | Reject):
             self._document_done(document, "hangup")
+        elif isinstance(verb, Deflect):
+            if on_call:
+                yield EndCall("deflect", to=verb.to)
+                self._advance({"event": "verb", "verb": "redirect", "to": verb.to})
+                self._end(f"the call was redirected to {verb.to}")
+            else:
+                self._needs_call(document, "'redirect'", required=True)
         elif isinstance(verb, Wait):
+            if on_call:
+                # A call lives in this process: its waits happen here, however long.
+                if (yield Silence(max(0.0, verb.seconds))):
+                    self._advance({"event": "wait", "seconds": verb.seconds})
+                else:
+                    self._caller_hung_up(document)
+                return None
             if verb.seconds > INLINE_WAIT_SECONDS:
                 self._advance({"event": "wait", "seconds": verb.seconds})
                 return NextStep(delay=verb.seconds)
             yield Sleep(max(0.0, verb.seconds))
             self._advance({"event": "wait", "seconds": verb.seconds})
+        elif isinstance(verb, PreAnswer):
+            yield from self._pre_answer(document, verb)
         elif isinstance(verb, VoiceVerb):
+            if on_call:
+                self._verb_failed(
+                    document,
+                    self.dialect.errors.voice_verb_on_text,
+                    f"'{verb.kind}' is not supported on calls yet",
+                    required=True,
+                )
+            else:
+                self._needs_call(document, f"'{verb.kind}'", required=True)
+        return None
+
+    def _needs_call(self, document: Document, what: str, *, required: bool) -> None:
+        self._verb_failed(
+            document,
+            self.dialect.errors.voice_verb_on_text,
+            f"{what} needs a voice call; this is a text session",
+            required=required,
+        )
+
+    # -- verbs on a call --------------------------------------------------------------------
+
+    def _speak(self, says: tuple[Say, ...], early: bool = False) -> Generator[Action, Any, bool]:
+        """Play `says` on the call; False (and the document done) if the caller hung up."""
+        if (yield Speak(says, early)):
+            return True
+        document = self._document()
+        if document is not None:
+            self._caller_hung_up(document)
+        return False
+
+    def _caller_hung_up(self, document: Document) -> None:
+        self.log("hangup", {"by": "caller", "verb_index": self.state.verb_index})
+        self._document_done(document, "hangup", reason="the caller hung up")
+
+    def _hangup(self, document: Document, verb: Hangup) -> Generator[Action, Any, None]:
+        if verb.schedule_seconds:
+            # Plivo's scheduled hang-up: the call ends then, the document goes on now.
+            yield EndCall("hangup", reason=verb.reason, after_seconds=verb.schedule_seconds)
+            self._advance({"event": "verb", "verb": "hangup", "after": verb.schedule_seconds})
+            return
+        yield EndCall("hangup", reason=verb.reason)
+        self._document_done(document, "hangup")
+
+    def _pre_answer(self, document: Document, verb: PreAnswer) -> Generator[Action, Any, None]:
+        if self.state.call_sid is None:
+            self._needs_call(document, "'preanswer'", required=True)
+            return
+        for inner in verb.verbs:
+            if isinstance(inner, Say):
+                if not (yield from self._speak((inner,), early=True)):
+                    return
+            elif isinstance(inner, Wait):
+                if not (yield Silence(inner.seconds, early=True)):
+                    self._caller_hung_up(document)
+                    return
+            else:
+                # A text inside the PreAnswer: its failure is logged, the PreAnswer goes on.
+                self._nested = True
+                try:
+                    yield from self._message(document, inner, advance=False)
+                finally:
+                    self._nested = False
+        self._advance({"event": "verb", "verb": "preanswer"})
+
+    def _voice_message(self, document: Document, verb: Message) -> Generator[Action, Any, None]:
+        """Tropo's `message` on the voice channel: call every destination, say the text to
+        the first that answers, hang up."""
+        dial = self._dial_of(document, verb.to, verb.sender, verb.timeout_seconds, verb.required)
+        if dial is None:
+            return
+        say = Say(verb.body, audio=verb.media)
+        dialed = yield Dial(dial[0], dial[1], says=(say,), timeout_seconds=dial[2])
+        self._dialed(document, dialed, verb.name, verb.required, "message")
+
+    def _voice_call(self, document: Document, verb: Call) -> Generator[Action, Any, None]:
+        """A call that becomes the session's: the verbs after it speak to whoever answered."""
+        dial = self._dial_of(document, verb.to, verb.sender, verb.timeout_seconds, verb.required)
+        if dial is None:
+            return
+        dialed = yield Dial(dial[0], dial[1], keep=True, timeout_seconds=dial[2])
+        if dialed.status == "answered":
+            state = self.state
+            state.call_sid = dialed.call_sid
+            state.remote_number = dialed.number
+            state.local_number = dial[1]
+        self._dialed(document, dialed, verb.name, verb.required, "call")
+
+    def _dial_of(
+        self,
+        document: Document,
+        to: tuple[str, ...],
+        sender: str | None,
+        timeout: float | None,
+        required: bool,
+    ) -> tuple[tuple[str, ...], str, float] | None:
+        destinations = tuple(_strip_scheme(d) for d in to) or (
+            (self.state.remote_number,) if self.state.remote_number else ()
+        )
+        caller = sender or self._own_number()
+        if not destinations or caller is None:
+            missing = "to" if not destinations else "from"
             self._verb_failed(
                 document,
-                self.dialect.errors.voice_verb_on_text,
-                f"'{verb.kind}' needs a voice call; this is a text session",
-                required=True,
+                self.dialect.errors.parse_failed,
+                f"the call has no '{missing}' and none can be implied",
+                required=required,
             )
-        return None
+            return None
+        return destinations, _strip_scheme(caller), timeout or DEFAULT_RING_SECONDS
+
+    def _dialed(
+        self, document: Document, dialed: Dialed, name: str | None, required: bool, verb: str
+    ) -> None:
+        self.log(
+            "call",
+            {"status": dialed.status, "call_sid": dialed.call_sid, "to": dialed.number},
+        )
+        if dialed.status != "answered":
+            self._verb_failed(
+                document,
+                self.dialect.errors.fetch_failed,
+                f"the call was not answered ({dialed.status})",
+                required=required,
+            )
+            return
+        results = [VerbResult(name, "SUCCESS", value=dialed.call_sid)] if name else []
+        self._advance({"event": "verb", "verb": verb, "to": dialed.number}, results)
 
     # -- verbs ------------------------------------------------------------------------------
 
-    def _message(self, document: Document, verb: Message) -> Generator[Action, Any, None]:
+    def _message(
+        self, document: Document, verb: Message, *, advance: bool = True
+    ) -> Generator[Action, Any, None]:
+        """A text; `advance` False for one inside another verb (Plivo's PreAnswer), which
+        moves on itself."""
         state = self.state
-        if verb.channel == Channel.VOICE:
-            # A message on the voice channel is a call that speaks; calls come with voice.
-            self._verb_failed(
-                document,
-                self.dialect.errors.voice_verb_on_text,
-                "a voice message places a call, which this server cannot do yet",
-                required=verb.required,
-            )
-            return
         destinations = list(verb.to) or ([state.remote_number] if state.remote_number else [])
         if verb.first_only:
             destinations = destinations[:1]
@@ -312,21 +542,15 @@ class Step:
             self._owe_request(verb.action, "message", message_status="failed")
             return
         self._sent(sent, requests)
+        if not advance:
+            return
         results = [VerbResult(verb.name, "SUCCESS", value=sent[0])] if verb.name else []
         self._advance({"event": "verb", "verb": "message"}, results)
         if verb.action is not None:
             self._owe_request(verb.action, "message", sent[0], ACCEPTED_STATUS)
 
     def _call(self, document: Document, verb: Call) -> None:
-        """Open a conversation: the verbs after this one talk to `verb.to`."""
-        if verb.channel == Channel.VOICE:
-            self._verb_failed(
-                document,
-                self.dialect.errors.voice_verb_on_text,
-                "a voice call cannot be placed by this server yet",
-                required=verb.required,
-            )
-            return
+        """Open a text conversation: the verbs after this one talk to `verb.to`."""
         sender = verb.sender or self._own_number()
         try:
             # A text goes to one party: like Tropo, only the first of several is reached.
@@ -454,12 +678,19 @@ class Step:
 
     def _fetch_start(self) -> Generator[Action, Any, None]:
         app = self.app
-        if not app.sms_url:
-            self._end("the application has no messaging URL")
+        if self.state.channel == Channel.VOICE:
+            url, method = app.voice_url, app.voice_method
+            fallback, fallback_method = app.voice_fallback_url, app.voice_fallback_method
+        else:
+            url, method = app.sms_url, app.sms_method
+            fallback, fallback_method = app.sms_fallback_url, app.sms_fallback_method
+        if not url:
+            kind = "voice" if self.state.channel == Channel.VOICE else "messaging"
+            self._end(f"the application has no {kind} URL")
             return
-        targets = [Target(app.sms_url, app.sms_method)]
-        if app.sms_fallback_url:
-            targets.append(Target(app.sms_fallback_url, app.sms_fallback_method))
+        targets = [Target(url, method)]
+        if fallback:
+            targets.append(Target(fallback, fallback_method))
         for target in targets:
             try:
                 request = self.dialect.start_request(self._facts(), target, app.auth_token)
@@ -580,7 +811,14 @@ class Step:
         self._parsed = (state.documents_fetched, document)
         return document
 
-    def _document_done(self, document: Document, event: str, *, error: str | None = None) -> None:
+    def _document_done(
+        self,
+        document: Document,
+        event: str,
+        *,
+        error: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         """The document ran out or stopped with `event`: follow its handler, or end.
 
         Tropo's rules: the event's own handler, else `continue`'s; a handler without `next`
@@ -597,7 +835,7 @@ class Step:
             self._owe_request(target, event, error=error)
             self._handled = (says, None)
         else:
-            reason = {
+            reason = reason or {
                 "continue": "the document ended",
                 "hangup": "the app hung up",
                 "incomplete": "the ask got no valid answer",
@@ -606,6 +844,8 @@ class Step:
 
     def _verb_failed(self, document: Document, code: int, message: str, *, required: bool) -> None:
         self._error(code, message, verb_index=self.state.verb_index)
+        if self._nested:
+            return
         if not required:
             self._advance({"event": "verb skipped"})
         elif document.handlers:  # Tropo: the error event decides what happens next
@@ -667,6 +907,7 @@ class Step:
             parameters={k: str(v) for k, v in (state.parameters or {}).items()},
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
+            call=self.app.call,
         )
 
 

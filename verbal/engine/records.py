@@ -44,6 +44,7 @@ _MUTABLE = (
     "waiting",
     "end_reason",
     "ended_at",
+    "call_sid",
 )
 _JSON = ("parameters", "results", "waiting")
 

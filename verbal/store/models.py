@@ -242,6 +242,8 @@ class Session(Base):
     end_reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column()
+    # The call the session talks on, once it has one (an inbound call, or a `call` it placed).
+    call_sid: Mapped[str | None] = mapped_column(String(34))
 
 
 class Call(Base):

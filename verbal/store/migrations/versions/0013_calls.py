@@ -8,7 +8,7 @@ Issue 18 (voice, part 1). A call is a row of `calls`: who called whom, its direc
 parent (the call that placed it, for a Tropo `message` or `call` on the voice channel), its
 state and when it reached each, how long it lasted and why it ended. The rows are written
 through the journal (`verbal/voice/records.py`), guarded so that a final state is written
-once. Sandbox rules gain a `channel`: `text` rules script messages, `voice` rules script
+once. A session on a call names it (`sessions.call_sid`). Sandbox rules gain a `channel`: `text` rules script messages, `voice` rules script
 what a handset does when it is called (answer, ring out, busy, decline).
 """
 
@@ -58,6 +58,7 @@ def upgrade() -> None:
     op.create_index("ix_calls_account", "calls", ["account_id", "id"], unique=False)
     op.create_index("ix_calls_parent_sid", "calls", ["parent_sid"], unique=False)
     op.create_index("ix_calls_live", "calls", ["status", "node"], unique=False)
+    op.add_column("sessions", sa.Column("call_sid", sa.String(length=34), nullable=True))
     op.add_column(
         "sandbox_rules",
         sa.Column("channel", sa.String(length=8), nullable=False, server_default="text"),
@@ -66,6 +67,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("sandbox_rules", "channel")
+    op.drop_column("sessions", "call_sid")
     op.drop_index("ix_calls_live", table_name="calls")
     op.drop_index("ix_calls_parent_sid", table_name="calls")
     op.drop_index("ix_calls_account", table_name="calls")
