@@ -7,7 +7,7 @@ simulated network with it; so do Verbal's tests and the console.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -16,7 +16,7 @@ from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
 from verbal.api.limits import MAX_ROW_ID
 from verbal.carriers.globs import MAX_PATTERN_LENGTH
-from verbal.carriers.sandbox import Outcome, Rule, SandboxNetwork
+from verbal.carriers.sandbox import CallOutcome, Outcome, Rule, SandboxNetwork
 from verbal.messaging import handsets
 from verbal.messaging.handsets import HandsetProblem, HandsetTextRefused
 from verbal.runtime import Runtime
@@ -47,11 +47,29 @@ class RuleIn(BaseModel):
         max_length=MAX_PATTERN_LENGTH,
         description="A handset number, or a glob such as +1555*: which messages the rule takes.",
     )
-    outcome: Outcome
-    delay_seconds: float = Field(0.0, ge=0, le=86400)
+    outcome: str = Field(
+        description="For text: deliver, undeliverable, fail, silent, timeout, throttle. "
+        "For voice: answer, no-answer, busy, decline, fail."
+    )
+    delay_seconds: float = Field(
+        0.0, ge=0, le=86400, description="Text: until delivery. Voice: how long it rings."
+    )
     error_code: int | None = Field(
         None, ge=30001, le=30999, description="The 300xx error for undeliverable or fail."
     )
+    channel: Literal["text", "voice"] = Field(
+        "text", description="text rules script messages; voice rules what a called handset does."
+    )
+
+    def parsed_outcome(self) -> Outcome | CallOutcome:
+        kind = CallOutcome if self.channel == "voice" else Outcome
+        try:
+            return kind(self.outcome)
+        except ValueError:
+            names = ", ".join(o.value for o in kind)
+            raise ApiError(
+                400, 20422, f"{self.outcome!r} is not a {self.channel} outcome ({names})"
+            ) from None
 
 
 def network(served: Runtime) -> SandboxNetwork:
@@ -100,6 +118,7 @@ def rule_json(rule: Rule) -> dict[str, Any]:
         "outcome": rule.outcome.value,
         "delay_seconds": rule.delay_seconds,
         "error_code": rule.error_code,
+        "channel": rule.channel,
     }
 
 
@@ -157,7 +176,12 @@ async def list_rules(carrier: Sandbox, caller: Caller) -> dict[str, Any]:
 @router.post("/rules", status_code=201, summary="Add an outcome rule")
 async def add_rule(rule: RuleIn, carrier: Sandbox, caller: Caller) -> dict[str, Any]:
     created = await carrier.add_rule(
-        caller.sid, rule.pattern, rule.outcome, rule.delay_seconds, rule.error_code
+        caller.sid,
+        rule.pattern,
+        rule.parsed_outcome(),
+        rule.delay_seconds,
+        rule.error_code,
+        rule.channel,
     )
     return rule_json(created)
 

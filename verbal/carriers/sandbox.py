@@ -78,6 +78,27 @@ class Outcome(enum.StrEnum):
     THROTTLE = "throttle"
 
 
+class CallOutcome(enum.StrEnum):
+    """What a handset does when it is called (rules of channel `voice`); `delay_seconds`
+    is how long it rings first.
+
+        answer     answers after ringing (`delay_seconds`, default 0)
+        no-answer  rings until the caller gives up
+        busy       is busy (SIP 486) after ringing
+        decline    declines the call (SIP 603) after ringing
+        fail       cannot be reached at all (the call fails at once)
+    """
+
+    ANSWER = "answer"
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    DECLINE = "decline"
+    FAIL = "fail"
+
+
+CHANNELS = ("text", "voice")
+
+
 DEFAULT_ERROR_CODES = {Outcome.UNDELIVERABLE: 30003, Outcome.FAIL: 30008}
 ERROR_TEXT = {
     30003: "Unreachable destination handset",
@@ -92,9 +113,10 @@ ERROR_TEXT = {
 class Rule:
     id: int
     pattern: str
-    outcome: Outcome
+    outcome: Outcome | CallOutcome
     delay_seconds: float
     error_code: int | None
+    channel: str = "text"  # text rules script messages, voice rules calls
 
     def matches(self, number: str) -> bool:
         return number_glob(self.pattern).matches(number)
@@ -223,11 +245,20 @@ class SandboxNetwork:
         the rules if they are not cached (SQLite has one connection: another would wait
         for this transaction forever)."""
         rules = await self.rules(account_sid, session)
-        rule = next((rule for rule in rules if rule.matches(handset)), None)
-        if rule is None:
+        rule = next((r for r in rules if r.channel == "text" and r.matches(handset)), None)
+        if rule is None or not isinstance(rule.outcome, Outcome):
             return Verdict(Outcome.DELIVER)
         code = rule.error_code or DEFAULT_ERROR_CODES.get(rule.outcome)
         return Verdict(rule.outcome, rule.delay_seconds, code)
+
+    async def call_verdict(self, account_sid: str, handset: str) -> tuple[CallOutcome, float]:
+        """What ``handset`` does when ``account_sid`` calls it, and after how many seconds
+        of ringing: its first matching voice rule, or answering at once."""
+        rules = await self.rules(account_sid)
+        for rule in rules:
+            if rule.channel == "voice" and rule.matches(handset):
+                return CallOutcome(rule.outcome), rule.delay_seconds
+        return CallOutcome.ANSWER, 0.0
 
     @staticmethod
     def delivery(
@@ -336,10 +367,16 @@ class SandboxNetwork:
         self,
         account_sid: str,
         pattern: str,
-        outcome: Outcome,
+        outcome: Outcome | CallOutcome,
         delay_seconds: float = 0.0,
         error_code: int | None = None,
+        channel: str = "text",
     ) -> Rule:
+        if channel not in CHANNELS:
+            raise ValueError(f"a rule's channel is text or voice, not {channel!r}")
+        expected = CallOutcome if channel == "voice" else Outcome
+        if not isinstance(outcome, expected):
+            raise ValueError(f"{outcome.value!r} is not an outcome of a {channel} rule")
         self._rules_cache.forget(account_sid)
         async with self.sessions.begin() as session:
             row = SandboxRule(
@@ -348,6 +385,7 @@ class SandboxNetwork:
                 outcome=outcome.value,
                 delay_seconds=delay_seconds,
                 error_code=error_code,
+                channel=channel,
             )
             session.add(row)
             await session.flush()
@@ -374,7 +412,8 @@ class SandboxNetwork:
 
     @staticmethod
     def _rule(row: SandboxRule) -> Rule:
-        return Rule(row.id, row.pattern, Outcome(row.outcome), row.delay_seconds, row.error_code)
+        outcome = CallOutcome(row.outcome) if row.channel == "voice" else Outcome(row.outcome)
+        return Rule(row.id, row.pattern, outcome, row.delay_seconds, row.error_code, row.channel)
 
 
 # The sandbox carrier's writes, recorded through the journal (verbal/store/journal.py).
