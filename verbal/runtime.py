@@ -26,6 +26,7 @@ from verbal.dispatch.queue import JobQueue
 from verbal.dispatch.ratelimit import DatabaseBuckets, MemoryBuckets
 from verbal.dispatch.wakeup import JobNotifications
 from verbal.dispatch.workers import Dispatcher
+from verbal.engine.calls import Calls
 from verbal.engine.fetch import AppFetcher
 from verbal.engine.sessions import STEP_JOB, Engine
 from verbal.messaging.callbacks import REDELIVERY_JOB, CallbackStage, Redeliveries, RetryPolicy
@@ -38,6 +39,10 @@ from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
 from verbal.store.services import Services
 from verbal.tasks import cancel_and_wait
+from verbal.voice.audio import http_fetcher
+from verbal.voice.legs import Lines
+from verbal.voice.records import recover as recover_calls
+from verbal.voice.sandbox import SandboxPhones
 from verbal.webhooks.client import HttpClient
 from verbal.webhooks.conversations import ConversationCookies
 
@@ -316,6 +321,24 @@ class Runtime:
             DIALECTS,
             detect,
         )
+        # Calls: the sandbox's handsets are the lines they go out on (SIP trunks to come).
+        self.phones: SandboxPhones | None = None
+        lines: list[Lines] = []
+        if self.sandbox is not None:
+            self.phones = SandboxPhones(self.sandbox, http_fetcher(self.http))
+            lines.append(self.phones)
+        self.calls = Calls(
+            self.interpreter,
+            self.sessions,
+            self.journal,
+            self.directory,
+            DIALECTS,
+            self.http,
+            lines,
+            node=socket.gethostname(),
+        )
+        if self.phones is not None:
+            self.phones.incoming = self.calls.incoming
         self.dispatcher.register(REDELIVERY_JOB, self.redeliveries.handle)
         self.dispatcher.register(INBOUND_JOB, self.interpreter.handle_inbound)
         self.dispatcher.register(STEP_JOB, self.interpreter.handle_step)
@@ -362,6 +385,12 @@ class Runtime:
                 self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
             await migrate(self.engine)
             self.bootstrap_account = await self._bootstrap()
+            # Calls die with the process that held them: end those a previous run left (on
+            # SQLite every call was this server's; on PostgreSQL, this host's).
+            node = None if self.settings.is_sqlite else self.calls.node
+            ended = await recover_calls(self.sessions, node)
+            if ended:
+                log.info("ended %d calls left unfinished by the previous run", ended)
         if self.settings.is_sqlite and self.runs_workers:
             # One process owns a SQLite file: leases left by a crashed run are ours to undo.
             released = await self.queue.release_leases(everyone=True)
@@ -411,6 +440,9 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop claiming, let jobs in flight finish within the deadline, hand back leases."""
+        await self.calls.stop()
+        if self.phones is not None:
+            await self.phones.stop()
         if self._worker is not None:
             await self.dispatcher.stop(self.settings.shutdown_deadline_seconds)
             await cancel_and_wait(self._worker)

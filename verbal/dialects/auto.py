@@ -10,10 +10,11 @@ dialect detected there. Tropo apps must be declared: their first request is JSON
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from verbal.dialects import plivo, rcml, twilio
 from verbal.dialects.detect import detect
-from verbal.dialects.types import AppRequest, Progress, SessionFacts
+from verbal.dialects.types import AppRequest, CallFacts, Progress, SessionFacts
 from verbal.dialects.verbs import Document, DocumentError, Target
 
 
@@ -43,6 +44,18 @@ class _Auto:
     ) -> AppRequest:
         # Only reachable if the first document could not be classified; speak RCML.
         return rcml.DIALECT.continue_request(facts, target, progress, auth_token)
+
+    def call_status_request(
+        self,
+        call: CallFacts,
+        event: str,
+        sequence: int,
+        target: Target,
+        auth_token: str,
+        now: datetime,
+    ) -> AppRequest | None:
+        # A call's status callbacks are set where the call is made: Twilio's are the default.
+        return rcml.DIALECT.call_status_request(call, event, sequence, target, auth_token, now)
 
     def parse(self, body: bytes, content_type: str, base_url: str) -> Document:
         detected = detect(body, content_type)

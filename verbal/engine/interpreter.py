@@ -74,7 +74,7 @@ class SessionState:
 
     sid: str
     account_id: int
-    application_id: int
+    application_id: int | None  # None: a call placed through an API from a number with no app
     dialect: str
     channel: str
     launch: str
@@ -121,8 +121,8 @@ class AppFacts:
     voice_method: str = "POST"
     voice_fallback_url: str | None = None
     voice_fallback_method: str = "POST"
-    # What the session's call is, for the dialect's requests (`CallFacts`).
-    call: CallFacts | None = None
+    # The session's call as it is now, for the dialect's requests.
+    call: Callable[[], CallFacts] | None = None
 
 
 # -- actions: what the step asks of the driver ---------------------------------------------
@@ -907,7 +907,7 @@ class Step:
             parameters={k: str(v) for k, v in (state.parameters or {}).items()},
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
-            call=self.app.call,
+            call=self.app.call() if self.app.call is not None else None,
         )
 
 

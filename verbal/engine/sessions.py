@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -147,6 +147,19 @@ _APP_NUMBER = (
 )
 
 
+class CallActions(Protocol):
+    """What the engine asks of the calls of its process (`verbal/engine/calls.py`)."""
+
+    async def perform(self, action: Action, state: SessionState, account: Account) -> Any:
+        """Do a call action of the interpreter (Speak, Silence, EndCall, Dial) for the
+        session `state`; return what the interpreter expects back."""
+        ...
+
+    async def session_ended(self, call_sid: str, reason: str | None) -> None:
+        """The session on call `call_sid` ended: hang the call up if it is still up."""
+        ...
+
+
 @dataclass(slots=True)
 class _Loaded:
     state: SessionState
@@ -181,6 +194,9 @@ class Engine:
         self._dialects = dialects
         self._detect = detect
         self._crash = _CrashHook.from_environment()
+        # The calls of this process (`verbal/engine/calls.py`), which perform the
+        # interpreter's call actions; set once both exist.
+        self.calls: CallActions | None = None
 
     # -- starting sessions ----------------------------------------------------------------
 
@@ -317,10 +333,33 @@ class Engine:
         loaded.state.waiting = {"resolved": resolved}
         return True
 
-    async def _drive(
-        self, loaded: _Loaded, job: ClaimedJob, events: list[tuple[str, dict[str, Any]]]
+    async def run_call(
+        self,
+        state: SessionState,
+        account: Account,
+        app: AppFacts,
+        events: list[tuple[str, dict[str, Any]]],
     ) -> None:
-        """Run the interpreter to the end of the step, then write the step as one batch."""
+        """Run a session on a call to its end, in memory: a call lives in this process, so
+        its steps follow one another here rather than as jobs. Each step is still written
+        as one journal batch (the session row, its log, the texts it sent)."""
+        loaded = _Loaded(state, True, account, app)
+        while True:
+            await self._messaging.prepare(STEP_MESSAGES)
+            outcome = await self._drive(loaded, None, events)
+            loaded.new, events = False, []
+            if outcome is None or state.state != "running":
+                return
+            if outcome.delay:
+                await asyncio.sleep(outcome.delay)
+
+    async def _drive(
+        self, loaded: _Loaded, job: ClaimedJob | None, events: list[tuple[str, dict[str, Any]]]
+    ) -> NextStep | None:
+        """Run the interpreter to the end of the step, then write the step as one batch.
+
+        A step of a job finishes the job and queues the next step; a step of a call
+        (`run_call`, no job) returns what follows to its caller."""
         step = Step(loaded.state, loaded.app, self._dialects, self._detect, _now)
         step.events.extend(events)
         run = step.run()
@@ -332,17 +371,23 @@ class Engine:
                 answer = await self._perform(action, loaded, staged)
         except StopIteration as stop:
             outcome: NextStep | None = stop.value
-        intents = [records.session_intent(loaded.state, new=loaded.new)]
-        intents += records.event_intents(loaded.state.sid, step.events, _now())
+        state = loaded.state
+        if state.state == "ended" and state.call_sid is not None and self.calls is not None:
+            # The session is over: so is its call, if the app has not hung up itself.
+            await self.calls.session_ended(state.call_sid, state.end_reason)
+        intents = [records.session_intent(state, new=loaded.new)]
+        intents += records.event_intents(state.sid, step.events, _now())
         for _, message in staged:
             intents += message
-        intents.append(records.finish_intent(job, self._queue.owner))
-        if outcome is not None:
-            intents.append(self._step_intent(loaded.state.sid, outcome.payload, outcome))
+        if job is not None:
+            intents.append(records.finish_intent(job, self._queue.owner))
+            if outcome is not None:
+                intents.append(self._step_intent(state.sid, outcome.payload, outcome))
         self._crash.at("before-commit")
         await self._write(intents)
         self._crash.at("after-commit")
         self._messaging.admit([record for record, _ in staged])
+        return outcome
 
     async def _perform(
         self,
@@ -378,9 +423,13 @@ class Engine:
                 return refused  # none of the verb's texts is sent
             staged.extend(batch)
             return [record.sid for record, _ in batch]
-        assert isinstance(action, Sleep)
-        await asyncio.sleep(action.seconds)
-        return None
+        if isinstance(action, Sleep):
+            await asyncio.sleep(action.seconds)
+            return None
+        # What remains acts on calls.
+        if self.calls is None:
+            raise RuntimeError("this process places no calls")
+        return await self.calls.perform(action, loaded.state, loaded.account)
 
     def _step_intent(
         self, sid: str, payload: dict[str, Any], outcome: NextStep | None = None

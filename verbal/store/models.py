@@ -217,7 +217,8 @@ class Session(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sid: Mapped[str] = mapped_column(String(34), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    # None for a call placed through a Calls API from a number that runs no app.
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"), index=True)
     dialect: Mapped[str] = mapped_column(String(8))
     channel: Mapped[str] = mapped_column(String(8))
     launch: Mapped[str] = mapped_column(String(8))

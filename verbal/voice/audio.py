@@ -14,10 +14,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
+
 log = logging.getLogger("verbal.voice")
 
 SAMPLE_RATE = 8000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+# A sound file larger than this is not fetched whole (about ten minutes of WAV at 8 kHz).
+MAX_AUDIO_FILE_BYTES = 10 * 1024 * 1024
 # A prompt longer than this is cut: a call's prompt is seconds, not an audiobook.
 MAX_PROMPT_SECONDS = 120
 MAX_PROMPT_BYTES = MAX_PROMPT_SECONDS * BYTES_PER_SECOND
@@ -36,6 +40,21 @@ FetchAudio = Callable[[str], Awaitable[bytes]]
 
 class AudioFailed(Exception):
     """A prompt could not be rendered (the tool failed, or the file is not audio)."""
+
+
+def http_fetcher(client: HttpClient) -> FetchAudio:
+    """Sound files fetched with the webhooks' client, under its egress policy and timeout."""
+
+    async def fetch(url: str) -> bytes:
+        try:
+            async with client.session.get(exact_url(url), allow_redirects=True) as response:
+                if response.status != 200:
+                    raise AudioFailed(f"{url} answered {response.status}")
+                return await read_up_to(response.content, MAX_AUDIO_FILE_BYTES)
+        except (TimeoutError, *request_errors()) as error:
+            raise AudioFailed(f"{url} could not be fetched: {error!r}") from None
+
+    return fetch
 
 
 _cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()

@@ -72,6 +72,7 @@ class CallLeg(Protocol):
     `play`/`pause` return False.
     """
 
+    sid: str  # the call's SID (CA…), given when the leg is made
     local: str  # our side's number (the app's)
     remote: str  # the other party's number
 
@@ -123,8 +124,8 @@ class Lines(Protocol):
 
     def reaches(self, number: str) -> bool: ...
 
-    def originate(self, account_sid: str, local: str, remote: str) -> CallLeg:
-        """A new outbound leg from `local` to `remote`, not yet ringing."""
+    def originate(self, account_sid: str, local: str, remote: str, sid: str) -> CallLeg:
+        """A new outbound leg from `local` to `remote` (the call `sid`), not yet ringing."""
         ...
 
 

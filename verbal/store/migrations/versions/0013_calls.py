@@ -8,8 +8,10 @@ Issue 18 (voice, part 1). A call is a row of `calls`: who called whom, its direc
 parent (the call that placed it, for a Tropo `message` or `call` on the voice channel), its
 state and when it reached each, how long it lasted and why it ended. The rows are written
 through the journal (`verbal/voice/records.py`), guarded so that a final state is written
-once. A session on a call names it (`sessions.call_sid`). Sandbox rules gain a `channel`: `text` rules script messages, `voice` rules script
-what a handset does when it is called (answer, ring out, busy, decline).
+once. A session on a call names it (`sessions.call_sid`); a call placed from a number that
+runs no app has a session of no application. Sandbox rules gain a `channel`: `text` rules
+script messages, `voice` rules what a handset does when called (answer, ring out, busy,
+decline).
 """
 
 from collections.abc import Sequence
@@ -59,6 +61,9 @@ def upgrade() -> None:
     op.create_index("ix_calls_parent_sid", "calls", ["parent_sid"], unique=False)
     op.create_index("ix_calls_live", "calls", ["status", "node"], unique=False)
     op.add_column("sessions", sa.Column("call_sid", sa.String(length=34), nullable=True))
+    # A call placed through a Calls API from a number with no app runs a session of none.
+    with op.batch_alter_table("sessions") as batch:
+        batch.alter_column("application_id", existing_type=sa.Integer(), nullable=True)
     op.add_column(
         "sandbox_rules",
         sa.Column("channel", sa.String(length=8), nullable=False, server_default="text"),
@@ -67,6 +72,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("sandbox_rules", "channel")
+    with op.batch_alter_table("sessions") as batch:
+        batch.alter_column("application_id", existing_type=sa.Integer(), nullable=False)
     op.drop_column("sessions", "call_sid")
     op.drop_index("ix_calls_live", table_name="calls")
     op.drop_index("ix_calls_parent_sid", table_name="calls")
