@@ -14,6 +14,7 @@ from verbal.api import errors, native, openapi, ops, plivo, plivo_resources, san
 from verbal.api.fastlane import FastLane
 from verbal.api.limits import BodySizeLimit
 from verbal.api.restcomm import router as restcomm_router
+from verbal.api.twilio_calls import router as twilio_calls_router
 from verbal.api.twilio_messaging import router as twilio_messaging_router
 from verbal.api.twilio_resources import router as twilio_resources_router
 from verbal.console import router as console_router
@@ -59,6 +60,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
         return app
     app.include_router(twilio.router)
     app.include_router(twilio_resources_router)
+    app.include_router(twilio_calls_router)
     app.include_router(twilio_messaging_router)
     app.include_router(plivo.router)
     app.include_router(plivo_resources.router)

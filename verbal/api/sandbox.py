@@ -9,18 +9,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError
 from verbal.api.limits import MAX_ROW_ID
 from verbal.carriers.globs import MAX_PATTERN_LENGTH
-from verbal.carriers.sandbox import CallOutcome, Outcome, Rule, SandboxNetwork
+from verbal.carriers.sandbox import CallOutcome, NotServed, Outcome, Rule, SandboxNetwork
+from verbal.ids import sid as new_sid
 from verbal.messaging import handsets
+from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.handsets import HandsetProblem, HandsetTextRefused
 from verbal.runtime import Runtime
 from verbal.store.models import Account
+from verbal.voice.audio import BYTES_PER_SECOND
+from verbal.voice.sandbox import HandsetCall, SandboxPhones
 
 router = APIRouter(prefix="/sandbox", tags=["Sandbox network"])
 Caller = Annotated[Account, Depends(authenticated_account)]
@@ -195,3 +199,89 @@ async def delete_rule(rule_id: RuleId, carrier: Sandbox, caller: Caller) -> None
 @router.delete("/rules", status_code=204, summary="Delete every outcome rule")
 async def clear_rules(carrier: Sandbox, caller: Caller) -> None:
     await carrier.delete_rule(caller.sid, None)
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+
+class HandsetDial(BaseModel):
+    to: str = Field(description="The number the handset calls (one of an account's numbers).")
+    hangup_after_seconds: float | None = Field(
+        None, gt=0, le=3600, description="Hang up this long after the call is answered."
+    )
+
+
+def phones(served: Runtime) -> SandboxPhones:
+    if served.phones is None:
+        raise ApiError(404, 20404, "The sandbox network is disabled on this server")
+    return served.phones
+
+
+def handset_call_json(call: HandsetCall) -> dict[str, Any]:
+    def instant(value: float | None) -> str | None:
+        return None if value is None else datetime.fromtimestamp(value, UTC).isoformat()
+
+    return {
+        "call_sid": call.sid,
+        "handset": call.handset,
+        "other": call.other,
+        "direction": call.direction,
+        "status": call.status,
+        "cause": call.cause,
+        "started_at": instant(call.started_at),
+        "answered_at": instant(call.answered_at),
+        "ended_at": instant(call.ended_at),
+        "heard": [
+            {"kind": h.kind, "detail": h.detail, "seconds": h.seconds, "early": h.early}
+            for h in call.heard
+        ],
+        "recording_seconds": round(len(call.pcm) / BYTES_PER_SECOND, 3),
+        "recording_url": f"/sandbox/calls/{call.sid}/recording.wav",
+    }
+
+
+@router.post("/handsets/{number}/calls", status_code=201, summary="Call from a handset")
+async def call_from_handset(
+    number: Handset, dial: HandsetDial, request: Request, carrier: Sandbox, caller: Caller
+) -> dict[str, Any]:
+    handset = handset_number(number, carrier)
+    try:
+        to = to_e164(dial.to)
+    except InvalidNumber:
+        raise ApiError(400, 21211, f"{dial.to!r} is not a phone number") from None
+    try:
+        leg = await phones(runtime(request)).call_from_handset(
+            caller.sid, handset, to, new_sid("CA"), dial.hangup_after_seconds
+        )
+    except NotServed as refused:
+        raise ApiError(404, 21606, str(refused)) from None
+    return {"call_sid": leg.sid, "from": handset, "to": to}
+
+
+@router.get("/handsets/{number}/calls", summary="A handset's recent calls and what it heard")
+async def handset_calls(
+    number: Handset, request: Request, carrier: Sandbox, caller: Caller
+) -> dict[str, Any]:
+    handset = handset_number(number, carrier)
+    calls = phones(runtime(request)).calls(caller.sid, handset)
+    return {"handset": handset, "calls": [handset_call_json(call) for call in calls]}
+
+
+def _handset_call(request: Request, caller: Account, sid: str) -> HandsetCall:
+    found = phones(runtime(request)).call(caller.sid, sid)
+    if found is None:
+        raise ApiError(404, 20404, f"No recent sandbox call {sid}")
+    return found
+
+
+@router.get("/calls/{sid}/recording.wav", summary="What the handset heard, as WAV")
+async def call_recording(sid: str, request: Request, caller: Caller) -> Response:
+    call = _handset_call(request, caller, sid)
+    return Response(call.wav(), media_type="audio/wav")
+
+
+@router.post("/calls/{sid}/hangup", summary="The handset hangs up")
+async def handset_hangs_up(sid: str, request: Request, caller: Caller) -> dict[str, Any]:
+    call = _handset_call(request, caller, sid)
+    phones(runtime(request)).hang_up(sid)
+    return handset_call_json(call)

@@ -506,8 +506,12 @@ def call_status_params(call: CallFacts, sequence: int, now: datetime) -> list[tu
 def call_status_request(
     call: CallFacts, event: str, sequence: int, target: Target, auth_token: str, now: datetime
 ) -> AppRequest:
-    """The status callback of `event` (initiated, ringing, answered, completed): every
-    event is asked for by name, so the request does not depend on it beyond the call."""
+    """The status callback of `event` (initiated, ringing, answered, completed).
+
+    The call's status says which, except for `initiated`: the call is still queued in the
+    records then, and Twilio reports it as `initiated`."""
+    if event == "initiated":
+        call = replace(call, status="initiated")
     return _signed_request(target, call_status_params(call, sequence, now), auth_token)
 
 

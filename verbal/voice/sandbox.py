@@ -98,6 +98,8 @@ class SandboxPhones:
         self.network = network
         self._fetch_audio = fetch_audio
         self._calls: OrderedDict[str, HandsetCall] = OrderedDict()
+        # The legs of calls still up, by SID (dropped when they end).
+        self._legs: dict[str, SandboxLeg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Set by the engine: what runs when a handset calls one of an account's numbers.
         self.incoming: Incoming | None = None
@@ -136,6 +138,12 @@ class SandboxPhones:
         self.spawn(self.incoming(leg), f"call {sid}")
         self.spawn(leg._give_up_after(CALLER_PATIENCE_SECONDS), f"patience {sid}")
         return leg
+
+    def hang_up(self, sid: str) -> None:
+        """The handset of call `sid` puts the phone down (if the call is up here)."""
+        leg = self._legs.get(sid)
+        if leg is not None:
+            leg.handset_hangs_up()
 
     def calls(self, account_sid: str, handset: str) -> list[HandsetCall]:
         """The handset's recent calls with ``account_sid``'s numbers, newest first."""
@@ -202,6 +210,8 @@ class SandboxLeg:
         self._status = LegStatus.QUEUED if outbound else LegStatus.RINGING
         self._listeners: list[Listener] = []
         self._end: asyncio.Future[LegEvent] = asyncio.get_running_loop().create_future()
+        phones._legs[record.sid] = self
+        self._end.add_done_callback(lambda _: phones._legs.pop(record.sid, None))
         self._answered_at: float | None = None
         self._early = False
         self._hangup_after = hangup_after_seconds
