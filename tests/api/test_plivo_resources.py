@@ -274,7 +274,7 @@ def test_number_get_update_delete_field_by_field(
         "tendlc_campaign_id": None,
         "tendlc_registration_status": None,
         "toll_free_sms_verification": None,
-        "voice_enabled": False,
+        "voice_enabled": True,
         "voice_rate": NO_CHARGE,
     }
     # "+" and separators are read as Plivo reads them.
@@ -338,7 +338,7 @@ def test_own_numbers_are_added_and_described_by_the_numbering_plan(
     assert [n.number for n in client.numbers.list(type="tollfree")] == ["18005550100"]
     assert [n.number for n in client.numbers.list(number_startswith="1415")] == ["14155550100"]
     assert len(client.numbers.list(services=["sms", "mms"])) == 3
-    assert len(client.numbers.list(services="voice")) == 0
+    assert len(client.numbers.list(services="voice")) == 3  # every number takes calls
     assert len(client.numbers.list(subaccount="SA" + "X" * 18)) == 0
     client.numbers.update("14155550100", alias="west")
     assert [n.number for n in client.numbers.list(alias="west")] == ["14155550100"]

@@ -540,7 +540,7 @@ def test_numbers_are_created_read_updated_and_released_with_restcomm_fields(
     assert number["sms_fallback_method"] == "POST"
     assert number["sms_application_sid"] is None
     assert number["capabilities"] == {
-        "voice_capable": False,
+        "voice_capable": True,
         "sms_capable": True,
         "mms_capable": True,
         "fax_capable": False,
@@ -570,7 +570,7 @@ def test_numbers_are_created_read_updated_and_released_with_restcomm_fields(
     assert (fields["VoiceCallerIdLookup"], fields["VoiceFallbackUrl"]) == ("true", None)
     assert fields["Uri"] == f"/2012-04-24/Accounts/{verbal.account_sid}/IncomingPhoneNumbers/{sid}"
     assert texts(element.find("Capabilities")) == {  # type: ignore[arg-type]
-        "Voice": "false",
+        "Voice": "true",
         "Sms": "true",
         "Mms": "true",
         "Fax": "false",

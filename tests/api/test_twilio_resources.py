@@ -191,7 +191,7 @@ def test_sdk_claims_a_number_field_by_field(verbal: LiveVerbal) -> None:
     assert number.sid.startswith("PN") and len(number.sid) == 34
     assert number.account_sid == verbal.account_sid
     assert (number.phone_number, number.friendly_name) == ("+15550004000", "(555) 000-4000")
-    assert number.capabilities == {"voice": False, "sms": True, "mms": True, "fax": False}
+    assert number.capabilities == {"voice": True, "sms": True, "mms": True, "fax": False}
     assert (number.status, number.origin, number.type, number.beta) == (
         "in-use",
         "twilio",

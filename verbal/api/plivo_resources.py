@@ -389,7 +389,7 @@ def number_json(
         "compliance_application_id": None,
         "compliance_status": None,
         "country": country or None,
-        # Verbal carries texts and media; it has no voice yet.
+        # Verbal carries texts, media and calls.
         "mms_enabled": True,
         "mms_rate": NO_CHARGE,
         "monthly_rental_rate": NO_CHARGE,
@@ -404,7 +404,7 @@ def number_json(
         "tendlc_campaign_id": None,
         "tendlc_registration_status": None,
         "toll_free_sms_verification": None,
-        "voice_enabled": False,
+        "voice_enabled": True,
         "voice_rate": NO_CHARGE,
     }
 
@@ -500,11 +500,11 @@ def _starts_with(digits: str) -> ColumnElement[bool]:
 
 
 def _services(services: str) -> ColumnElement[bool]:
-    """Verbal's numbers carry texts and media and no calls: asking for voice finds none."""
+    """Every Verbal number carries texts, media and calls: any list of services finds all."""
     wanted = {s.strip() for s in services.split(",") if s.strip()}
     if not wanted <= set(SERVICES):
         raise PlivoError(400, "invalid services: a comma-separated list of sms, voice, mms")
-    return false() if "voice" in wanted else true()
+    return true()
 
 
 @router.get("/{auth_id}/Number/", summary="List the account's numbers, oldest first")

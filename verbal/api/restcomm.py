@@ -1054,12 +1054,12 @@ def _number_fields(
             "SmsFallbackMethod", "sms_fallback_method", own_setting("sms_fallback_method", "POST")
         ),
         *attached("SmsApplication", "sms_application", sms_app),
-        # What Verbal can do with the number today: texts and media, no calls or faxes.
+        # What Verbal can do with the number: texts, media and calls, no faxes.
         Field(
             "Capabilities",
             "capabilities",
             [
-                Field("Voice", "voice_capable", False),
+                Field("Voice", "voice_capable", True),
                 Field("Sms", "sms_capable", True),
                 Field("Mms", "mms_capable", True),
                 Field("Fax", "fax_capable", False),

@@ -82,11 +82,13 @@ ROUTING_SETTINGS = (
     Setting("SmsMethod", "sms_method", "method", "GET or POST (default)."),
     Setting("SmsFallbackUrl", "sms_fallback_url", "url", "Tried when SmsUrl fails."),
     Setting("SmsFallbackMethod", "sms_fallback_method", "method", "GET or POST (default)."),
-    Setting("VoiceUrl", "voice_url", "url", "Stored for calls, which Verbal does not take yet."),
+    Setting("VoiceUrl", "voice_url", "url", "Where an incoming call's TwiML comes from."),
     Setting("VoiceMethod", "voice_method", "method", "GET or POST (default)."),
-    Setting("VoiceFallbackUrl", "voice_fallback_url", "url", "Stored for calls."),
+    Setting("VoiceFallbackUrl", "voice_fallback_url", "url", "Tried when VoiceUrl fails."),
     Setting("VoiceFallbackMethod", "voice_fallback_method", "method", "GET or POST (default)."),
-    Setting("StatusCallback", "status_callback", "url", "Call status reports; stored for calls."),
+    Setting(
+        "StatusCallback", "status_callback", "url", "Where an incoming call's end is reported."
+    ),
     Setting("StatusCallbackMethod", "status_callback_method", "method", "GET or POST (default)."),
     Setting("VoiceCallerIdLookup", "voice_caller_id_lookup", "flag", "true or false; stored."),
 )
@@ -397,8 +399,7 @@ def number_json(
         "address_requirements": "none",
         "api_version": API_VERSION,
         "beta": False,
-        # Messages only: Verbal does not take calls yet.
-        "capabilities": {"voice": False, "sms": True, "mms": True, "fax": False},
+        "capabilities": {"voice": True, "sms": True, "mms": True, "fax": False},
         "date_created": twilio_date(number.date_created),
         "date_updated": twilio_date(number.date_updated),
         "friendly_name": number.friendly_name,

@@ -449,7 +449,9 @@ class Calls:
             row = await session.scalar(select(PhoneNumber).where(PhoneNumber.number == number))
             if row is None:
                 return None
-            for app_id in (row.voice_application_id, row.application_id, row.own_application_id):
+            # Twilio: the VoiceApplicationSid, else the number's own VoiceUrl; Plivo's app_id
+            # (the messaging application) answers calls too when it has an answer URL.
+            for app_id in (row.voice_application_id, row.own_application_id, row.application_id):
                 if app_id is None:
                     continue
                 application = await session.get(Application, app_id)
