@@ -478,16 +478,38 @@ def test_numbers_and_apps_are_managed_in_words(verbal: LiveVerbal, console: Cons
             "dialect": "rcml",
             "sms_url": "https://example.com/v2",
             "sms_method": "GET",
+            "voice_url": "https://example.com/voice",
+            "voice_method": "GET",
         },
     )
     assert saved.status_code == 303
+    assert 'value="https://example.com/voice"' in console.get("/console/numbers").text
+    bad_voice = console.post(
+        f"/console/apps/{app_sid}",
+        {"friendly_name": "Echo", "dialect": "rcml", "sms_url": "https://x/s", "voice_url": "x:y"},
+    )
+    assert "The voice URL &#39;x:y&#39; is not an http:// or https://" in bad_voice.text
 
-    async def stored(runtime: Any) -> tuple[str, str, str, str | None]:
+    async def stored(runtime: Any) -> tuple[Any, ...]:
         app = await runtime.directory.application(app_sid)
         number = await runtime.directory.number("+15550001000")
-        return app.friendly_name, app.dialect, app.sms_method, number.application_id == app.id
+        return (
+            app.friendly_name,
+            app.dialect,
+            app.sms_method,
+            app.voice_url,
+            app.voice_method,
+            number.application_id == app.id,
+        )
 
-    assert verbal.call(stored) == ("Echo 2", "rcml", "GET", True)
+    assert verbal.call(stored) == (
+        "Echo 2",
+        "rcml",
+        "GET",
+        "https://example.com/voice",
+        "GET",
+        True,
+    )
     detached = console.post(f"/console/numbers/PN{number_sid}/app", {"application": ""})
     assert detached.status_code == 303
     foreign = console.post(f"/console/numbers/PN{number_sid}/app", {"application": "AP" + "0" * 32})

@@ -143,11 +143,13 @@ def app_settings(form: FormData, form_name: str) -> dict[str, Any]:
     sms_url = _text(form, "sms_url")
     sms_method = _text(form, "sms_method") or "POST"
     fallback = _text(form, "sms_fallback_url")
+    voice_url = _text(form, "voice_url")
+    voice_method = _text(form, "voice_method") or "POST"
     if len(name) > MAX_NAME:
         raise FormProblem(form_name, f"The name is longer than {MAX_NAME} characters.")
     if dialect not in DIALECTS:
         raise FormProblem(form_name, "Choose one of the listed dialects.")
-    for label, url in (("SMS URL", sms_url), ("fallback URL", fallback)):
+    for label, url in (("SMS URL", sms_url), ("fallback URL", fallback), ("voice URL", voice_url)):
         if url and (len(url) > MAX_URL or not is_http_url(url)):
             raise FormProblem(
                 form_name, f"The {label} {url!r} is not an http:// or https:// address."
@@ -156,12 +158,17 @@ def app_settings(form: FormData, form_name: str) -> dict[str, Any]:
         raise FormProblem(form_name, "Enter the SMS URL: where Verbal asks the app what to do.")
     if sms_method not in METHODS:
         raise FormProblem(form_name, "The SMS URL's method must be POST or GET.")
+    if voice_method not in METHODS:
+        raise FormProblem(form_name, "The voice URL's method must be POST or GET.")
     return {
         "friendly_name": name or "Console app",
         "dialect": dialect,
         "sms_url": sms_url,
         "sms_method": sms_method,
         "sms_fallback_url": fallback or None,
+        # Calls to the app's numbers fetch this; empty: the numbers refuse calls.
+        "voice_url": voice_url or None,
+        "voice_method": voice_method,
     }
 
 
