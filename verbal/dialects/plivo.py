@@ -352,10 +352,10 @@ def call_params(call: CallFacts, event: str) -> list[tuple[str, str]]:
         params += [("ALegUUID", a_leg), ("ALegRequestUUID", a_leg), ("RequestUUID", a_leg)]
     if call.forwarded_from:
         params.append(("ForwardedFrom", _plivo_number(call.forwarded_from)))
-    if call.end_cause is not None:
+    if call.status in HANGUP_CAUSES:  # the call has ended
         duration = str(call.duration_seconds or 0)
         params += [
-            ("HangupCause", HANGUP_CAUSES.get(call.end_cause, "NORMAL_CLEARING")),
+            ("HangupCause", HANGUP_CAUSES[call.status]),
             ("Duration", duration),
             ("BillDuration", duration),
             ("TotalCost", NO_CHARGE),

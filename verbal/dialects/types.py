@@ -48,7 +48,6 @@ class CallFacts:
     created_at: datetime
     parent_sid: str | None = None
     duration_seconds: int | None = None  # once the call has ended
-    end_cause: str | None = None  # once it has ended: completed, busy, no-answer, ...
     forwarded_from: str | None = None
 
 

@@ -107,7 +107,6 @@ class CallRecord:
             created_at=self.date_created,
             parent_sid=self.parent_sid,
             duration_seconds=self.duration,
-            end_cause=self.status.value if self.status.final else None,
         )
 
     def advance(
