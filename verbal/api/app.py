@@ -13,6 +13,7 @@ from verbal.api import demo as demo_app
 from verbal.api import errors, native, openapi, ops, plivo, plivo_resources, sandbox, tropo, twilio
 from verbal.api.fastlane import FastLane
 from verbal.api.limits import BodySizeLimit
+from verbal.api.plivo_calls import router as plivo_calls_router
 from verbal.api.restcomm import router as restcomm_router
 from verbal.api.twilio_calls import router as twilio_calls_router
 from verbal.api.twilio_messaging import router as twilio_messaging_router
@@ -64,6 +65,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, demo: bool = Fa
     app.include_router(twilio_messaging_router)
     app.include_router(plivo.router)
     app.include_router(plivo_resources.router)
+    app.include_router(plivo_calls_router)
     app.include_router(sandbox.router)
     app.include_router(native.router)
     app.include_router(tropo.router)
