@@ -93,13 +93,14 @@ BLOG = (
         pytest.param(
             '{"tropo": [{"message": {"to": "+14155551212", '
             '"say": {"as": "DIGITS", "voice": "kate", "value": "Hello"}}}]}',
-            [Message(to=("+14155551212",), body="Hello")],
+            # No channel or network: text, unless the session is a voice one.
+            [Message(to=("+14155551212",), body="Hello", channel_default=True)],
             id="python-say-object-no-network",
         ),
         pytest.param(
             '{"tropo": [{"message": {"to": "+14155551212", '
             '"say": [{"value": "a"}, {"value": "b"}]}}]}',
-            [Message(to=("+14155551212",), body="a\nb")],
+            [Message(to=("+14155551212",), body="a\nb", channel_default=True)],
             id="python-say-array-joined-by-newline",
         ),
         pytest.param(
@@ -111,7 +112,7 @@ BLOG = (
         pytest.param(
             '{"tropo": [{"message": {"to": "+1", "say": {"value": "x"}}}, '
             '{"say": {"voice": "dave", "value": "y"}}]}',
-            [Message(to=("+1",), body="x"), Say("y", voice="dave")],
+            [Message(to=("+1",), body="x", channel_default=True), Say("y", voice="dave")],
             id="python-setvoice",
         ),
         pytest.param(
@@ -276,7 +277,7 @@ def test_python_library_voice_verbs_keep_their_attributes() -> None:
         },
     )
     # Names no network: Verbal reads it as text, like `message`, so it opens a conversation.
-    assert call == Call(to=("+14155551212",))
+    assert call == Call(to=("+14155551212",), channel_default=True)
     assert conference.kind == "conference" and conference.attributes["id"] == "1234"
     assert start_recording == VoiceVerb(
         "startRecording", {"url": "http://x/r", "method": "POST", "format": "audio/mp3"}

@@ -158,3 +158,59 @@ def test_an_inbound_call_runs_the_numbers_tropo_voice_app(
         APP_NUMBER,
     )
     assert handset_calls(verbal, caller)[0]["call_sid"] == sid
+
+
+def test_the_voice_token_launches_a_session_whose_call_and_message_place_calls(
+    verbal: LiveVerbal, app_server: AppServer
+) -> None:
+    # Tropo's outbound voice pattern: `call` with no network, then `say`; then a `message`
+    # with no channel, which on the voice token is a call that speaks.
+    app_server.routes["/voice"] = lambda hit: tropo(
+        {"call": {"to": hit.json["session"]["parameters"]["numberToDial"]}},
+        {"say": [{"value": "This is your reminder."}]},
+        {"hangup": None},
+        {"message": {"to": SLOW, "say": "And a second call."}},
+    )
+    application = verbal.add_app(
+        "tropo", app_server.url("/sms"), APP_NUMBER, voice_url=app_server.url("/voice")
+    )
+    launched = httpx.post(
+        f"{verbal.base_url}/1.0/sessions",
+        json={"token": application.voice_token, "numberToDial": FAST},
+    )
+    assert '"success"' in launched.text or "<success>true</success>" in launched.text
+
+    called = ended_call(verbal, FAST)
+    assert (called["direction"], called["other"], called["status"]) == (
+        "incoming",
+        APP_NUMBER,
+        "completed",
+    )
+    assert [h["detail"] for h in called["heard"]] == ["This is your reminder."]
+    assert called["cause"] == "app hung up"
+    # The hangup ends the document (no `on` handler): the message after it never runs.
+    assert handset_calls(verbal, SLOW) == []
+    [hit] = app_server.hits_for("/voice")
+    assert hit.json["session"]["parameters"]["numberToDial"] == FAST
+    assert hit.json["session"]["callId"] is None  # launched without a call
+    with verbal.http() as http:
+        [session] = http.get("/verbal/v1/sessions").json()["sessions"]
+    assert (session["channel"], session["launch"]) == ("voice", "token")
+
+
+def test_the_messaging_token_keeps_unnamed_channels_on_text(
+    verbal: LiveVerbal, app_server: AppServer
+) -> None:
+    app_server.routes["/sms"] = lambda hit: tropo({"message": {"to": FAST, "say": "A text"}})
+    application = verbal.add_app("tropo", app_server.url("/sms"), APP_NUMBER)
+    httpx.get(
+        f"{verbal.base_url}/1.0/sessions",
+        params={"action": "create", "token": application.messaging_token},
+    )
+    with verbal.http() as http:
+        inbox = wait_until(
+            lambda: http.get(f"/sandbox/handsets/{FAST}/inbox").json()["messages"],
+            what="the text",
+        )
+    assert inbox[0]["body"] == "A text"
+    assert handset_calls(verbal, FAST) == []

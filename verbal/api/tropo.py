@@ -86,7 +86,8 @@ async def create_session(request: Request) -> Response:
         return Response(body, status_code=400, media_type=media_type)
     parameters: dict[str, Any] = {"token": token, "action": "create"}
     parameters.update({k: v for k, v in fields.items() if k not in RESERVED})
-    session_id = await runtime(request).interpreter.launch(application, parameters)
+    channel = "voice" if token == application.voice_token else "text"
+    session_id = await runtime(request).interpreter.launch(application, parameters, channel)
     body, media_type = sessions_api_reply(fmt, True, token, session_id, None)
     return Response(body, status_code=200, media_type=media_type)
 

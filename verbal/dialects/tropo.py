@@ -344,6 +344,7 @@ def _message(value: Any, where: str, base_url: str) -> _Parsed:
             name=_name(obj, where),
             required=_flag(obj, "required", where, default=True),
             timeout_seconds=_timeout(obj, where) if channel is Channel.VOICE else None,
+            channel_default=not _channel_named(obj),
         )
     ]
 
@@ -447,18 +448,10 @@ def _voice_verb(kind: str, required: str | None = None, empty_ok: bool = False) 
             if attributes.get("from") is not None:
                 attributes["from"] = _sender(attributes, where)
         if kind == "call":
+            # On the text channel a call opens a conversation (later `say`s are texts); on
+            # the voice channel it places a call.
             channel = _channel(attributes, where)
-            if channel == Channel.TEXT:
-                # On the text channel a call opens a conversation: later `say`s are texts.
-                return [
-                    Call(
-                        to=tuple(attributes["to"]),
-                        sender=attributes.get("from"),
-                        channel=channel,
-                        name=_name(attributes, where),
-                        required=_flag(attributes, "required", where, True),
-                    )
-                ]
+            voice = channel is Channel.VOICE
             return [
                 Call(
                     to=tuple(attributes["to"]),
@@ -466,7 +459,8 @@ def _voice_verb(kind: str, required: str | None = None, empty_ok: bool = False) 
                     channel=channel,
                     name=_name(attributes, where),
                     required=_flag(attributes, "required", where, True),
-                    timeout_seconds=_timeout(attributes, where),
+                    timeout_seconds=_timeout(attributes, where) if voice else None,
+                    channel_default=not _channel_named(attributes),
                 )
             ]
         return [VoiceVerb(kind, attributes)]
@@ -573,6 +567,10 @@ def _channel(obj: dict[str, Any], where: str) -> Channel:
         raise _field_error(where, "'channel'", f'must be "VOICE" or "TEXT", got {channel!r}')
     network = _upper(obj, "network", where)
     return Channel.VOICE if network in _VOICE_NETWORKS else Channel.TEXT
+
+
+def _channel_named(obj: dict[str, Any]) -> bool:
+    return obj.get("channel") is not None or obj.get("network") is not None
 
 
 def _addresses(obj: dict[str, Any], key: str, where: str) -> tuple[str, ...]:

@@ -48,6 +48,9 @@ class Message:
     required: bool = True
     # On the voice channel: how long the calls ring before giving up (None: the default).
     timeout_seconds: float | None = None
+    # The app named no channel (Tropo): `channel` is the text default, and a session
+    # launched for voice (Tropo's voice token) or on a call takes it as voice.
+    channel_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Call:
     name: str | None = None
     required: bool = True
     timeout_seconds: float | None = None
+    channel_default: bool = False  # as `Message.channel_default`
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,12 +298,12 @@ class Step:
     def _execute(self, document: Document, verb: Any) -> Generator[Action, Any, NextStep | None]:
         on_call = self.state.call_sid is not None
         if isinstance(verb, Message):
-            if verb.channel == Channel.VOICE:
+            if self._voice_channel(verb):
                 yield from self._voice_message(document, verb)
             else:
                 yield from self._message(document, verb)
         elif isinstance(verb, Call):
-            if verb.channel == Channel.VOICE:
+            if self._voice_channel(verb):
                 yield from self._voice_call(document, verb)
             else:
                 self._call(document, verb)
@@ -370,6 +370,13 @@ class Step:
             else:
                 self._needs_call(document, f"'{verb.kind}'", required=True)
         return None
+
+    def _voice_channel(self, verb: Message | Call) -> bool:
+        """Whether a message or call goes on the voice channel: as the app said, or when it
+        said nothing, as the session's channel (a voice-token launch, a call)."""
+        if verb.channel_default:
+            return self.state.channel == Channel.VOICE
+        return verb.channel == Channel.VOICE
 
     def _needs_call(self, document: Document, what: str, *, required: bool) -> None:
         self._verb_failed(

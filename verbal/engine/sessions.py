@@ -83,6 +83,10 @@ _APP_COLUMNS = (
     _APPS.c.sms_method,
     _APPS.c.sms_fallback_url,
     _APPS.c.sms_fallback_method,
+    _APPS.c.voice_url,
+    _APPS.c.voice_method,
+    _APPS.c.voice_fallback_url,
+    _APPS.c.voice_fallback_method,
 )
 
 # The statements a step reads with, built once (SQLAlchemy caches their compiled form).
@@ -252,15 +256,18 @@ class Engine:
         await self._messaging.prepare(STEP_MESSAGES)
         await self._drive(loaded, job, [started])
 
-    async def launch(self, application: Application, parameters: dict[str, str]) -> str:
-        """Start a session for an app without a party (Tropo's Sessions API)."""
+    async def launch(
+        self, application: Application, parameters: dict[str, str], channel: str = "text"
+    ) -> str:
+        """Start a session for an app without a party (Tropo's Sessions API); a voice
+        session (the voice token's) starts at the voice URL and places calls."""
         async with self._sessions.begin() as session:
             row = SessionRow(
                 sid=secrets.token_hex(16),
                 account_id=application.account_id,
                 application_id=application.id,
                 dialect=application.dialect,
-                channel="text",
+                channel=channel,
                 launch="token",
                 state="running",
                 parameters=parameters,
@@ -473,6 +480,12 @@ class Engine:
             app_number=app_number,
             inbound_media=tuple(row.inbound_media or ()),
             num_segments=row.inbound_segments or 1,
+            # A Tropo app launched by its voice token without a voice URL of its own is
+            # fetched at its one URL, as Tropo apps usually have.
+            voice_url=row.voice_url or row.sms_url,
+            voice_method=row.voice_method,
+            voice_fallback_url=row.voice_fallback_url,
+            voice_fallback_method=row.voice_fallback_method,
         )
         return _Loaded(state, False, account, app)
 
