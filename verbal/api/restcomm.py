@@ -1,5 +1,5 @@
-"""Restcomm's REST API (2012-04-24): SMS messages, the JSON Messages API, incoming phone
-numbers and applications, under `/restcomm/2012-04-24/Accounts/{AccountSid}/`.
+"""Restcomm's REST API (2012-04-24): SMS messages, the JSON Messages API, calls, incoming
+phone numbers and applications, under `/restcomm/2012-04-24/Accounts/{AccountSid}/`.
 
 Restcomm's conventions, as its open-source server answers:
 
@@ -44,12 +44,15 @@ from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, overloaded
 from verbal.api.paging import ListQuery, Window, count, link, read
 from verbal.api.twilio import REFUSAL_CODES
+from verbal.dialects.verbs import Target
+from verbal.engine.calls import MAX_TIMEOUT_SECONDS, STATUS_EVENTS, CallRefused, CallRequest
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused, Refusal
 from verbal.messaging.service import MAX_URL_LENGTH, Overloaded, SendRequest, is_http_url
 from verbal.messaging.states import Status
 from verbal.store.directory import KEEP, AlreadyExists, Keep
-from verbal.store.models import Account, Application, Message, PhoneNumber
+from verbal.store.models import Account, Application, Call, Message, PhoneNumber
+from verbal.voice.records import CallRecord
 
 API_VERSION = "2012-04-24"
 PREFIX = f"/restcomm/{API_VERSION}/Accounts"
@@ -701,6 +704,175 @@ async def list_sms(
     )
     items = [_message_fields(message, account.sid) for message in page.rows]
     return _list_response(request, page, "SMSMessages", "messages", "SMSMessage", items)
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+CALL_PARAMETERS = (
+    "From",
+    "To",
+    "Url",
+    "Method",
+    "FallbackUrl",
+    "FallbackMethod",
+    "StatusCallback",
+    "StatusCallbackMethod",
+    "StatusCallbackEvent",
+    "Timeout",
+)
+CALL_UPDATE_PARAMETERS = ("Status", "Url", "Method")
+# Twilio's numbers for a refused call, which Restcomm reuses.
+CALL_REFUSALS = {"Url": 21205, "From": 21213, "To": 21201}
+
+
+def _call_fields(call: CallRecord | Call, account_sid: str) -> list[Field]:
+    status = call.status if isinstance(call.status, str) else call.status.value
+    uri = f"/{API_VERSION}/Accounts/{account_sid}/Calls/{call.sid}"
+    return [
+        Field("Sid", "sid", call.sid),
+        Field("InstanceId", "InstanceId", None),
+        *_dates(call.date_created, call.date_updated),
+        Field("ParentCallSid", "parent_call_sid", call.parent_sid),
+        Field("AccountSid", "account_sid", account_sid),
+        Field("To", "to", call.to_number),
+        Field("From", "from", call.from_number),
+        Field("PhoneNumberSid", "phone_number_sid", None),
+        Field("Status", "status", status),
+        Field(
+            "StartTime", "start_time", restcomm_date(call.answered_at) if call.answered_at else None
+        ),
+        Field("EndTime", "end_time", restcomm_date(call.ended_at) if call.ended_at else None),
+        Field("Duration", "duration", call.duration),
+        Field("Price", "price", "0"),
+        Field("PriceUnit", "price_unit", "USD"),
+        Field("Direction", "direction", call.direction),
+        Field("AnsweredBy", "answered_by", None),
+        Field("ApiVersion", "api_version", API_VERSION),
+        Field("ForwardedFrom", "forwarded_from", None),
+        Field("CallerName", "caller_name", None),
+        *_uri_fields(uri),
+    ]
+
+
+async def _call_for_path(request: Request, account: Account, sid: str) -> CallRecord | Call:
+    live = runtime(request).calls.live(sid)
+    if live is not None and live.account_id == account.id:
+        return live
+    async with runtime(request).sessions() as session:
+        row = await session.scalar(
+            select(Call).where(Call.sid == sid, Call.account_id == account.id)
+        )
+    if row is None:
+        raise _not_found(f"/{API_VERSION}/Accounts/{account.sid}/Calls/{sid}")
+    return row
+
+
+@_route("POST", "/{AccountSid}/Calls", "Place a call", takes=CALL_PARAMETERS)
+async def create_call(request: Request, account: OwnAccount) -> Response:
+    form = await _form(request)
+    for name, code in CALL_REFUSALS.items():
+        _required(form, name, f"{name} can not be null.", code)
+    url = _url(form, "Url")
+    if url is None:
+        raise RestcommError(400, CALL_REFUSALS["Url"], "Url can not be null.")
+    events = tuple(
+        dict.fromkeys(e for e in form.get("StatusCallbackEvent", "").replace(",", " ").split())
+    )
+    unknown = [event for event in events if event not in STATUS_EVENTS]
+    if unknown:
+        raise _invalid(f"StatusCallbackEvent {unknown[0]!r}: {', '.join(STATUS_EVENTS)}")
+    timeout = form.get("Timeout", "").strip() or "60"
+    if not timeout.isdigit() or not 1 <= int(timeout) <= MAX_TIMEOUT_SECONDS:
+        raise _invalid(f"Timeout must be 1 to {MAX_TIMEOUT_SECONDS} seconds")
+    placed = CallRequest(
+        to=form["To"],
+        from_=form["From"],
+        url=url,
+        method=_method(form, "Method") if "Method" in form else "POST",
+        fallback_url=_url(form, "FallbackUrl") if "FallbackUrl" in form else None,
+        fallback_method=_method(form, "FallbackMethod") if "FallbackMethod" in form else "POST",
+        status_callback=_url(form, "StatusCallback") if "StatusCallback" in form else None,
+        status_callback_method=(
+            _method(form, "StatusCallbackMethod") if "StatusCallbackMethod" in form else "POST"
+        ),
+        # A callback without a list of events hears of the end alone, as for Restcomm's <Number>.
+        status_callback_events=events or ("completed",),
+        timeout_seconds=int(timeout),
+    )
+    try:
+        record = await runtime(request).calls.place(account, placed)
+    except CallRefused as refused:
+        raise RestcommError(400, refused.code, refused.message) from None
+    return _resource_response(request, "Call", _call_fields(record, account.sid))
+
+
+@_route("GET", "/{AccountSid}/Calls/{CallSid}", "Fetch a call")
+async def fetch_call(
+    request: Request, account: OwnAccount, call_sid: Annotated[str, Path(alias="CallSid")]
+) -> Response:
+    call = await _call_for_path(request, account, call_sid)
+    return _resource_response(request, "Call", _call_fields(call, account.sid))
+
+
+@_route(
+    ("POST", "PUT"),
+    "/{AccountSid}/Calls/{CallSid}",
+    "Hang up or redirect a call",
+    takes=CALL_UPDATE_PARAMETERS,
+)
+async def update_call(
+    request: Request, account: OwnAccount, call_sid: Annotated[str, Path(alias="CallSid")]
+) -> Response:
+    call = await _call_for_path(request, account, call_sid)
+    form = await _form(request)
+    calls = runtime(request).calls
+    status = form.get("Status", "").strip()
+    if status:
+        if status not in ("completed", "canceled"):
+            raise _invalid("Status must be completed or canceled")
+        await calls.hang_up(call.sid, status)
+    elif "Url" in form:
+        url = _url(form, "Url")
+        if url is None:
+            raise _invalid("Url can not be empty")
+        method = _method(form, "Method") if "Method" in form else "POST"
+        if not await calls.redirect(call.sid, Target(url, method), None):
+            raise _invalid("The call is not in progress and cannot be redirected")
+    return _resource_response(request, "Call", _call_fields(call, account.sid))
+
+
+@_route("GET", "/{AccountSid}/Calls", "List calls, newest first")
+async def list_calls(
+    request: Request,
+    account: OwnAccount,
+    paging: PageParams,
+    to: Annotated[str | None, Query(alias="To", description="Ends with this number.")] = None,
+    from_: Annotated[str | None, Query(alias="From", description="Ends with this number.")] = None,
+    status: Annotated[str | None, Query(alias="Status")] = None,
+    parent_call_sid: Annotated[str | None, Query(alias="ParentCallSid")] = None,
+) -> Response:
+    listing = ListQuery(select(Call).where(Call.account_id == account.id))
+    listing.filter("To", to, lambda number: _ends_with(Call.to_number, _clean(number, "To")))
+    listing.filter(
+        "From", from_, lambda number: _ends_with(Call.from_number, _clean(number, "From"))
+    )
+    listing.filter("Status", status, lambda value: Call.status == _clean(value, "Status"))
+    listing.filter(
+        "ParentCallSid",
+        parent_call_sid,
+        lambda value: Call.parent_sid == _clean(value, "ParentCallSid"),
+    )
+    page = await _page(
+        request,
+        listing,
+        paging,
+        scope=Call.account_id == account.id,
+        sid_column=Call.sid,
+        order=Call.id,
+        descending=True,
+    )
+    items = [_call_fields(call, account.sid) for call in page.rows]
+    return _list_response(request, page, "Calls", "calls", "Call", items)
 
 
 # -- the JSON Messages API --------------------------------------------------------------------
