@@ -233,6 +233,72 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", f"{TWILIO}/Messages/{{MessageSid}}/Media/{{MediaSid}}.json"): {
         "responses": {"200": json_answer("The media item.", schemas.TwilioMedia)}
     },
+    ("post", f"{TWILIO}/Calls.json"): {
+        "requestBody": {
+            "content": {
+                FORM: {
+                    "example": {
+                        "To": HANDSET,
+                        "From": NUMBER,
+                        "Url": "http://127.0.0.1:5001/voice",
+                    }
+                }
+            }
+        },
+        "responses": {
+            "201": json_answer("The call, placed.", schemas.TwilioCall),
+            "400": {"description": IMPLIED_ERRORS["400"]},
+        },
+    },
+    ("get", f"{TWILIO}/Calls.json"): {
+        "responses": {"200": json_answer("A page of calls.", schemas.TwilioCallPage)}
+    },
+    ("get", f"{TWILIO}/Calls/{{CallSid}}.json"): {
+        "responses": {"200": json_answer("The call.", schemas.TwilioCall)}
+    },
+    ("post", f"{TWILIO}/Calls/{{CallSid}}.json"): {
+        "responses": {
+            "200": json_answer("The call, after the change.", schemas.TwilioCall),
+            "400": {"description": IMPLIED_ERRORS["400"]},
+        }
+    },
+    ("post", f"{PLIVO}/Call/"): {
+        "responses": {
+            "201": json_answer("The call, placed.", schemas.PlivoCallFired),
+            "400": {"description": IMPLIED_ERRORS["400"]},
+        },
+    },
+    ("get", f"{PLIVO}/Call/{{call_uuid}}/"): {
+        "responses": {"200": json_answer("The call's record.", schemas.PlivoCall)}
+    },
+    ("post", "/sandbox/handsets/{number}/calls"): {
+        "requestBody": {"content": {JSON: {"example": {"to": NUMBER}}}},
+        "responses": {
+            "201": json_answer("The call, ringing the number's app.", schemas.HandsetDialed),
+            "404": {"description": f"{SANDBOX_OFF} Or `to` is not one of the account's numbers."},
+        },
+    },
+    ("get", "/sandbox/handsets/{number}/calls"): {
+        "responses": {
+            "200": json_answer("The handset's recent calls.", schemas.HandsetCalls),
+            "404": {"description": SANDBOX_OFF},
+        }
+    },
+    ("get", "/sandbox/calls/{sid}/recording.wav"): {
+        "responses": {
+            "200": {
+                "description": "What the handset heard: WAV, 8 kHz, 16-bit, mono.",
+                "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "404": {"description": f"No such recent call. {SANDBOX_OFF}"},
+        }
+    },
+    ("post", "/sandbox/calls/{sid}/hangup"): {
+        "responses": {
+            "200": json_answer("The call as the handset saw it.", schemas.HandsetCall),
+            "404": {"description": f"No such recent call. {SANDBOX_OFF}"},
+        }
+    },
     ("get", "/2010-04-01/Accounts.json"): {
         "responses": {"200": json_answer("The caller's account.", schemas.TwilioAccountPage)}
     },
@@ -374,6 +440,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", f"{RESTCOMM}/Messages"): _restcomm_json(schemas.RestcommMessage),
     **_restcomm("post", "/SMS/Messages", schemas.RestcommSms),
+    **_restcomm("post", "/Calls", schemas.RestcommCall),
+    **_restcomm("get", "/Calls", schemas.RestcommCallPage),
+    **_restcomm("get", "/Calls/{CallSid}", schemas.RestcommCall),
+    **_restcomm("post", "/Calls/{CallSid}", schemas.RestcommCall),
+    **_restcomm("put", "/Calls/{CallSid}", schemas.RestcommCall),
     **_restcomm("get", "/SMS/Messages", schemas.RestcommSmsPage),
     **_restcomm("get", "/SMS/Messages/{MessageSid}", schemas.RestcommSms),
     **_restcomm("post", "/Applications", schemas.RestcommApplication),

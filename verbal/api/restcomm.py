@@ -730,7 +730,7 @@ def _call_fields(call: CallRecord | Call, account_sid: str) -> list[Field]:
     uri = f"/{API_VERSION}/Accounts/{account_sid}/Calls/{call.sid}"
     return [
         Field("Sid", "sid", call.sid),
-        Field("InstanceId", "InstanceId", None),
+        Field("InstanceId", "instance_id", None),
         *_dates(call.date_created, call.date_updated),
         Field("ParentCallSid", "parent_call_sid", call.parent_sid),
         Field("AccountSid", "account_sid", account_sid),

@@ -274,7 +274,11 @@ def _handset_call(request: Request, caller: Account, sid: str) -> HandsetCall:
     return found
 
 
-@router.get("/calls/{sid}/recording.wav", summary="What the handset heard, as WAV")
+@router.get(
+    "/calls/{sid}/recording.wav",
+    summary="What the handset heard, as WAV",
+    response_class=Response,
+)
 async def call_recording(sid: str, request: Request, caller: Caller) -> Response:
     call = _handset_call(request, caller, sid)
     return Response(call.wav(), media_type="audio/wav")

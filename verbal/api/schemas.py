@@ -13,10 +13,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from verbal.carriers.encoding import Encoding
-from verbal.carriers.sandbox import Outcome
+from verbal.carriers.sandbox import CallOutcome, Outcome
 from verbal.messaging.states import Status
 
 Direction = Literal["outbound-api", "outbound-reply", "inbound"]
+CallStatus = Literal[
+    "queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"
+]
+CallDirection = Literal["inbound", "outbound-api", "outbound-dial"]
 
 
 class Shape(BaseModel):
@@ -100,6 +104,48 @@ class TwilioMedia(Shape):
 
 class TwilioMediaPage(TwilioPage):
     media_list: list[TwilioMedia]
+
+
+# -- Twilio's Calls API ---------------------------------------------------------------------------
+
+
+class TwilioCallUris(Shape):
+    notifications: str
+    recordings: str
+
+
+class TwilioCall(Shape):
+    sid: str = Field(description="CA and 32 hex digits.")
+    account_sid: str
+    parent_call_sid: str | None = Field(description="The call whose session placed this one.")
+    to: str
+    to_formatted: str
+    from_: str = Field(alias="from")
+    from_formatted: str
+    phone_number_sid: None
+    status: CallStatus
+    direction: CallDirection
+    start_time: str | None = Field(description="When it was answered, RFC 2822.")
+    end_time: str | None = Field(description="RFC 2822.")
+    duration: str | None = Field(description="Seconds, as a string, once it has ended.")
+    price: None
+    price_unit: Literal["USD"]
+    answered_by: None
+    forwarded_from: None
+    caller_name: None
+    group_sid: None
+    queue_time: str
+    stir_verstat: None
+    trunk_sid: None
+    api_version: Literal["2010-04-01"]
+    date_created: str
+    date_updated: str
+    uri: str
+    subresource_uris: TwilioCallUris
+
+
+class TwilioCallPage(TwilioPage):
+    calls: list[TwilioCall]
 
 
 # -- Twilio's Accounts, Applications and IncomingPhoneNumbers -----------------------------------
@@ -312,6 +358,32 @@ class PlivoMessageFetched(PlivoMessage):
     api_id: str
 
 
+class PlivoCallFired(Shape):
+    api_id: str
+    message: Literal["call fired"]
+    request_uuid: str | list[str] = Field(description="The call's UUID; a list for several `to`.")
+
+
+class PlivoCall(Shape):
+    api_id: str
+    answer_time: str | None
+    bill_duration: int
+    billed_duration: int
+    call_direction: Literal["inbound", "outbound"]
+    call_duration: int
+    call_status: CallStatus
+    call_uuid: str
+    end_time: str | None
+    from_number: str
+    hangup_cause_name: str | None
+    initiation_time: str
+    parent_call_uuid: str | None
+    resource_uri: str
+    to_number: str
+    total_amount: str
+    total_rate: str
+
+
 class PlivoPageMeta(Shape):
     limit: int
     offset: int
@@ -457,6 +529,34 @@ class RestcommSmsPage(RestcommPage):
     messages: list[RestcommSms]
 
 
+class RestcommCall(Shape):
+    sid: str
+    instance_id: None
+    date_created: str
+    date_updated: str
+    parent_call_sid: str | None
+    account_sid: str
+    to: str
+    from_: str = Field(alias="from")
+    phone_number_sid: None
+    status: CallStatus
+    start_time: str | None
+    end_time: str | None
+    duration: int | None
+    price: str
+    price_unit: str
+    direction: CallDirection
+    answered_by: None
+    api_version: Literal["2012-04-24"]
+    forwarded_from: None
+    caller_name: None
+    uri: str
+
+
+class RestcommCallPage(RestcommPage):
+    calls: list[RestcommCall]
+
+
 class RestcommNumberSummary(Shape):
     sid: str
     friendly_name: str
@@ -553,9 +653,43 @@ class HandsetSent(Shape):
 class SandboxRule(Shape):
     id: int
     pattern: str
-    outcome: Outcome
+    outcome: Outcome | CallOutcome
     delay_seconds: float
     error_code: int | None
+    channel: Literal["text", "voice"]
+
+
+class HandsetHeard(Shape):
+    kind: Literal["speech", "audio", "silence"]
+    detail: str = Field(description="The text, the sound file's URL, or the seconds of silence.")
+    seconds: float = Field(description="How long the handset heard it.")
+    early: bool = Field(description="Heard before the call was answered (early media).")
+
+
+class HandsetCall(Shape):
+    call_sid: str
+    handset: str
+    other: str = Field(description="The account's number at the other end.")
+    direction: Literal["incoming", "outgoing"]
+    status: CallStatus
+    cause: str | None = Field(description="Why the call ended.")
+    started_at: str = Field(description="ISO 8601.")
+    answered_at: str | None
+    ended_at: str | None
+    heard: list[HandsetHeard]
+    recording_seconds: float
+    recording_url: str
+
+
+class HandsetCalls(Shape):
+    handset: str
+    calls: list[HandsetCall]
+
+
+class HandsetDialed(Shape):
+    call_sid: str
+    from_: str = Field(alias="from")
+    to: str
 
 
 class SandboxRules(Shape):
