@@ -13,8 +13,9 @@ never signed its requests, so neither do we.
 
 Choices made where Tropo is silent or where Verbal differs from it on purpose:
 
-* A `message` or `call` that names neither `channel` nor `network` is a text message. Tropo
-  would have placed a voice call; Verbal is a messaging platform.
+* A `message` or `call` that names neither `channel` nor `network` is marked
+  `channel_default`: a text in a text session (Tropo would have placed a call, but a text
+  session's apps are messaging apps), a call in a voice one (the voice token, or on a call).
 * Several `say` items in one `message` become one text, their values joined by newlines: the
   shared `Message` verb has one body, and one message cannot arrive out of order.
 * `say.media` items that are http(s) URLs are attachments; other items (the SDK samples put

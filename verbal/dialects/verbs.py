@@ -181,10 +181,10 @@ class Wait:
 
 @dataclass(frozen=True, slots=True)
 class VoiceVerb:
-    """A verb that needs a call (dial, record, conference, play, gather, deflect, ...).
+    """A verb the engine cannot run yet (dial, record, conference, gather, ...).
 
-    Parsed so that a document using it is understood; on a text channel running it is a
-    readable error in the dialect's convention.
+    Parsed so that a document using it is understood; running it is a readable error in the
+    dialect's convention (in a text session: it needs a call; on a call: not supported yet).
     """
 
     kind: str

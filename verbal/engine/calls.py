@@ -77,8 +77,7 @@ class CallRequest:
     method: str = "POST"
     fallback_url: str | None = None
     fallback_method: str = "POST"
-    document: bytes | None = None
-    document_type: str = "text/xml"
+    document: bytes | None = None  # TwiML given inline (Twilio's `Twiml`)
     status_callback: str | None = None
     status_callback_method: str = "POST"
     status_callback_events: tuple[str, ...] = ("completed",)
