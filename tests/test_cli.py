@@ -326,6 +326,15 @@ def test_a_second_server_on_one_sqlite_file_is_refused(cli: Cli, serve: Any) -> 
             http.get(f"http://127.0.0.1:{port}/healthz")
 
 
+def test_a_file_that_is_not_a_database_stops_serve_with_a_readable_error(cli: Cli) -> None:
+    # The schema is migrated by a short-lived child process; its failure reaches the user.
+    (cli.workdir / "verbal.db").write_bytes(b"not a database, " * 512)
+    refused = cli.run("serve", "--host", "127.0.0.1", "--port", str(free_port()))
+    assert refused.returncode == 1, refused.stdout
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "file is not a database" in refused.stderr
+
+
 # -- regressions: bugs these tests found -------------------------------------------------------
 
 

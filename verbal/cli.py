@@ -216,12 +216,24 @@ def serve(
     settings = _settings(
         host=host, port=port, database_url=database_url, role=role, log_format=log_format
     )
+    _migrate_apart(settings)
     pipeline = None
     if settings.is_sqlite and settings.role == "all" and settings.sqlite_processes > 1:
         from verbal.processes import fork_pipeline
 
         pipeline = fork_pipeline(settings)
     _run_server(lambda: _serve(settings, on_started=_announce, pipeline=pipeline))
+
+
+def _migrate_apart(settings: Settings) -> None:
+    """The schema brought to the newest migration by a short-lived child (so the server
+    never imports Alembic), or the reason it could not be."""
+    from verbal.processes import MigrationFailed, migrate_apart
+
+    try:
+        migrate_apart(settings)
+    except MigrationFailed as exc:
+        raise _fail(str(exc)) from None
 
 
 async def _announce(runtime: Runtime) -> None:
@@ -239,11 +251,6 @@ async def _serve(
     demo: bool = False,
     pipeline: PipelineProcess | None = None,
 ) -> None:
-    # Alembic (the migrations run on start) imports mako, which highlights the source in its
-    # error pages with pygments whenever pygments is installed, as it is with rich: 4.4 MiB of
-    # lexers in a server that renders no mako template. Marked absent, mako uses plain text.
-    sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
-
     from verbal.api.app import create_app
     from verbal.api.serving import server_config
     from verbal.logs import configure as configure_logs
@@ -251,7 +258,8 @@ async def _serve(
     from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
 
     configure_logs(settings.log_level, settings.log_format)
-    runtime = Runtime(settings, pipeline=pipeline)
+    # Both commands that serve migrate apart first (`_migrate_apart`).
+    runtime = Runtime(settings, pipeline=pipeline, schema_ready=True)
     try:
         await runtime.start()
     except (AlreadyServing, UnsupportedLayout, SmscUnavailable, PipelineFailed) as exc:
@@ -368,6 +376,7 @@ def demo(
             f"API docs: {base}/docs\n"
         )
 
+    _migrate_apart(settings)
     _run_server(lambda: _serve(settings, on_started=prepare, demo=True))
 
 

@@ -289,6 +289,61 @@ class PipelineFailed(RuntimeError):
     """The pipeline process ended before it was running."""
 
 
+# -- the schema, migrated apart ------------------------------------------------------------------
+
+
+class MigrationFailed(RuntimeError):
+    """The schema could not be brought to the newest migration; the message says why."""
+
+
+def migrate_apart(settings: Settings) -> None:
+    """Bring the schema to the newest migration in a short-lived child process.
+
+    Alembic, mako and the migration scripts are about 11 MiB that a server needs for a moment
+    at start; imported by the child, they leave with it, and neither long-lived process ever
+    carries them. Call before any event loop runs (it forks). The child takes the one-server
+    lock while it migrates, so a schema is never changed under a running server.
+    """
+    reader, writer = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(reader)
+        try:
+            asyncio.run(_migrate(settings))
+        # Every failure goes back to the parent as text, which it prints and exits on.
+        except Exception as exc:
+            os.write(writer, (str(exc) or type(exc).__name__).encode()[:4096])
+            _exit(1)
+        _exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as failure:
+        reason = failure.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if reason or code:
+        raise MigrationFailed(reason or f"the migrating process ended with status {code}")
+
+
+async def _migrate(settings: Settings) -> None:
+    from verbal.runtime import hold_sqlite_lock
+    from verbal.store import create_engine, migrate
+
+    # Alembic imports mako, which highlights the source in its error pages with pygments
+    # whenever pygments is installed, as it is with rich: 4.4 MiB of lexers for a process
+    # that renders no mako template. Marked absent, mako uses plain text.
+    sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
+    lock = hold_sqlite_lock(settings.database_url) if settings.is_sqlite else None
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+        if lock is not None:
+            lock.close()
+
+
 # -- the pipeline process -----------------------------------------------------------------------
 
 

@@ -191,8 +191,11 @@ class Runtime:
         pipeline: PipelineProcess | None = None,
         pipeline_process: bool = False,
         journal_backend: Backend | None = None,
+        schema_ready: bool = False,
     ) -> None:
         self.settings = settings
+        # True when the caller has migrated already (`verbal serve` does it in a child).
+        self._schema_ready = schema_ready
         self.pipeline = pipeline
         self._pipeline_process = pipeline_process
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
@@ -360,7 +363,8 @@ class Runtime:
         else:
             if self.settings.is_sqlite:
                 self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
-            await migrate(self.engine)
+            if not self._schema_ready:
+                await migrate(self.engine)
             self.bootstrap_account = await self._bootstrap()
         if self.settings.is_sqlite and self.runs_workers:
             # One process owns a SQLite file: leases left by a crashed run are ours to undo.
