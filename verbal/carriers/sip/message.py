@@ -158,8 +158,9 @@ class ParseError(Exception):
     """A message that is not SIP. ``status`` is the answer a request deserves (400 or 513).
 
     ``salvaged`` holds the headers read before the fault, enough for `response_to` when
-    they include Via, From, To, Call-ID and CSeq; ``method`` is the request's method if the
-    start line was a request line (a response is never answered).
+    they include Via, From, To, Call-ID and CSeq; ``method`` is the first word of a
+    request's start line (a response is never answered). A malformed ACK is answered
+    too: it is not an ACK until it parses, and a response cannot start a loop.
     """
 
     def __init__(
@@ -181,7 +182,7 @@ class ParseError(Exception):
     def reply(self) -> Response | None:
         """The response to send back, when the message was a request with enough headers."""
         headers = self.salvaged
-        if self.method is None or self.method == "ACK" or headers is None:
+        if self.method is None or headers is None:
             return None
         if any(headers.get(name) is None for name in _MANDATORY):
             return None
@@ -565,8 +566,14 @@ def parse(data: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> Message:
         raise fail("header bytes are not UTF-8") from exc
     # Unfold continuation lines (RFC 3261 §7.3.1) before splitting into header lines.
     lines = re.sub(r"\r\n[ \t]+", " ", text).split("\r\n")
-    kind, first, second = _start_line(lines[0])
-    if kind == "request":
+    # A broken start line is reported after the headers are read: a request whose
+    # headers can be salvaged still gets its 400 (``ACK  SIP/2.0`` among them).
+    start_error: ParseError | None = None
+    try:
+        kind, first, second = _start_line(lines[0])
+    except ParseError as exc:
+        start_error, kind, first, second = exc, "request", lines[0].split(" ")[0], ""
+    if kind == "request" and _TOKEN.match(first):
         method = first
     if len(lines) - 1 > limits.max_headers:
         raise fail(f"more than {limits.max_headers} header lines")
@@ -579,6 +586,8 @@ def parse(data: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> Message:
         salvaged.append((canonical_name(name), value.strip()))
     if len(data) > limits.max_size:
         raise fail(f"larger than {limits.max_size} bytes", 513)
+    if start_error is not None:
+        raise fail(start_error.message)
     headers = Headers(tuple(salvaged))
     for name in _MANDATORY:
         if not headers.values(name):
