@@ -573,7 +573,7 @@ def parse(data: bytes, limits: MessageLimits = DEFAULT_LIMITS) -> Message:
         kind, first, second = _start_line(lines[0])
     except ParseError as exc:
         start_error, kind, first, second = exc, "request", lines[0].split(" ")[0], ""
-    if kind == "request" and _TOKEN.match(first):
+    if kind == "request":
         method = first
     if len(lines) - 1 > limits.max_headers:
         raise fail(f"more than {limits.max_headers} header lines")
