@@ -305,10 +305,9 @@ class IncomingCall(_Call):
             self.ua._spawn(self._no_ack())
 
     async def _no_ack(self) -> None:
-        await self._bye()
-        # Whatever the BYE got back, the call failed for want of an ACK.
-        if not self.ended.done():
-            self._end("timeout", 408, "no ACK")
+        assert self.dialog is not None
+        self._end("timeout", 408, "no ACK")
+        await self.ua._in_dialog(self.dialog, "BYE")
 
     def __repr__(self) -> str:
         return f"<IncomingCall {self.call_id} from {self.from_.uri} {self.state.value}>"

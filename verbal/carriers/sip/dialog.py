@@ -115,7 +115,7 @@ class Dialog:
             self.local_seq += 1
             cseq = self.local_seq
         uri, routes = self.remote_target, list(self.route_set)
-        if routes and "lr" not in NameAddr.parse(routes[0]).params:
+        if routes and "lr" not in NameAddr.parse(routes[0]).sip_uri().params:
             uri = NameAddr.parse(routes[0]).uri  # §12.2.1.1: a strict router first
             routes = [*routes[1:], f"<{self.remote_target}>"]
         lines = [
