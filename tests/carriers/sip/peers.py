@@ -266,10 +266,10 @@ class Baresip:
         self._writer.write(f"{len(data)}:".encode() + data + b",")
         await self._writer.drain()
 
-    async def event(self, kind: str, timeout: float = 15.0) -> dict[str, object]:
+    async def event(self, kind: str, within: float = 15.0) -> dict[str, object]:
         """The next event of ``kind`` (events seen before are kept in `events`)."""
         assert self._reader is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 length = await self._reader.readuntil(b":")
                 payload = await self._reader.readexactly(int(length[:-1]))

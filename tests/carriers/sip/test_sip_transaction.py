@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from verbal.carriers.sip.message import Headers, Request, Response, response_to
+from verbal.carriers.sip.message import Headers, Request, response_to
 from verbal.carriers.sip.transaction import (
     Action,
     CancelTimer,
