@@ -190,6 +190,8 @@ class Baresip:
         self.control_port = free_port()
         self.dir = workdir / f"baresip-{self.port}"
         self.dir.mkdir()
+        # Debian keeps the modules beside the binary's prefix: <prefix>/lib/baresip/modules.
+        modules = Path(self.binary).resolve().parent.parent / "lib" / "baresip" / "modules"
         rtp = free_port()
         silence = self.dir / "silence.wav"
         subprocess.run(
@@ -197,7 +199,6 @@ class Baresip:
             check=True,
             timeout=30,
         )
-        modules = shutil.which("baresip") and "/usr/lib/baresip/modules"
         (self.dir / "config").write_text(
             "\n".join(
                 [
@@ -248,15 +249,19 @@ class Baresip:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        async with asyncio.timeout(15):
-            while True:
-                try:
-                    self._reader, self._writer = await asyncio.open_connection(
-                        "127.0.0.1", self.control_port
-                    )
-                    return self
-                except OSError:
-                    await asyncio.sleep(0.1)
+        try:
+            async with asyncio.timeout(15):
+                while True:
+                    try:
+                        self._reader, self._writer = await asyncio.open_connection(
+                            "127.0.0.1", self.control_port
+                        )
+                        return self
+                    except OSError:
+                        await asyncio.sleep(0.1)
+        except TimeoutError:
+            await self.stop()
+            raise AssertionError(f"baresip did not start\n{self.log()}") from None
 
     async def command(self, command: str, params: str = "") -> None:
         assert self._writer is not None

@@ -130,13 +130,24 @@ class SipTransport:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=self.local.address
-        )
-        self._udp = udp
-        host, port = udp.get_extra_info("sockname")[:2]
-        self.bound = replace(self.local, host=host, port=port)
-        self._server = await asyncio.start_server(self._accepted, host, port)
+        # With port 0 the kernel picks a free UDP port, which TCP may hold already: then
+        # both are tried again on another port.
+        attempts = 20 if self.local.port == 0 else 1
+        for attempt in range(attempts):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=self.local.address
+            )
+            host, port = udp.get_extra_info("sockname")[:2]
+            try:
+                self._server = await asyncio.start_server(self._accepted, host, port)
+            except OSError:
+                udp.close()
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self._udp = udp
+            self.bound = replace(self.local, host=host, port=port)
+            return
 
     async def close(self) -> None:
         if self._udp is not None:

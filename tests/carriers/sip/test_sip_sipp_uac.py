@@ -1,0 +1,154 @@
+"""Interop: our user agent calls sipp phones (voice spec scenario 4, and digest auth).
+
+`UserAgent.fork` calls several sipp UASes at once, as Tropo's ``message`` does on the
+voice channel: the first to answer wins, the others get CANCEL, and a 200 crossing the
+CANCEL is ACKed and then hung up. Every sipp is bounded by ``-timeout`` and killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.carriers.sip.conftest import UserAgents
+from tests.carriers.sip.peers import Sipp
+from verbal.carriers.sip import sdp
+from verbal.carriers.sip.auth import Credentials
+from verbal.carriers.sip.calls import CallEnd, CallFailed, Progress
+
+pytestmark = pytest.mark.peers
+
+OFFER = sdp.make_offer("127.0.0.1", 40000)
+FROM = "sip:+15550001000@verbal.test"
+
+
+@pytest.fixture
+async def phones(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+    """Start sipp UASes from ``scenarios/``; every one is stopped after the test."""
+    started: list[Sipp] = []
+
+    async def start(scenario: str, **values: str) -> Sipp:
+        sipp = Sipp(scenario, tmp_path, values=values, timeout=25)
+        started.append(sipp)
+        return await sipp.start()
+
+    yield start
+    for sipp in started:
+        await sipp.stop()
+
+
+async def finished(sipp: Sipp) -> None:
+    code = await sipp.wait()
+    assert code == 0, f"sipp {sipp.name} exited {code}\n{sipp.report()}"
+
+
+def uri(sipp: Sipp, user: str) -> str:
+    return f"sip:{user}@{sipp.uri_host}"
+
+
+async def test_fork_the_answer_wins_and_the_ringing_phone_is_cancelled(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    ringing: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
+    answering: Sipp = await phones("uas_answer", DELAY="300")  # type: ignore[misc]
+    winner = await asyncio.wait_for(
+        ua.fork([uri(ringing, "alice"), uri(answering, "bob")], from_uri=FROM, offer=OFFER), 15
+    )
+    assert winner.invite.uri == uri(answering, "bob")
+    answer = await winner.answered()
+    assert (answer.port > 0, answer.codec) == (True, sdp.PCMU)
+    await finished(ringing)  # INVITE / 180 / CANCEL / 200 / 487 / ACK, exactly
+    await winner.hangup()
+    assert await winner.ended == CallEnd("local", 200, "OK")
+    await finished(answering)
+
+
+async def test_fork_race_a_late_200_is_acked_then_hung_up(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    first: Sipp = await phones("uas_answer", DELAY="200")  # type: ignore[misc]
+    late: Sipp = await phones("uas_answer_despite_cancel")  # type: ignore[misc]
+    winner = await asyncio.wait_for(
+        ua.fork([uri(late, "late"), uri(first, "first")], from_uri=FROM, offer=OFFER), 15
+    )
+    assert winner.invite.uri == uri(first, "first")
+    await finished(late)  # its 200 was ACKed and BYEd
+    assert late.received("ACK sip:late@") == 1 and late.received("BYE sip:late@") == 1
+    await winner.hangup()
+    await finished(first)
+
+
+async def test_fork_everyone_busy_fails_with_the_best_status(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    busy: Sipp = await phones("uas_refuse", STATUS="486", REASON="Busy Here")  # type: ignore[misc]
+    gone: Sipp = await phones("uas_refuse", STATUS="480", REASON="Temporarily Unavailable")  # type: ignore[misc]
+    declined: Sipp = await phones("uas_refuse", STATUS="603", REASON="Decline")  # type: ignore[misc]
+    busy_again: Sipp = await phones("uas_refuse", STATUS="486", REASON="Busy Here")  # type: ignore[misc]
+    with pytest.raises(CallFailed) as raised:
+        await asyncio.wait_for(
+            ua.fork([uri(busy, "a"), uri(gone, "b")], from_uri=FROM, offer=OFFER), 15
+        )
+    assert raised.value.status == 480  # the lowest 4xx
+    with pytest.raises(CallFailed) as raised:
+        await asyncio.wait_for(
+            ua.fork([uri(declined, "c"), uri(busy_again, "d")], from_uri=FROM, offer=OFFER), 15
+        )
+    assert raised.value.status == 603  # a 6xx beats any 4xx
+    for sipp in (busy, gone, declined, busy_again):
+        await finished(sipp)
+
+
+async def test_a_call_reports_ringing_then_is_cancelled(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    ringing: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
+    call = await ua.call(uri(ringing, "alice"), from_uri=FROM, offer=OFFER)
+    progress = call.progress()
+    assert await asyncio.wait_for(anext(progress), 5) == Progress(180, "Ringing", None)
+    call.cancel()
+    with pytest.raises(CallFailed) as raised:
+        await asyncio.wait_for(call.answered(), 5)
+    assert raised.value.status == 487
+    assert await call.ended == CallEnd("local", 487, "Request Terminated")
+    await finished(ringing)
+
+
+async def test_digest_credentials_answer_a_trunks_challenge(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    trunk: Sipp = await phones("uas_challenge", USER="alice", PASSWORD="wonderland")  # type: ignore[misc]
+    call = await ua.call(
+        uri(trunk, "+15550002000"),
+        from_uri=FROM,
+        offer=OFFER,
+        credentials=Credentials("alice", "wonderland"),
+    )
+    answer = await asyncio.wait_for(call.answered(), 10)
+    assert answer.codec == sdp.PCMA
+    await call.hangup()
+    await finished(trunk)
+
+
+async def test_wrong_credentials_fail_the_call(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    trunk: Sipp = await phones("uas_challenge", USER="alice", PASSWORD="wonderland")  # type: ignore[misc]
+    call = await ua.call(
+        uri(trunk, "+15550002000"),
+        from_uri=FROM,
+        offer=OFFER,
+        credentials=Credentials("alice", "nope"),
+    )
+    with pytest.raises(CallFailed) as raised:
+        await asyncio.wait_for(call.answered(), 10)
+    assert raised.value.status == 403
