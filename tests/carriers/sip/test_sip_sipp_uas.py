@@ -146,18 +146,13 @@ async def test_bounded_load_of_200_calls_succeeds(user_agents: UserAgents, tmp_p
 async def test_hold_and_unhold_by_reinvite_get_the_mirrored_direction(
     user_agents: UserAgents, tmp_path: Path
 ) -> None:
-    held: list[bool] = []
+    directions: list[sdp.Direction] = []
 
     async def answer(call: IncomingCall) -> None:
+        call.on_update = lambda remote: directions.append(remote.direction)
         call.answer(answer_of(call))
-        await asyncio.wait_for(asyncio.shield(call.confirmed), 5)
-        for _ in range(2):  # on hold after the first re-INVITE, off after the second
-            version = call.local_sdp.version if call.local_sdp else -1
-            while call.local_sdp is None or call.local_sdp.version == version:
-                await asyncio.sleep(0.01)
-            held.append(call.on_hold)
-        await asyncio.wait_for(asyncio.shield(call.ended), 5)
+        await asyncio.wait_for(asyncio.shield(call.ended), 10)
 
     ua = await user_agents(answer)
     await sipp_calls(ua.bound.port, "uac_hold", tmp_path, timeout=15)
-    assert held == [True, False]
+    assert directions == [sdp.Direction.SENDONLY, sdp.Direction.SENDRECV]

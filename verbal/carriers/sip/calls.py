@@ -21,7 +21,7 @@ import asyncio
 import enum
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,6 +102,9 @@ class _Call:
         self.ended: asyncio.Future[CallEnd] = asyncio.get_running_loop().create_future()
         # The INVITE (or re-INVITE) whose 2xx is resent until its ACK comes.
         self._unacked: _Txn | None = None
+        # Called with the far end's new SDP after each re-INVITE we answered (hold,
+        # unhold, a new media address): the media side follows it.
+        self.on_update: Callable[[SessionDescription], None] | None = None
 
     @property
     def on_hold(self) -> bool:
@@ -177,6 +180,8 @@ class _Call:
         )
         self._unacked = txn
         self.ua._respond(txn, response)
+        if self.on_update is not None and self.remote_sdp is not None:
+            self.on_update(self.remote_sdp)
         log.info(
             "call %s re-INVITEd: %s", self.call_id, self.remote_sdp and self.remote_sdp.direction
         )
