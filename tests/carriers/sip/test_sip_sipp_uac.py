@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.carriers.conftest import eventually
 from tests.carriers.sip.conftest import UserAgents
 from tests.carriers.sip.peers import Sipp
 from verbal.carriers.sip import sdp
 from verbal.carriers.sip.auth import Credentials
 from verbal.carriers.sip.calls import CallEnd, CallFailed, Progress
+from verbal.carriers.sip.transport import Endpoint
 
 pytestmark = pytest.mark.peers
 
@@ -152,3 +154,26 @@ async def test_wrong_credentials_fail_the_call(
     with pytest.raises(CallFailed) as raised:
         await asyncio.wait_for(call.answered(), 10)
     assert raised.value.status == 403
+
+
+async def test_registration_answers_the_challenge_refreshes_and_unregisters(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    registrar: Sipp = await phones("uas_registrar", USER="bob", PASSWORD="pw", EXPIRES="6")  # type: ignore[misc]
+    registration = await asyncio.wait_for(
+        ua.register(
+            Endpoint("127.0.0.1", registrar.port),
+            "sip:bob@registrar.test",
+            Credentials("bob", "pw"),
+            expires=3600,
+        ),
+        10,
+    )
+    assert registration.registered and registration.granted == 6
+    first = registration.cseq
+    # Refreshed about 1 s in: 6 s granted, refreshed 5 s ahead.
+    await eventually(lambda: registration.cseq > first, within=5)
+    await registration.unregister()
+    assert not registration.registered
+    await finished(registrar)
