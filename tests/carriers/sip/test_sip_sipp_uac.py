@@ -177,3 +177,17 @@ async def test_registration_answers_the_challenge_refreshes_and_unregisters(
     await registration.unregister()
     assert not registration.registered
     await finished(registrar)
+
+
+async def test_a_fork_given_up_by_its_caller_cancels_every_phone(
+    user_agents: UserAgents, phones: Callable[..., object]
+) -> None:
+    ua = await user_agents()
+    first: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
+    second: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
+    with pytest.raises(TimeoutError):  # nobody answers within the app's ring timeout
+        await asyncio.wait_for(
+            ua.fork([uri(first, "a"), uri(second, "b")], from_uri=FROM, offer=OFFER), 1.0
+        )
+    await finished(first)
+    await finished(second)

@@ -429,17 +429,15 @@ class OutgoingCall(_Call):
             return
         invite = self._txn.transaction.request if self._txn else self.invite
         dialog = Dialog.for_uac(invite, response)
-        ack = self.ua._ack_for(dialog, invite.cseq[0])
         if self.dialog is not None or self.state is CallState.ENDED or self._cancel_wanted:
             # A second fork answered, or the 2xx crossed our CANCEL: ACK it, then BYE.
-            self.ua._spawn(self.ua._ack_and_bye(dialog, ack))
+            self.ua._spawn(self.ua._ack_and_bye(dialog, invite.cseq[0]))
             if self.dialog is None:
                 self._fail(487, "Request Terminated", "local")
             return
         self.dialog = dialog
-        self._ack = ack
         self.ua._register_dialog(dialog, self)
-        self.ua._spawn(self._send_ack(ack))
+        self.ua._spawn(self._send_ack(invite.cseq[0]))
         try:
             self.remote_sdp = sdp.parse(response.body)
         except sdp.SdpError as exc:
@@ -454,10 +452,9 @@ class OutgoingCall(_Call):
         self._progress.put_nowait(None)
         log.info("call %s to %s answered", self.call_id, self.invite.uri)
 
-    async def _send_ack(self, ack: Request) -> None:
+    async def _send_ack(self, cseq: int) -> None:
         assert self.dialog is not None
-        self._ack_destination = await self.ua._next_hop(self.dialog)
-        self.ua._send(ack, self._ack_destination)
+        self._ack, self._ack_destination = await self.ua._ack(self.dialog, cseq)
 
     def _retry_with_auth(self, response: Response) -> bool:
         """Send the INVITE again with credentials, once per call (RFC 3261 §22.2)."""

@@ -288,8 +288,14 @@ class UserAgent:
         credentials: Credentials | None = None,
         headers: dict[str, str] | None = None,
     ) -> OutgoingCall:
-        """Send an INVITE to ``to_uri`` (through ``proxy`` if given) and return the call."""
-        hop = proxy_hop(proxy) if proxy else await self._resolve(SipUri.parse(to_uri))
+        """Send an INVITE to ``to_uri`` (through ``proxy`` if given) and return the call.
+
+        Raises `CallFailed` (503) at once when the URI's host cannot be resolved.
+        """
+        try:
+            hop = proxy_hop(proxy) if proxy else await self._resolve(SipUri.parse(to_uri))
+        except OSError as exc:
+            raise CallFailed(503, f"cannot resolve {to_uri}: {exc}") from exc
         lines = [
             ("Via", self._via(hop[1])),
             ("Max-Forwards", "70"),
@@ -340,6 +346,7 @@ class UserAgent:
         ]
         waiting = {asyncio.ensure_future(call.answered()): call for call in calls}
         failures: list[CallFailed] = []
+        winner: OutgoingCall | None = None
         try:
             while waiting:
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -347,6 +354,7 @@ class UserAgent:
                     call = waiting.pop(future)
                     error = future.exception()
                     if error is None:
+                        winner = call
                         for other in calls:
                             if other is not call:
                                 other.cancel()
@@ -356,10 +364,11 @@ class UserAgent:
                     else:
                         raise error
         finally:
+            if winner is None:  # everyone failed, or our caller gave up (cancelled us)
+                for call in calls:
+                    call.cancel()
             for future in waiting:
                 future.cancel()
-            if waiting:
-                await asyncio.wait(waiting)
         raise min(failures, key=_failure_rank)
 
     # --- the API: registration -----------------------------------------------------------------
@@ -678,16 +687,19 @@ class UserAgent:
         request = dialog.request(method, via=self._via(hop[1]), contact=self.contact)
         return await self._transact(request, hop)
 
-    def _ack_for(self, dialog: Dialog, cseq: int) -> Request:
-        return dialog.request("ACK", via=self._via("udp"), contact=self.contact, cseq=cseq)
+    async def _ack(self, dialog: Dialog, cseq: int) -> tuple[Request, Hop]:
+        """Send the ACK of the 2xx that made ``dialog`` (outside any transaction, §13.2.2.4)."""
+        hop = await self._next_hop(dialog)
+        ack = dialog.request("ACK", via=self._via(hop[1]), contact=self.contact, cseq=cseq)
+        self._send(ack, hop)
+        return ack, hop
 
     def _send(self, request: Request, hop: Hop) -> None:
         self._transport.send(bytes(request), *hop)
 
-    async def _ack_and_bye(self, dialog: Dialog, ack: Request) -> None:
+    async def _ack_and_bye(self, dialog: Dialog, cseq: int) -> None:
         """A 2xx we do not want (late fork, crossed CANCEL): confirm it, then end it."""
-        hop = await self._next_hop(dialog)
-        self._send(ack, hop)
+        await self._ack(dialog, cseq)
         response = await self._in_dialog(dialog, "BYE")
         log.info(
             "unwanted answer on %s ACKed and hung up: BYE got %s", dialog.call_id, response.status
