@@ -4,10 +4,13 @@
 fake clock and fires them as the test moves time on. Nothing sleeps or opens a socket.
 """
 
+import ast
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+import verbal.carriers.sip as sip_package
 from verbal.carriers.sip.message import Headers, Request, response_to
 from verbal.carriers.sip.transaction import (
     Action,
@@ -272,3 +275,27 @@ def test_timers_are_validated() -> None:
     with pytest.raises(ValueError, match="t1"):
         Timers(t1=5, t2=4)
     assert Timers(t1=0.01).timeout == pytest.approx(0.64)
+
+
+@pytest.mark.parametrize("module", ["message", "sdp", "transaction", "dialog", "auth"])
+def test_the_core_modules_do_no_io(module: str) -> None:
+    """The sans-I/O core imports no event loop, socket or clock (the shell owns those)."""
+    path = Path(sip_package.__file__).parent / f"{module}.py"
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported & {"asyncio", "socket", "time", "selectors", "threading"} == set()
+    assert imported <= {
+        "__future__",
+        "re",
+        "enum",
+        "dataclasses",
+        "collections",
+        "hashlib",
+        "secrets",
+        "verbal",
+        "typing",
+    }

@@ -413,7 +413,7 @@ class OutgoingCall(_Call):
                 early = _sdp_of(response)
                 self._progress.put_nowait(Progress(response.status, response.reason, early))
         elif response.status < 300:
-            self._on_2xx(response)
+            self.on_2xx(response)
         elif response.status in (401, 407) and self._retry_with_auth(response):
             return
         else:
@@ -421,7 +421,8 @@ class OutgoingCall(_Call):
             contacts = tuple(NameAddr.parse(c).uri for c in response.headers.values("Contact"))
             self._fail(response.status, response.reason, by, contacts)
 
-    def _on_2xx(self, response: Response) -> None:
+    def on_2xx(self, response: Response) -> None:
+        """A 2xx to our INVITE: from its transaction, or later, a repeat the UA routed here."""
         tag = response.to.tag or ""
         if self.dialog is not None and tag == self.dialog.remote_tag:
             if self._ack is not None and self._ack_destination is not None:

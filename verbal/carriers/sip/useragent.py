@@ -219,8 +219,8 @@ class UserAgent:
         self._clients: dict[tuple[str, ...], _Txn] = {}
         self._servers: dict[tuple[str, ...], _Txn] = {}
         self._merge: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._dialogs: dict[tuple[str, str, str], Any] = {}
-        self._calls: set[Any] = set()
+        self._dialogs: dict[tuple[str, str, str], IncomingCall | OutgoingCall] = {}
+        self._calls: set[IncomingCall | OutgoingCall] = set()
         self._registrations: list[Registration] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bucket = _Bucket(self.limits.invite_rate, self.limits.invite_burst)
@@ -299,8 +299,8 @@ class UserAgent:
         lines = [
             ("Via", self._via(hop[1])),
             ("Max-Forwards", "70"),
-            ("From", f"{NameAddr.parse(from_uri)};tag={new_tag()}"),
-            ("To", str(NameAddr.parse(to_uri))),
+            ("From", f"{_name_addr(from_uri)};tag={new_tag()}"),
+            ("To", str(_name_addr(to_uri))),
             ("Call-ID", f"{secrets.token_hex(12)}@{self.host}"),
             ("CSeq", "1 INVITE"),
             ("Contact", self.contact),
@@ -309,7 +309,7 @@ class UserAgent:
             *(headers or {}).items(),
             ("Content-Type", "application/sdp"),
         ]
-        invite = Request("INVITE", SipUri.parse(to_uri).__str__(), Headers.of(lines), bytes(offer))
+        invite = Request("INVITE", str(SipUri.parse(to_uri)), Headers.of(lines), bytes(offer))
         call = OutgoingCall(self, invite, offer, hop, credentials)
         self._calls.add(call)
         call.start()
@@ -432,7 +432,7 @@ class UserAgent:
             dialog_key(response.call_id, response.from_.tag or "", response.to.tag or "")
         )
         if isinstance(call, OutgoingCall):
-            call._on_2xx(response)
+            call.on_2xx(response)
 
     def _on_request(self, request: Request, source: Address, transport: str) -> None:
         hop = (response_address(request.top_via, source, transport), transport)
@@ -666,10 +666,10 @@ class UserAgent:
 
     # --- dialogs ------------------------------------------------------------------------------
 
-    def _register_dialog(self, dialog: Dialog, owner: Any) -> None:
+    def _register_dialog(self, dialog: Dialog, owner: IncomingCall | OutgoingCall) -> None:
         self._dialogs[dialog.key] = owner
 
-    def _forget_call(self, call: Any) -> None:
+    def _forget_call(self, call: IncomingCall | OutgoingCall) -> None:
         self._calls.discard(call)
         if call.dialog is not None and self._dialogs.get(call.dialog.key) is call:
             # Keep the dialog a little longer: the BYE's retransmissions and late ACKs
@@ -819,6 +819,12 @@ class Registration:
             with contextlib.suppress(CallFailed):
                 await self.refresh(expires=0)
             self.registered = False
+
+
+def _name_addr(text: str) -> NameAddr:
+    """A From or To for ``text``: a name-addr as given, or a bare URI put in brackets (so
+    that its parameters, ``;transport=tcp`` say, stay the URI's)."""
+    return NameAddr.parse(text) if "<" in text else NameAddr(text.strip())
 
 
 def _merge_key(request: Request) -> tuple[str, ...]:
