@@ -8,6 +8,7 @@ two user agents call each other for the paths no test peer exercises (TCP, limit
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 
 import pytest
@@ -269,3 +270,39 @@ async def test_close_hangs_up_the_calls_still_up(user_agents: UserAgents) -> Non
             break
         await asyncio.sleep(0.02)
     assert ended == [CallEnd("remote", 200, "BYE")]
+
+
+async def test_mangled_requests_never_raise_inside_the_user_agent(
+    user_agents: UserAgents, raw: RawPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every mutation of valid requests is answered or dropped, never an internal error."""
+    ua = await user_agents(never_answer)
+    rng = random.Random(3261)
+    originals = [
+        raw.request(ua, "INVITE", body=bytes(OFFER)),
+        raw.request(ua, "BYE", extra="X: y"),
+        raw.request(ua, "CANCEL"),
+        raw.request(ua, "ACK"),
+        raw.request(ua, "OPTIONS"),
+    ]
+    tokens = [b" ", b";", b":", b"<", b">", b",", b"\r\n", b"=", b"@", b"\x00", b"tag=", b"SIP/2.0"]
+    for _ in range(600):
+        data = bytearray(rng.choice(originals))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.5:
+                del data[at : at + rng.randint(1, 6)]
+            else:
+                data[at:at] = rng.choice(tokens)
+        raw.send(ua, bytes(data))
+        if _ % 50 == 0:
+            await asyncio.sleep(0.01)  # let the user agent read its socket buffer
+    raw.send(ua, raw.request(ua, branch="z9hG4bKlast"))
+    async with asyncio.timeout(10):
+        while True:
+            response = await raw.responses.get()
+            if response.top_via.branch == "z9hG4bKlast":
+                break
+    assert response.status == 200
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -188,7 +188,14 @@ class ParseError(Exception):
             return None
         fake = Request(self.method, "sip:invalid", headers)
         reason = f"{REASONS.get(self.status, 'Bad Request')} ({self.message})"
-        return response_to(fake, self.status, reason[:120])
+        response = response_to(
+            fake, self.status, reason[:120].replace("\r", " ").replace("\n", " ")
+        )
+        try:  # the headers it copies must be sound, or the response is garbage too
+            parse(bytes(response))
+        except ParseError:
+            return None
+        return response
 
 
 # --- headers --------------------------------------------------------------------------------
