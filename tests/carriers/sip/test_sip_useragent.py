@@ -306,3 +306,28 @@ async def test_mangled_requests_never_raise_inside_the_user_agent(
     assert response.status == 200
     errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_tcp_stream_past_the_size_limit_is_closed_and_others_carry_on(
+    user_agents: UserAgents,
+) -> None:
+    ua = await user_agents(limits=SipLimits(message=MessageLimits(max_size=4000)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", ua.bound.port)
+    writer.write(b"OPTIONS sip:verbal@127.0.0.1 SIP/2.0\r\n" + b"X-Junk: aaaaaaaa\r\n" * 400)
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""  # closed by the user agent, nothing said
+    writer.close()
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", ua.bound.port)
+    host, port = writer.get_extra_info("sockname")[:2]
+    options = (
+        f"OPTIONS sip:verbal@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bKtcp\r\n"
+        "From: <sip:t@h>;tag=1\r\nTo: <sip:verbal@h>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    writer.write(options)
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"SIP/2.0 200 OK\r\n")
+    writer.close()
