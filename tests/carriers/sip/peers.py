@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -52,11 +53,15 @@ def free_udp_pair() -> int:
     raise RuntimeError("no free pair of UDP ports")
 
 
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
+async def _kill(process: asyncio.subprocess.Process, *, group: bool = False) -> None:
+    """SIGKILL ``process``; with ``group``, its whole process group (a peer started in a
+    session of its own, whose children would otherwise outlive it)."""
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        elif process.returncode is None:
             process.kill()
-        await process.wait()
+    await process.wait()
 
 
 class Sipp:
@@ -119,13 +124,14 @@ class Sipp:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> Sipp:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.command,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=(self.workdir / f"{self.name}.stdout").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with (self.workdir / f"{self.name}.stdout").open("wb") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.command,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         await asyncio.sleep(0.2)  # let it bind before anyone sends to it
         return self
 
@@ -240,15 +246,16 @@ class Baresip:
         return f"sip:{self.user}@127.0.0.1:{self.port}"
 
     async def start(self) -> Baresip:
-        self.process = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-f",
-            str(self.dir),
-            stdin=subprocess.DEVNULL,
-            stdout=(self.dir / "log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.dir / "log").open("wb") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                self.binary,
+                "-f",
+                str(self.dir),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             async with asyncio.timeout(15):
                 while True:
@@ -298,7 +305,7 @@ class Baresip:
                 async with asyncio.timeout(5):
                     await self.process.wait()
             except TimeoutError:
-                await _kill(self.process)
+                await _kill(self.process, group=True)
 
 
 KAMAILIO_CFG = """#!KAMAILIO
@@ -352,21 +359,22 @@ class Kamailio:
     async def start(self) -> Kamailio:
         # -DD: stay in the foreground (children still forked), so stopping this process
         # stops them all; -E: log to stderr, kept in a file.
-        self.process = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-f",
-            str(self.config),
-            "-DD",
-            "-E",
-            "-w",
-            str(self.dir),
-            "-P",
-            str(self.dir / "pid"),
-            stdin=subprocess.DEVNULL,
-            stdout=(self.dir / "log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.dir / "log").open("wb") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                self.binary,
+                "-f",
+                str(self.config),
+                "-DD",
+                "-E",
+                "-w",
+                str(self.dir),
+                "-P",
+                str(self.dir / "pid"),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         async with asyncio.timeout(15):
             while "INFO" not in self.log() or not self._listening():
                 if self.process.returncode is not None:
@@ -394,4 +402,4 @@ class Kamailio:
                 async with asyncio.timeout(10):
                     await self.process.wait()
             except TimeoutError:
-                await _kill(self.process)
+                await _kill(self.process, group=True)
