@@ -331,3 +331,40 @@ async def test_a_tcp_stream_past_the_size_limit_is_closed_and_others_carry_on(
         head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"SIP/2.0 200 OK\r\n")
     writer.close()
+
+
+async def test_the_callee_hangs_up_and_extra_headers_reach_it(user_agents: UserAgents) -> None:
+    seen: list[str | None] = []
+
+    async def answer_then_hang_up(call: IncomingCall) -> None:
+        seen.append(call.headers.get("X-Verbal-Session"))
+        call.answer(sdp.make_answer(call.offer, "127.0.0.1", 41000))
+        await asyncio.wait_for(asyncio.shield(call.confirmed), 5)
+        await call.hangup()
+
+    callee = await user_agents(answer_then_hang_up)
+    caller = await user_agents()
+    call = await caller.call(
+        f"sip:bob@127.0.0.1:{callee.bound.port}",
+        from_uri='"Verbal" <sip:alice@127.0.0.1>',
+        offer=OFFER,
+        headers={"X-Verbal-Session": "SE123"},
+    )
+    await asyncio.wait_for(call.answered(), 5)
+    assert await asyncio.wait_for(call.ended, 5) == CallEnd("remote", 200, "BYE")
+    assert seen == ["SE123"]
+
+
+async def test_a_redirect_fails_the_call_with_its_contacts(user_agents: UserAgents) -> None:
+    async def redirect(call: IncomingCall) -> None:
+        call.redirect("sip:carol@192.0.2.9:5060")
+
+    callee = await user_agents(redirect)
+    caller = await user_agents()
+    call = await caller.call(
+        f"sip:bob@127.0.0.1:{callee.bound.port}", from_uri="sip:alice@127.0.0.1", offer=OFFER
+    )
+    with pytest.raises(CallFailed) as raised:
+        await asyncio.wait_for(call.answered(), 5)
+    assert (raised.value.status, raised.value.contacts) == (302, ("sip:carol@192.0.2.9:5060",))
+    assert await call.ended == CallEnd("remote", 302, "Moved Temporarily")
