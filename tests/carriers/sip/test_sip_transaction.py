@@ -299,3 +299,17 @@ def test_the_core_modules_do_no_io(module: str) -> None:
         "verbal",
         "typing",
     }
+
+
+def test_over_tcp_a_2xx_is_still_resent_until_the_ack_but_a_failure_is_not() -> None:
+    invite = request("INVITE")
+    clock = Clock(ServerInvite(invite, TIMERS, reliable=True))
+    clock.do(clock.machine.start(response_to(invite, 100)))
+    clock.do(clock.machine.respond(response_to(invite, 200, to_tag="t")))
+    clock.advance(2)
+    assert len([r for _, r in clock.sent if r.status == 200]) == 3
+    failing = Clock(ServerInvite(invite, TIMERS, reliable=True))
+    failing.do(failing.machine.start(response_to(invite, 100)))
+    failing.do(failing.machine.respond(response_to(invite, 486, to_tag="t")))
+    failing.advance(10)
+    assert [r.status for _, r in failing.sent] == [100, 486]

@@ -17,8 +17,9 @@ The four machines and their states (figures 5 to 8 of RFC 3261, amended by RFC 6
 `ClientNonInvite`      TRYING -1xx-> PROCEEDING; final -> COMPLETED (timer K) ->
                        TERMINATED. Timer E resends (doubling to T2), timer F gives up.
 `ServerInvite`         PROCEEDING (a 100 Trying is sent at once; retransmitted INVITEs get
-                       the last provisional again); 2xx -> ACCEPTED: the 2xx is resent over
-                       UDP with §13.3.1.4's doubling interval until the TU reports the ACK
+                       the last provisional again); 2xx -> ACCEPTED: the 2xx is resent, on
+                       any transport, with §13.3.1.4's doubling interval until the TU reports
+                       the ACK
                        (`ack_received`), timer L ends it and reports `TimedOut` if no ACK
                        came; 300-699 -> COMPLETED (timer G resends, timer H gives up) -ACK->
                        CONFIRMED (timer I) -> TERMINATED.
@@ -28,7 +29,7 @@ The four machines and their states (figures 5 to 8 of RFC 3261, amended by RFC 6
 
 Strictly the 2xx retransmission belongs to the UAS core (§13.3.1.4); it lives in
 `ServerInvite` because it runs exactly as long as the Accepted state and on the same peer.
-Over reliable transports (TCP) nothing is resent and timers D, I, J and K are zero.
+Over reliable transports (TCP) nothing else is resent and timers D, I, J and K are zero.
 """
 
 from __future__ import annotations
@@ -282,12 +283,15 @@ class ServerInvite(_Transaction):
         if response.status < 200:
             return [Send(response)]
         if response.status < 300:
+            # Resent even over TCP (§13.3.1.4): the ACK is end to end, and a hop beyond
+            # the first may be UDP.
             self.state = State.ACCEPTED
             self._interval = self.timers.t1
-            actions: list[Action] = [Send(response), StartTimer("L", self.timers.timeout)]
-            if not self.reliable:
-                actions.append(StartTimer("G", self._interval))
-            return actions
+            return [
+                Send(response),
+                StartTimer("L", self.timers.timeout),
+                StartTimer("G", self._interval),
+            ]
         self.state = State.COMPLETED
         self._interval = self.timers.t1
         actions = [Send(response), StartTimer("H", self.timers.timeout)]
