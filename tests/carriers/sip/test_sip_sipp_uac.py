@@ -8,7 +8,7 @@ CANCEL is ACKed and then hung up. Every sipp is bounded by ``-timeout`` and kill
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,12 @@ from verbal.carriers.sip.transport import Endpoint
 pytestmark = pytest.mark.peers
 
 OFFER = sdp.make_offer("127.0.0.1", 40000)
+Phones = Callable[..., Awaitable[Sipp]]
 FROM = "sip:+15550001000@verbal.test"
 
 
 @pytest.fixture
-async def phones(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+async def phones(tmp_path: Path) -> AsyncIterator[Phones]:
     """Start sipp UASes from ``scenarios/``; every one is stopped after the test."""
     started: list[Sipp] = []
 
@@ -52,11 +53,11 @@ def uri(sipp: Sipp, user: str) -> str:
 
 
 async def test_fork_the_answer_wins_and_the_ringing_phone_is_cancelled(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    ringing: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
-    answering: Sipp = await phones("uas_answer", DELAY="300")  # type: ignore[misc]
+    ringing = await phones("uas_ring_until_cancel")
+    answering = await phones("uas_answer", DELAY="300")
     winner = await asyncio.wait_for(
         ua.fork([uri(ringing, "alice"), uri(answering, "bob")], from_uri=FROM, offer=OFFER), 15
     )
@@ -70,11 +71,11 @@ async def test_fork_the_answer_wins_and_the_ringing_phone_is_cancelled(
 
 
 async def test_fork_race_a_late_200_is_acked_then_hung_up(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    first: Sipp = await phones("uas_answer", DELAY="200")  # type: ignore[misc]
-    late: Sipp = await phones("uas_answer_despite_cancel")  # type: ignore[misc]
+    first = await phones("uas_answer", DELAY="200")
+    late = await phones("uas_answer_despite_cancel")
     winner = await asyncio.wait_for(
         ua.fork([uri(late, "late"), uri(first, "first")], from_uri=FROM, offer=OFFER), 15
     )
@@ -86,13 +87,13 @@ async def test_fork_race_a_late_200_is_acked_then_hung_up(
 
 
 async def test_fork_everyone_busy_fails_with_the_best_status(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    busy: Sipp = await phones("uas_refuse", STATUS="486", REASON="Busy Here")  # type: ignore[misc]
-    gone: Sipp = await phones("uas_refuse", STATUS="480", REASON="Temporarily Unavailable")  # type: ignore[misc]
-    declined: Sipp = await phones("uas_refuse", STATUS="603", REASON="Decline")  # type: ignore[misc]
-    busy_again: Sipp = await phones("uas_refuse", STATUS="486", REASON="Busy Here")  # type: ignore[misc]
+    busy = await phones("uas_refuse", STATUS="486", REASON="Busy Here")
+    gone = await phones("uas_refuse", STATUS="480", REASON="Temporarily Unavailable")
+    declined = await phones("uas_refuse", STATUS="603", REASON="Decline")
+    busy_again = await phones("uas_refuse", STATUS="486", REASON="Busy Here")
     with pytest.raises(CallFailed) as raised:
         await asyncio.wait_for(
             ua.fork([uri(busy, "a"), uri(gone, "b")], from_uri=FROM, offer=OFFER), 15
@@ -108,10 +109,10 @@ async def test_fork_everyone_busy_fails_with_the_best_status(
 
 
 async def test_a_call_reports_ringing_then_is_cancelled(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    ringing: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
+    ringing = await phones("uas_ring_until_cancel")
     call = await ua.call(uri(ringing, "alice"), from_uri=FROM, offer=OFFER)
     progress = call.progress()
     assert await asyncio.wait_for(anext(progress), 5) == Progress(180, "Ringing", None)
@@ -124,10 +125,10 @@ async def test_a_call_reports_ringing_then_is_cancelled(
 
 
 async def test_digest_credentials_answer_a_trunks_challenge(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    trunk: Sipp = await phones("uas_challenge", USER="alice", PASSWORD="wonderland")  # type: ignore[misc]
+    trunk = await phones("uas_challenge", USER="alice", PASSWORD="wonderland")
     call = await ua.call(
         uri(trunk, "+15550002000"),
         from_uri=FROM,
@@ -140,11 +141,9 @@ async def test_digest_credentials_answer_a_trunks_challenge(
     await finished(trunk)
 
 
-async def test_wrong_credentials_fail_the_call(
-    user_agents: UserAgents, phones: Callable[..., object]
-) -> None:
+async def test_wrong_credentials_fail_the_call(user_agents: UserAgents, phones: Phones) -> None:
     ua = await user_agents()
-    trunk: Sipp = await phones("uas_challenge", USER="alice", PASSWORD="wonderland")  # type: ignore[misc]
+    trunk = await phones("uas_challenge", USER="alice", PASSWORD="wonderland")
     call = await ua.call(
         uri(trunk, "+15550002000"),
         from_uri=FROM,
@@ -157,10 +156,10 @@ async def test_wrong_credentials_fail_the_call(
 
 
 async def test_registration_answers_the_challenge_refreshes_and_unregisters(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    registrar: Sipp = await phones("uas_registrar", USER="bob", PASSWORD="pw", EXPIRES="6")  # type: ignore[misc]
+    registrar = await phones("uas_registrar", USER="bob", PASSWORD="pw", EXPIRES="6")
     registration = await asyncio.wait_for(
         ua.register(
             Endpoint("127.0.0.1", registrar.port),
@@ -180,11 +179,11 @@ async def test_registration_answers_the_challenge_refreshes_and_unregisters(
 
 
 async def test_a_fork_given_up_by_its_caller_cancels_every_phone(
-    user_agents: UserAgents, phones: Callable[..., object]
+    user_agents: UserAgents, phones: Phones
 ) -> None:
     ua = await user_agents()
-    first: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
-    second: Sipp = await phones("uas_ring_until_cancel")  # type: ignore[misc]
+    first = await phones("uas_ring_until_cancel")
+    second = await phones("uas_ring_until_cancel")
     with pytest.raises(TimeoutError):  # nobody answers within the app's ring timeout
         await asyncio.wait_for(
             ua.fork([uri(first, "a"), uri(second, "b")], from_uri=FROM, offer=OFFER), 1.0

@@ -8,6 +8,7 @@ message log, and what the user agent saw. sipp is bounded by ``-timeout`` and ki
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,23 @@ class Recorder:
         self.ends.append(await asyncio.wait_for(asyncio.shield(call.ended), 20))
 
 
-async def sipp_calls(ua_port: int, scenario: str, tmp_path: Path, **options: object) -> Sipp:
-    sipp = Sipp(scenario, tmp_path, remote=f"127.0.0.1:{ua_port}", **options)  # type: ignore[arg-type]
+async def sipp_calls(
+    ua_port: int,
+    scenario: str,
+    tmp_path: Path,
+    *,
+    bound: float = 30.0,
+    values: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+) -> Sipp:
+    sipp = Sipp(
+        scenario,
+        tmp_path,
+        remote=f"127.0.0.1:{ua_port}",
+        timeout=bound,
+        values=values,
+        args=args,
+    )
     code = await sipp.run()
     assert code == 0, f"sipp exited {code}\n{sipp.report()}"
     return sipp
@@ -73,7 +89,7 @@ async def test_a_withheld_ack_gets_the_200_resent_then_a_bye(
 ) -> None:
     handler = Recorder("answer", delay=0.05)
     ua = await user_agents(handler)  # T1 = 50 ms: 64*T1 = 3.2 s
-    sipp = await sipp_calls(ua.bound.port, "uac_withhold_ack", tmp_path, timeout=20)
+    sipp = await sipp_calls(ua.bound.port, "uac_withhold_ack", tmp_path, bound=20)
     assert handler.ends == [CallEnd("timeout", 408, "no ACK")]
     # The first 200 and its retransmissions: 50, 100, 200, 400, 400 ... ms apart for 3.2 s.
     assert sipp.received("SIP/2.0 200 OK") >= 8, sipp.messages()[-3000:]
@@ -154,5 +170,5 @@ async def test_hold_and_unhold_by_reinvite_get_the_mirrored_direction(
         await asyncio.wait_for(asyncio.shield(call.ended), 10)
 
     ua = await user_agents(answer)
-    await sipp_calls(ua.bound.port, "uac_hold", tmp_path, timeout=15)
+    await sipp_calls(ua.bound.port, "uac_hold", tmp_path, bound=15)
     assert directions == [sdp.Direction.SENDONLY, sdp.Direction.SENDRECV]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -81,9 +82,9 @@ class RawPeer(asyncio.DatagramProtocol):
 
 
 @pytest.fixture
-async def raw() -> RawPeer:
+async def raw() -> AsyncIterator[RawPeer]:
     peer = await RawPeer().open()
-    yield peer  # type: ignore[misc]
+    yield peer
     peer.transport.close()
 
 
