@@ -362,6 +362,7 @@ class OutgoingCall(_Call):
         """The provisional responses (status > 100) until the call is answered or fails."""
         while (item := await self._progress.get()) is not None:
             yield item
+        self._progress.put_nowait(None)  # the end, for whoever iterates next
 
     def cancel(self) -> None:
         """Give up the call: CANCEL it if unanswered (once a provisional response came,
