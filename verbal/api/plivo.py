@@ -30,7 +30,7 @@ from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, overloaded
 from verbal.api.limits import MAX_ROW_ID
 from verbal.api.paging import Key, ListQuery, Window, link, read_counted
-from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR
+from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR, powerpack_uuid
 from verbal.dialects.plivo import message_uuid as uuid_of
 from verbal.messaging.errors import MessageRefused, Refusal
 from verbal.messaging.service import Overloaded, SendRequest
@@ -258,7 +258,7 @@ def message_json(message: Message, auth_id: str) -> dict[str, Any]:
         "total_rate": NO_CHARGE,
         "error_code": error_code,
         "error_message": message.error_message if error_code else None,
-        "powerpack_id": None,
+        "powerpack_id": powerpack_uuid(message.messaging_service_sid) or None,
         "resource_uri": f"{PREFIX}/{auth_id}/Message/{uuid_}/",
     }
 

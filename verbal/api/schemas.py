@@ -304,7 +304,9 @@ class PlivoMessage(Shape):
     total_rate: str
     error_code: str | None = Field(description="Plivo's code, when failed or undelivered.")
     error_message: str | None
-    powerpack_id: None
+    powerpack_id: str | None = Field(
+        description="The Messaging Service it was sent through, in UUID form, or null."
+    )
     resource_uri: str
 
 

@@ -101,6 +101,7 @@ class AppFacts:
     app_number: str | None  # the app's first number, for sessions without one (launches)
     inbound_media: tuple[str, ...] = ()
     num_segments: int = 1
+    messaging_service_sid: str | None = None  # the inbound message's service
 
 
 # -- actions: what the step asks of the driver ---------------------------------------------
@@ -667,6 +668,7 @@ class Step:
             parameters={k: str(v) for k, v in (state.parameters or {}).items()},
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
+            messaging_service_sid=self.app.messaging_service_sid,
         )
 
 
