@@ -182,9 +182,7 @@ def test_a_stop_to_a_pool_number_opts_out_of_the_whole_service(verbal: LiveVerba
     # A number out of the pool, sending on its own, may still text the handset; the pool
     # may still text other handsets.
     assert client.messages.create(to=HANDSET, from_=outside, body="own").status == "queued"
-    other = client.messages.create(
-        to=OTHER_HANDSET, messaging_service_sid=service_sid, body="hi"
-    )
+    other = client.messages.create(to=OTHER_HANDSET, messaging_service_sid=service_sid, body="hi")
     assert (other.status, other.messaging_service_sid) == ("queued", service_sid)
 
     # The opt-out lists under the service, through the API and the CLI's store alike.
