@@ -92,3 +92,7 @@ def test_the_app_gets_the_stop_and_its_reply_is_refused_until_start(
     texts = wait_for_texts(verbal, HANDSET, 4)
     # The confirmation and the app's reply, in whichever order they were delivered.
     assert sorted(t["body"] for t in texts[2:]) == sorted([DEFAULT_REPLIES[Keyword.OPT_IN], REPLY])
+    if dialect == "rcml":
+        # Twilio's OptOutType tells the app which keyword came, as Advanced Opt-Out does.
+        hits = app_server.hits_for("/sms")
+        assert [hit.form.get("OptOutType") for hit in hits] == [None, "STOP", "START"]

@@ -50,6 +50,8 @@ class SessionFacts:
     num_segments: int = 1
     # The Messaging Service whose pool holds the number the inbound text went to.
     messaging_service_sid: str | None = None
+    # The inbound text is an opt-out keyword (STOP, START or HELP, Twilio's OptOutType).
+    opt_out_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from verbal.engine import grammar
 from verbal.engine.fetch import Fetched, FetchFailed
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
+from verbal.messaging.optouts import Keyword, keyword
 from verbal.messaging.service import SendRequest
 
 # A session may fetch this many documents in all: a guard against apps that redirect or
@@ -669,7 +670,18 @@ class Step:
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
             messaging_service_sid=self.app.messaging_service_sid,
+            opt_out_type=_OPT_OUT_TYPES.get(keyword(state.initial_text or ""))
+            if state.launch == "inbound"
+            else None,
         )
+
+
+# Twilio's OptOutType for each kind of keyword.
+_OPT_OUT_TYPES: dict[Keyword | None, str] = {
+    Keyword.OPT_OUT: "STOP",
+    Keyword.OPT_IN: "START",
+    Keyword.HELP: "HELP",
+}
 
 
 def _strip_scheme(address: str) -> str:
