@@ -374,6 +374,9 @@ def test_plivo_reports_and_inbound_requests_carry_the_powerpack_uuid(
     # A message sent from a number names no Powerpack.
     plain = client.messages.create(src=FIRST, dst=HANDSETS[1], text="plain")
     assert client.messages.get(plain.message_uuid[0]).powerpack_id is None
+    # Plivo's list filter finds the Powerpack's messages only.
+    listed = client.messages.list(powerpack_id=powerpack)
+    assert [m.message_uuid for m in listed] == [message_uuid]
 
     # A STOP to the pool number reaches the number's Plivo app with the Powerpack and the
     # intent, and opts the handset out of the Powerpack.

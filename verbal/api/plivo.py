@@ -466,6 +466,7 @@ async def list_messages(
     message_type: Annotated[str | None, Query()] = None,
     from_number: Filter = None,
     to_number: Filter = None,
+    powerpack_id: Filter = None,
 ) -> dict[str, Any]:
     listing = ListQuery(lookups.messages(account))
     listing.filter("message_direction", message_direction, _direction)
@@ -476,6 +477,9 @@ async def list_messages(
     listing.filter("message_type", message_type, keep=lambda m: type_of(m) == message_type)
     listing.filter("from_number", from_number, lambda n: Message.from_number == as_e164(n))
     listing.filter("to_number", to_number, lambda n: Message.to_number == as_e164(n))
+    listing.filter(
+        "powerpack_id", powerpack_id, lambda p: Message.messaging_service_sid == _service_sid(p)
+    )
     page = await read_page(request, listing, paging, Message.id, descending=True)
     auth_id = account.plivo_auth_id
     return list_answer(
