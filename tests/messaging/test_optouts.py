@@ -136,5 +136,12 @@ async def test_an_opt_out_through_a_pool_number_is_the_whole_services(
         assert await optouts.blocked(account.id, first, HANDSET) == service.sid
         await optouts.set(account.id, service.sid, HANDSET, opted_out=False)
         assert await optouts.blocked(account.id, first, HANDSET) is None
+
+        # A deleted service's opt-outs go with it; its numbers keep their own.
+        await optouts.set(account.id, first, HANDSET, opted_out=True)
+        await optouts.set(account.id, outside, HANDSET, opted_out=True)
+        await services.delete(service)
+        assert [e.sender for e in await optouts.entries(account.id)] == [outside]
+        assert await optouts.blocked(account.id, first, HANDSET) is None
     finally:
         await engine.dispose()

@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from verbal import ids
 from verbal.store.cache import TtlCache
 from verbal.store.directory import CACHE_TTL_SECONDS, Directory
-from verbal.store.models import Application, MessagingService, MessagingServiceNumber, PhoneNumber
+from verbal.store.models import (
+    Application,
+    MessagingService,
+    MessagingServiceNumber,
+    OptOut,
+    PhoneNumber,
+)
 
 # The settings an API may change, with their defaults (Twilio's).
 SERVICE_DEFAULTS: Mapping[str, Any] = {
@@ -179,7 +185,9 @@ class Services:
 
     async def delete(self, service: MessagingService) -> None:
         """Delete a service; its numbers stay the account's, and its inbound URL's
-        application is retired (the sessions it ran keep pointing at it)."""
+        application is retired (the sessions it ran keep pointing at it). Its opt-outs go
+        with it, as they would from a number leaving it: no sender is in it any more (an
+        opt-out cache that still holds them matches no send)."""
         async with self._sessions.begin() as session:
             application = await session.get(Application, service.application_id or 0)
             if application is not None:
@@ -187,6 +195,11 @@ class Services:
             await session.execute(
                 delete(MessagingServiceNumber).where(
                     MessagingServiceNumber.service_id == service.id
+                )
+            )
+            await session.execute(
+                delete(OptOut).where(
+                    OptOut.account_id == service.account_id, OptOut.sender == service.sid
                 )
             )
             await session.execute(delete(MessagingService).where(MessagingService.id == service.id))
