@@ -670,18 +670,20 @@ class Step:
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
             messaging_service_sid=self.app.messaging_service_sid,
-            opt_out_type=_OPT_OUT_TYPES.get(keyword(state.initial_text or ""))
-            if state.launch == "inbound"
-            else None,
+            opt_out_type=_opt_out_type(state),
         )
 
 
 # Twilio's OptOutType for each kind of keyword.
-_OPT_OUT_TYPES: dict[Keyword | None, str] = {
-    Keyword.OPT_OUT: "STOP",
-    Keyword.OPT_IN: "START",
-    Keyword.HELP: "HELP",
-}
+_OPT_OUT_TYPES = {Keyword.OPT_OUT: "STOP", Keyword.OPT_IN: "START", Keyword.HELP: "HELP"}
+
+
+def _opt_out_type(state: SessionState) -> str | None:
+    """Which keyword the text that started the session is, in Twilio's words, if any."""
+    if state.launch != "inbound" or state.initial_text is None:
+        return None
+    kind = keyword(state.initial_text)
+    return None if kind is None else _OPT_OUT_TYPES[kind]
 
 
 def _strip_scheme(address: str) -> str:

@@ -1170,8 +1170,7 @@ class Messaging:
         that reply off; a refusal is logged, never the inbound message's failure (it is
         recorded already)."""
         account = await self._directory.account_by_id(account_id)
-        text = None if account is None else reply(account, kind)
-        if account is None or text is None:
+        if account is None or (text := reply(account, kind)) is None:
             return
         request = SendRequest(to=handset, from_=number, body=text)
         try:

@@ -115,9 +115,9 @@ class Services:
                 .where(MessagingService.account_id == account_id)
             )
             if session is not None:
-                return dict((n, s) for n, s in await session.execute(query))
+                return {n: s for n, s in await session.execute(query)}
             async with self._sessions() as own:
-                return dict((n, s) for n, s in await own.execute(query))
+                return {n: s for n, s in await own.execute(query)}
 
         members = await self._memberships.get(account_id, load, shared=session is None)
         return None if members is None else members.get(number)
