@@ -106,7 +106,9 @@ def test_stop_help_start_round_trip_through_the_twilio_sdk(verbal: LiveVerbal) -
     assert [t["from"] for t in texts] == [FROM, FROM, OTHER_NUMBER, FROM, FROM, FROM]
 
 
-@pytest.mark.parametrize("keyword", ["STOPALL", "unsubscribe", "Cancel", "end", "QUIT", "revoke"])
+@pytest.mark.parametrize(
+    "keyword", ["STOPALL", "unsubscribe", "Cancel", "end", "QUIT", "revoke", "unsub", "Stop All"]
+)
 def test_every_opt_out_synonym_opts_out(verbal: LiveVerbal, keyword: str) -> None:
     text_from_handset(verbal, HANDSET, keyword)
     assert wait_for_inbox(verbal, HANDSET, 1)[0]["body"] == DEFAULT_REPLIES[Keyword.OPT_OUT]

@@ -45,10 +45,16 @@ class Keyword(enum.StrEnum):
 
 
 # Twilio's default English keywords for long codes: the opt-out ones its Advanced Opt-Out
-# documentation lists, and the standard opt-in and help words.
+# documentation lists, and the standard opt-in and help words; with Plivo's further opt-out
+# words (`UNSUB`, `STOP ALL`), since honouring a stop more widely is always safe. Plivo's
+# further opt-in words (`RESUME`, `GO`) are left out: common words, they would opt Twilio
+# users' handsets back in by surprise.
 KEYWORDS: dict[str, Keyword] = {
     **dict.fromkeys(
-        ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"),
+        (
+            *("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"),
+            *("UNSUB", "STOP ALL"),
+        ),
         Keyword.OPT_OUT,
     ),
     **dict.fromkeys(("START", "YES", "UNSTOP"), Keyword.OPT_IN),
