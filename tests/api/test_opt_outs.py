@@ -252,5 +252,7 @@ def test_the_account_changes_its_replies_or_switches_them_off(verbal: LiveVerbal
     with verbal.http() as http:
         too_long = http.post("/verbal/v1/opt-outs/replies", json={"help": "x" * 1601})
         unknown = http.post("/verbal/v1/opt-outs/replies", json={"stop": "bye"})
-    assert too_long.status_code == 400 and unknown.status_code == 400
+        nul = http.post("/verbal/v1/opt-outs/replies", json={"help": "a\x00b"})
+    assert [r.status_code for r in (too_long, unknown, nul)] == [400, 400, 400]
+    assert {r.json()["code"] for r in (too_long, unknown, nul)} == {20422}
     assert replies(verbal)["help"]["mode"] == "default"

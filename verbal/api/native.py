@@ -127,6 +127,7 @@ async def list_opt_outs(
 _REPLY = Field(
     None,
     max_length=MAX_REPLY_CHARS,
+    pattern=r"^[^\x00]*$",  # PostgreSQL's text refuses NUL
     description='The reply\'s text; "" for no reply; null for the default reply.',
 )
 

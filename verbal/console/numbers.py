@@ -265,6 +265,8 @@ async def save_replies(request: Request, user: User) -> Response:
                 raise FormProblem("replies", f"Choose what {label} is answered.")
             if mode == "custom" and not text:
                 raise FormProblem("replies", f"Write the reply to {label}, or choose no reply.")
+            if "\x00" in text:
+                raise FormProblem("replies", f"The reply to {label} holds a NUL character.")
             if len(text) > MAX_REPLY_CHARS:
                 raise FormProblem(
                     "replies", f"The reply to {label} is over {MAX_REPLY_CHARS} characters."
