@@ -201,8 +201,8 @@ class Runtime:
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
-        self.optouts = OptOuts(self.sessions)
         self.services = Services(self.sessions)
+        self.optouts = OptOuts(self.sessions, self.services)
         self.directory.when_numbers_change(self.services.forget_pools)
         # The one writer of the message pipeline's records (verbal/store/journal.py); in a
         # pipeline process, its ticks are written by the API process's.

@@ -159,6 +159,13 @@ def message_uuid(sid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "verbal:message:" + sid))
 
 
+def powerpack_uuid(service_sid: str | None) -> str:
+    """The PowerpackUUID Plivo apps see for a Messaging Service (its SID in UUID form, as
+    `message_uuid` shows a message's, and as `powerpack_uuid` names it on a send); empty
+    for none, as Plivo sends it."""
+    return "" if service_sid is None else message_uuid(service_sid)
+
+
 # --- Signatures --------------------------------------------------------------------------
 
 
@@ -259,7 +266,7 @@ class _StatusCallbacks:
         params += [
             ("ParentMessageUUID", uuid_),  # Plivo: reserved, equal to MessageUUID
             ("Sequence", str(_SEQUENCE.get(status, 0))),
-            ("PowerpackUUID", ""),  # Verbal has no Powerpacks; Plivo sends it empty then
+            ("PowerpackUUID", powerpack_uuid(message.messaging_service_sid)),
         ]
         return params
 
@@ -301,7 +308,7 @@ def inbound_params(facts: SessionFacts) -> list[tuple[str, str]]:
     ]
     if not mms:
         params.append(("MessageIntent", _intent(text)))
-    params.append(("PowerpackUUID", ""))
+    params.append(("PowerpackUUID", powerpack_uuid(facts.messaging_service_sid)))
     if mms:
         params.append(("MediaCount", str(len(facts.inbound_media))))
         params += [(f"Media{n}", url) for n, url in enumerate(facts.inbound_media, start=1)]

@@ -39,6 +39,8 @@ class _StatusCallbacks:
             ("NumSegments", str(message.num_segments)),
             ("NumMedia", str(len(message.media_urls))),
         ]
+        if message.messaging_service_sid is not None:
+            params.append(("MessagingServiceSid", message.messaging_service_sid))
         if message.error_code is not None:
             params.append(("ErrorCode", str(message.error_code)))
             if message.error_message:

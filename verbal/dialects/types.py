@@ -29,6 +29,7 @@ class MessageFacts:
     media_urls: tuple[str, ...]
     num_segments: int
     date_updated: datetime
+    messaging_service_sid: str | None = None  # the service it was sent through
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,10 @@ class SessionFacts:
     inbound_media: tuple[str, ...] = ()
     parameters: dict[str, str] = field(default_factory=dict)  # Tropo token-launch parameters
     num_segments: int = 1
+    # The Messaging Service whose pool holds the number the inbound text went to.
+    messaging_service_sid: str | None = None
+    # The inbound text is an opt-out keyword (STOP, START or HELP, Twilio's OptOutType).
+    opt_out_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from verbal.engine import grammar
 from verbal.engine.fetch import Fetched, FetchFailed
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
+from verbal.messaging.optouts import Keyword, keyword
 from verbal.messaging.service import SendRequest
 
 # A session may fetch this many documents in all: a guard against apps that redirect or
@@ -101,6 +102,7 @@ class AppFacts:
     app_number: str | None  # the app's first number, for sessions without one (launches)
     inbound_media: tuple[str, ...] = ()
     num_segments: int = 1
+    messaging_service_sid: str | None = None  # the inbound message's service
 
 
 # -- actions: what the step asks of the driver ---------------------------------------------
@@ -667,7 +669,21 @@ class Step:
             parameters={k: str(v) for k, v in (state.parameters or {}).items()},
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
+            messaging_service_sid=self.app.messaging_service_sid,
+            opt_out_type=_opt_out_type(state),
         )
+
+
+# Twilio's OptOutType for each kind of keyword.
+_OPT_OUT_TYPES = {Keyword.OPT_OUT: "STOP", Keyword.OPT_IN: "START", Keyword.HELP: "HELP"}
+
+
+def _opt_out_type(state: SessionState) -> str | None:
+    """Which keyword the text that started the session is, in Twilio's words, if any."""
+    if state.launch != "inbound" or state.initial_text is None:
+        return None
+    kind = keyword(state.initial_text)
+    return None if kind is None else _OPT_OUT_TYPES[kind]
 
 
 def _strip_scheme(address: str) -> str:
