@@ -12,8 +12,6 @@ the method and every parameter (see `signature_v3`).
 
 from __future__ import annotations
 
-import base64
-import hmac
 import math
 import secrets
 import uuid
@@ -25,6 +23,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
+from verbal.dialects.signing import signed
 from verbal.dialects.types import (
     AppRequest,
     Dialect,
@@ -170,8 +169,7 @@ def powerpack_uuid(service_sid: str | None) -> str:
 
 
 def _hmac(auth_token: str, payload: str) -> str:
-    digest = hmac.digest(auth_token.encode(), payload.encode(), "sha256")
-    return base64.b64encode(digest).decode()
+    return signed(auth_token, payload, "sha256")
 
 
 def _base(url: str) -> str:
