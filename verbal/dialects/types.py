@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 from verbal.dialects.verbs import Document, Target
+from verbal.forms import encode_form
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ class AppRequest:
         if self.method.upper() != "GET" or not self.form:
             return self.url
         separator = "&" if "?" in self.url else "?"
-        return self.url + separator + urlencode(self.form)
+        return self.url + separator + encode_form(self.form)
 
 
 @dataclass(frozen=True, slots=True)
