@@ -44,7 +44,6 @@ MAX_AUDIO_SECONDS = 600.0  # of decoded audio: 9.6 MB of PCM
 # espeak-ng voice names: a language (en, en-us, pt-br), a variant after `+` (en-us+f3), or a
 # path under its data directory (mb/mb-en1). Anything else never reaches its command line.
 _VOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+/-]{0,63}")
-_MAX_SAMPLES = int(MAX_AUDIO_SECONDS * SAMPLE_RATE)
 
 
 async def _run(
@@ -73,7 +72,7 @@ async def _run(
         while chunk := await process.stdout.read(65536):  # type: ignore[union-attr]
             out += chunk
             if len(out) > max_output:
-                raise MediaError("audio_too_large", f"{argv[0]} output exceeds {max_output} bytes")
+                raise MediaError("audio_too_large", f"{argv[0]} produced over {max_output} bytes")
         return bytes(out)
 
     tasks = [
@@ -117,7 +116,7 @@ async def synthesise(text: str, voice: str = "en-us", *, time_limit: float = 10.
         raise MediaError("tts_failed", f"espeak-ng's output: {error.message}") from None
 
 
-def read_wav(data: bytes) -> bytes:
+def read_wav(data: bytes, *, max_seconds: float = MAX_AUDIO_SECONDS) -> bytes:
     """A PCM WAV file (any rate, 8-32 bits, any channels) as 8 kHz mono PCM16."""
     if len(data) > MAX_AUDIO_BYTES:
         raise MediaError("audio_too_large", f"audio is limited to {MAX_AUDIO_BYTES} bytes")
@@ -130,8 +129,8 @@ def read_wav(data: bytes) -> bytes:
         raise MediaError("audio_unsupported", f"not a PCM WAV file: {error}") from None
     if rate <= 0 or channels <= 0:
         raise MediaError("audio_unsupported", "a WAV file without a rate or channels")
-    if len(frames) / (width * channels) / rate > MAX_AUDIO_SECONDS:
-        raise MediaError("audio_too_large", f"audio is limited to {MAX_AUDIO_SECONDS:g} s")
+    if len(frames) / (width * channels) / rate > max_seconds:
+        raise MediaError("audio_too_large", f"audio is limited to {max_seconds:g} s")
     try:
         return to_call_pcm(frames, rate=rate, width=width, channels=channels)
     except ValueError as error:
@@ -151,7 +150,9 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-async def decode_audio(data: bytes, *, time_limit: float = 30.0) -> bytes:
+async def decode_audio(
+    data: bytes, *, time_limit: float = 30.0, max_seconds: float = MAX_AUDIO_SECONDS
+) -> bytes:
     """MP3, Ogg Vorbis, FLAC or WAV bytes as 8 kHz mono PCM16. PCM WAV is read in-process;
     the rest goes through sox (Debian: `sox`, `libsox-fmt-mp3` for MP3)."""
     if len(data) > MAX_AUDIO_BYTES:
@@ -161,7 +162,7 @@ async def decode_audio(data: bytes, *, time_limit: float = 30.0) -> bytes:
         raise MediaError("audio_unsupported", "not MP3, Ogg, FLAC or WAV audio")
     if kind == "wav":
         try:
-            return read_wav(data)
+            return read_wav(data, max_seconds=max_seconds)
         except MediaError as error:
             if error.code != "audio_unsupported":
                 raise  # too large: sox would not change that
@@ -171,7 +172,7 @@ async def decode_audio(data: bytes, *, time_limit: float = 30.0) -> bytes:
         ["sox", "-V1", "-t", kind, "-", *output, "-c", "1", "-"],
         data,
         time_limit=time_limit,
-        max_output=_MAX_SAMPLES * 2,
+        max_output=int(max_seconds * SAMPLE_RATE) * 2,
         failure="audio_failed",
     )
     return pcm[: len(pcm) - len(pcm) % 2]

@@ -28,6 +28,7 @@ import errno
 import functools
 import socket
 from dataclasses import dataclass
+from typing import cast
 
 from verbal.media.clock import MediaClock, Subscription, shared_clock
 from verbal.media.errors import MediaError
@@ -120,7 +121,8 @@ class SessionStats:
 
 
 class RtpSession(asyncio.DatagramProtocol):
-    """Use `await RtpSession.open(...)`; `close()` stops sending and frees the port."""
+    """Use `await RtpSession.open(...)`; `close()` stops sending at once and frees the port
+    on the loop's next iteration."""
 
     def __init__(
         self,
@@ -224,11 +226,8 @@ class RtpSession(asyncio.DatagramProtocol):
                 done.set_exception(MediaError("closed", "the RTP session was closed"))
         self._digits_sent.clear()
         if self._transport is not None:
-            self._transport.close()
+            self._transport.close()  # the port returns to the pool in connection_lost
             self._transport = None
-        if self._pool is not None:
-            self._pool.release(self.local_address[1])
-            self._pool = None
 
     # -- the clock's tick --------------------------------------------------------------------
 
@@ -257,8 +256,14 @@ class RtpSession(asyncio.DatagramProtocol):
     # -- asyncio's side ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The socket is closed only now (the loop's next iteration after close()): handing
+        # its port out earlier would make the next bind fail.
+        if self._pool is not None:
+            self._pool.release(self.local_address[1])
+            self._pool = None
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the far end is not listening yet: nothing to do, the

@@ -1,0 +1,46 @@
+"""Fixtures for the media tests: prompts spoken once per run, RTP sessions closed after."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from verbal.media.g711 import Codec
+from verbal.media.prompts import synthesise
+from verbal.media.session import RtpSession
+
+WELCOME = "Welcome to Verbal. Please enter your account number, then press the pound key."
+
+
+@pytest.fixture(scope="session")
+def welcome() -> bytes:
+    """espeak-ng's prompt at 8 kHz: the reference every recording is compared with."""
+    return asyncio.run(synthesise(WELCOME))
+
+
+Opener = Callable[..., Awaitable[RtpSession]]
+
+
+@pytest.fixture
+async def sessions() -> AsyncIterator[Opener]:
+    """`await sessions(**options)` opens an RTP session on 127.0.0.1, closed after the test."""
+    opened: list[RtpSession] = []
+
+    async def open_session(**options: object) -> RtpSession:
+        session = await RtpSession.open(**options)  # type: ignore[arg-type]
+        opened.append(session)
+        return session
+
+    yield open_session
+    for session in opened:
+        session.close()
+
+
+async def connected(sessions: Opener, codec: Codec = Codec.PCMU) -> tuple[RtpSession, RtpSession]:
+    """Two sessions that know each other's address, as after an SDP offer and answer."""
+    a = await sessions(codec=codec)
+    b = await sessions(codec=codec, remote=a.local_address)
+    a.update(remote=b.local_address)
+    return a, b
