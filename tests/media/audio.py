@@ -44,16 +44,13 @@ def _dot(a: array[int] | list[float], b: array[int] | list[float]) -> float:
 
 
 def _decimate(values: array[int]) -> list[float]:
-    return [
-        float(sum(values[i : i + _DECIMATE])) for i in range(0, len(values) - _DECIMATE + 1, 8)
-    ]
+    return [float(sum(values[i : i + _DECIMATE])) for i in range(0, len(values) - _DECIMATE + 1, 8)]
 
 
 def _loudest_window(values: array[int], length: int) -> int:
     """The start (a multiple of 20 ms) of the `length` samples with the most energy."""
     energies = [
-        _dot(values[i : i + _BLOCK], values[i : i + _BLOCK])
-        for i in range(0, len(values), _BLOCK)
+        _dot(values[i : i + _BLOCK], values[i : i + _BLOCK]) for i in range(0, len(values), _BLOCK)
     ]
     blocks = max(1, length // _BLOCK)
     best, best_start, running = -1.0, 0, sum(energies[:blocks])

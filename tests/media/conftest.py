@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from verbal.media.g711 import Codec
-from verbal.media.prompts import synthesise
+from verbal.media.prompts import read_wav
 from verbal.media.session import RtpSession
 
 WELCOME = "Welcome to Verbal. Please enter your account number, then press the pound key."
@@ -16,8 +16,16 @@ WELCOME = "Welcome to Verbal. Please enter your account number, then press the p
 
 @pytest.fixture(scope="session")
 def welcome() -> bytes:
-    """espeak-ng's prompt at 8 kHz: the reference every recording is compared with."""
-    return asyncio.run(synthesise(WELCOME))
+    """espeak-ng's prompt at 8 kHz: the reference every recording is compared with, made
+    without the asyncio path that `synthesise` takes (and that its tests check)."""
+    spoken = subprocess.run(
+        ["espeak-ng", "--stdout", "-v", "en-us"],
+        input=WELCOME.encode(),
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return read_wav(spoken.stdout)
 
 
 Opener = Callable[..., Awaitable[RtpSession]]

@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import socket
-import struct
 
 import pytest
 
@@ -259,10 +258,3 @@ async def test_close_resolves_pending_digits_and_stops_sending(sessions: Opener)
     count = b.stats.packets_received
     await asyncio.sleep(0.1)
     assert b.stats.packets_received == count
-
-
-def test_a_packet_header_is_what_rfc_3550_draws() -> None:
-    # V=2, no padding/extension/CSRC, marker set, PT 8, seq 0x1234, ts 0x01020304, SSRC.
-    wire = RtpPacket(8, 0x1234, 0x01020304, 0xCAFEBABE, b"\xd5", marker=True).encode()
-    assert wire == bytes.fromhex("80 88 1234 01020304 cafebabe d5")
-    assert struct.unpack("!BB", wire[:2]) == (0x80, 0x88)

@@ -1,0 +1,65 @@
+"""The shared media clock: one per loop, on schedule, and honest about lateness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from verbal.media.clock import MAX_CATCH_UP, MediaClock, shared_clock
+
+
+async def test_one_clock_per_loop() -> None:
+    assert shared_clock() is shared_clock()
+
+
+async def test_ticks_keep_to_the_schedule_not_to_the_sleeps() -> None:
+    clock = MediaClock()
+    calls: list[float] = []
+    subscription = clock.subscribe(lambda: calls.append(time.monotonic()))
+    await asyncio.sleep(1.0)
+    subscription.cancel()
+    # 50 ticks a second whatever each sleep overshot: the schedule does not drift.
+    assert 45 <= len(calls) <= 52
+    assert subscription.frames == len(calls)
+    await asyncio.sleep(0.05)
+    assert clock._task is not None and clock._task.done()  # stops with no one left
+
+
+async def test_a_blocked_loop_makes_late_frames_and_skips_beyond_the_catch_up() -> None:
+    clock = MediaClock()
+    subscriptions = [clock.subscribe(lambda: None) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    late_before = clock.late_frames
+    time.sleep(0.3)  # the loop is blocked for 15 ticks
+    await asyncio.sleep(0.1)
+    for subscription in subscriptions:
+        subscription.cancel()
+    late = clock.late_frames - late_before
+    # Every subscriber's frames of the stall are late: those sent in the catch-up burst
+    # and those skipped beyond it.
+    assert late >= 3 * 12
+    assert subscriptions[0].late_frames >= 12
+    assert clock.max_lateness >= 0.1
+    assert 0 < clock.late_ratio < 1
+    assert clock.ticks < clock.frames / 3 + 1  # skipped ticks were not run
+    assert MAX_CATCH_UP < 15
+
+
+async def test_a_failing_subscriber_leaves_without_stopping_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = MediaClock()
+    good: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("bug")
+
+    clock.subscribe(broken)
+    subscription = clock.subscribe(lambda: good.append(1))
+    await asyncio.sleep(0.1)
+    subscription.cancel()
+    assert len(good) >= 3
+    assert clock.subscribers == 0
+    assert "a session's tick failed" in caplog.text
