@@ -32,7 +32,7 @@ async def test_a_blocked_loop_makes_late_frames_and_skips_beyond_the_catch_up() 
     subscriptions = [clock.subscribe(lambda: None) for _ in range(3)]
     await asyncio.sleep(0.1)
     late_before = clock.late_frames
-    time.sleep(0.3)  # the loop is blocked for 15 ticks
+    time.sleep(0.3)  # noqa: ASYNC251 (on purpose: the loop is blocked for 15 ticks)
     await asyncio.sleep(0.1)
     for subscription in subscriptions:
         subscription.cancel()

@@ -51,7 +51,7 @@ async def test_both_directions_at_once(sessions: Opener, welcome: bytes) -> None
 
 
 async def test_silence_flows_while_nothing_plays(sessions: Opener) -> None:
-    a, b = await connected(sessions)
+    _, b = await connected(sessions)
     b.recorder = Recorder()
     await asyncio.sleep(0.5)
     assert b.stats.packets_received >= 15  # 50 a second, on a busy machine
