@@ -51,11 +51,11 @@ def sipp_echo(tmp_path: Path) -> Iterator[int]:
     if SIPP is None:
         pytest.skip("sipp is not installed (Debian's sip-tester)")
     media = free_port()
+    signalling = ["-sn", "uas", "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1"]
+    echo = ["-mi", "127.0.0.1", "-mp", str(media), "-rtp_echo"]
     process = subprocess.Popen(
         # Bounded by sipp's own -timeout, and killed after the test.
-        [SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(free_port())]
-        + ["-mi", "127.0.0.1", "-mp", str(media), "-rtp_echo", "-m", "1", "-nostdin"]
-        + ["-timeout", "50s"],
+        [SIPP, *signalling, *echo, "-nostdin", "-timeout", "50s"],
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

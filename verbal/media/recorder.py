@@ -39,6 +39,10 @@ class Recorder:
             self._ssrc = ssrc
             self._origin = (timestamp - len(self._pcm) // 2) & 0xFFFFFFFF
         offset = (timestamp - self._origin) & 0xFFFFFFFF
+        start = offset * 2
+        if start == len(self._pcm) and offset + len(pcm) // 2 <= self._max_samples:
+            self._pcm += pcm  # the usual packet: the next one, in order
+            return
         if offset >= _HALF_RANGE:  # before sample 0: a packet overtaken by the first one
             self.dropped += 1
             return
@@ -50,7 +54,6 @@ class Recorder:
         if len(pcm) // 2 > room:
             self.full = True
             pcm = pcm[: room * 2]
-        start = offset * 2
         if start > len(self._pcm):
             self._pcm.extend(bytes(start - len(self._pcm)))
         self._pcm[start : start + len(pcm)] = pcm

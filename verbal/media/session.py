@@ -43,7 +43,8 @@ Address = tuple[str, int]
 
 SSRC_PROBATION = 4
 DIGITS_QUEUED = 64  # keys nobody has read yet; more are dropped (counted)
-_AUDIO = frozenset(codec.value for codec in Codec)
+# Either law is decoded whatever was negotiated: both are static payload types.
+_DECODERS = {codec.value: codec.decode for codec in Codec}
 
 
 class PortPool:
@@ -143,6 +144,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.digits: asyncio.Queue[str] = asyncio.Queue(DIGITS_QUEUED)
         self.stats = SessionStats()
         self._sender = RtpSender(codec.value, event_payload_type)
+        # What every tick needs, looked up once per negotiation rather than per frame.
+        self._encode = codec.encode
+        self._silence = silence(codec)
         self._digit_receiver = DigitReceiver()
         self._digits_sent: list[asyncio.Future[None]] = []
         self._ssrc: int | None = None
@@ -200,6 +204,8 @@ class RtpSession(asyncio.DatagramProtocol):
         if codec is not None:
             self.codec = codec
             self._sender.payload_type = codec.value
+            self._encode = codec.encode
+            self._silence = silence(codec)
         if event_payload_type is not None:
             self.event_payload_type = event_payload_type
             self._sender.event_payload_type = event_payload_type
@@ -234,7 +240,7 @@ class RtpSession(asyncio.DatagramProtocol):
     def _tick(self) -> None:
         sender = self._sender
         if sender.sending_digits:
-            packet = sender.digit_tick(silence(self.codec))
+            packet = sender.digit_tick(self._silence)
             if not sender.sending_digits:
                 for done in self._digits_sent:
                     if not done.done():
@@ -243,9 +249,9 @@ class RtpSession(asyncio.DatagramProtocol):
         else:
             frame = self.player.next_frame()
             if frame is not None:
-                packet = sender.audio(self.codec.encode(frame))
+                packet = sender.audio(self._encode(frame))
             elif self.send_silence:
-                packet = sender.audio(silence(self.codec))
+                packet = sender.audio(self._silence)
             else:
                 sender.skip()
                 return
@@ -282,10 +288,12 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         payload_type = packet.payload_type
         is_event = payload_type == self.event_payload_type
-        if payload_type not in _AUDIO and not is_event:
+        decode = _DECODERS.get(payload_type)
+        if decode is None and not is_event:
             stats.ignored += 1
             return
-        addr = addr[:2]
+        if len(addr) > 2:
+            addr = addr[:2]  # IPv6's flow info and scope id
         if not self.latched:
             self.remote = addr
             self.latched = True
@@ -305,18 +313,19 @@ class RtpSession(asyncio.DatagramProtocol):
                 except asyncio.QueueFull:
                     stats.ignored += 1
             return
-        if not self._accept_ssrc(packet.ssrc, packet.sequence):
+        if packet.ssrc == self._ssrc:
+            self._candidate = None
+        elif not self._accept_ssrc(packet.ssrc, packet.sequence):
             stats.wrong_ssrc += 1
             return
         stats.packets_received += 1
-        if self.recorder is not None:
-            audio = Codec(payload_type).decode(packet.payload)
-            self.recorder.write(packet.ssrc, packet.timestamp, audio)
+        if self.recorder is not None and decode is not None:
+            self.recorder.write(packet.ssrc, packet.timestamp, decode(packet.payload))
 
     def _accept_ssrc(self, ssrc: int, sequence: int) -> bool:
-        if ssrc == self._ssrc or self._ssrc is None:
+        """Whether a packet of an SSRC other than the current one is taken (and adopted)."""
+        if self._ssrc is None:
             self._ssrc = ssrc
-            self._candidate = None
             return True
         candidate = self._candidate
         if candidate is not None and candidate[0] == ssrc and candidate[1] == sequence:
