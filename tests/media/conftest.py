@@ -11,7 +11,7 @@ from verbal.media.g711 import Codec
 from verbal.media.prompts import read_wav
 from verbal.media.session import RtpSession
 
-WELCOME = "Welcome to Verbal. Please enter your account number, then press the pound key."
+WELCOME = "Welcome to Verbal. Please enter your account number."
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,15 @@ async def test_one_clock_per_loop() -> None:
 async def test_ticks_keep_to_the_schedule_not_to_the_sleeps() -> None:
     clock = MediaClock()
     calls: list[float] = []
+    start = time.monotonic()
     subscription = clock.subscribe(lambda: calls.append(time.monotonic()))
     await asyncio.sleep(1.0)
     subscription.cancel()
-    # 50 ticks a second whatever each sleep overshot: the schedule does not drift.
-    assert 45 <= len(calls) <= 52
-    assert subscription.frames == len(calls)
+    elapsed = time.monotonic() - start
+    # 50 ticks a second whatever each sleep overshot: the schedule does not drift. (Ticks
+    # skipped while the process was starved of CPU count as frames, not as calls.)
+    assert abs(subscription.frames - elapsed * 50) <= 2
+    assert len(calls) <= subscription.frames
     await asyncio.sleep(0.05)
     assert clock._task is not None and clock._task.done()  # stops with no one left
 

@@ -85,11 +85,14 @@ async def _run(
     except TimeoutError:
         raise MediaError(failure, f"{argv[0]} took longer than {time_limit:g} s") from None
     finally:
-        if process.returncode is None:
-            process.kill()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if process.returncode is None:
+            process.kill()
+        # Reap it and read its pipes to their end, so that its transport closes now rather
+        # than when collected, perhaps after its loop is gone.
+        await process.communicate()
     if code != 0:
         detail = errors.decode(errors="replace").strip()[-300:] or f"exit status {code}"
         raise MediaError(failure, f"{argv[0]} failed: {detail}")

@@ -17,7 +17,8 @@ Incoming packets are checked and counted, never trusted (`SessionStats`):
   from one SSRC at a time: a different SSRC is adopted only after `SSRC_PROBATION` packets in
   sequence with none from the current one in between, so interleaved packets of a stray
   SSRC are dropped while a real change of stream (transfer, re-INVITE) is followed;
-- telephone events (the negotiated payload type) become keys in `digits`, de-duplicated;
+- telephone events (the negotiated payload type) become keys in `digits`, de-duplicated,
+  from any SSRC: test tools and some gateways send them on a stream of their own;
 - comfort noise (13) and every other payload type: ignored.
 """
 
@@ -212,7 +213,8 @@ class RtpSession(asyncio.DatagramProtocol):
 
     async def send_digits(self, digits: str, *, duration: float = 0.1, gap: float = 0.05) -> None:
         """Send keys as RFC 4733 events, `duration` seconds each and `gap` seconds apart;
-        returns when the last has gone. The player is held (not skipped) meanwhile."""
+        returns when the last has gone. The player is held (not skipped) meanwhile.
+        ValueError for a key that is not DTMF, or when no telephone-event was negotiated."""
         self._sender.queue_digits(digits, duration=round(duration * 8000), gap=round(gap * 8000))
         done = asyncio.get_running_loop().create_future()
         self._digits_sent.append(done)
