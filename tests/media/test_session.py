@@ -82,6 +82,24 @@ async def test_latches_to_where_media_comes_from(sessions: Opener, welcome: byte
     assert match(welcome, a.recorder.pcm()).score >= 0.99
 
 
+async def test_hold_sends_nothing_and_an_sdp_address_is_an_ip(
+    sessions: Opener, welcome: bytes
+) -> None:
+    a, b = await connected(sessions)
+    a.sending = False  # the far end put the call on hold
+    await asyncio.sleep(0.1)
+    count = b.stats.packets_received
+    await asyncio.sleep(0.2)
+    assert b.stats.packets_received == count
+    a.sending = True
+    await asyncio.sleep(0.2)
+    assert b.stats.packets_received > count
+    a.update(remote=("0.0.0.0", 4000))  # hold the RFC 2543 way
+    assert a.remote is None
+    with pytest.raises(ValueError):
+        a.update(remote=("phone.example", 4000))
+
+
 async def test_digits_sent_and_received(sessions: Opener) -> None:
     a, b = await connected(sessions)
     await a.send_digits("1#4490*", duration=0.06, gap=0.04)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import cast
@@ -107,6 +108,17 @@ def default_pool() -> PortPool:
     return PortPool()
 
 
+def _sdp_address(address: Address | None) -> Address | None:
+    """An SDP connection address as a send address: an IP literal (a host name would make
+    every send resolve it), None for the unspecified address of an old-style hold."""
+    if address is None:
+        return None
+    host, port = address
+    if ipaddress.ip_address(host).is_unspecified or port == 0:
+        return None
+    return (host, port)
+
+
 @dataclass(slots=True)
 class SessionStats:
     packets_sent: int = 0
@@ -136,8 +148,11 @@ class RtpSession(asyncio.DatagramProtocol):
     ) -> None:
         self.codec = codec
         self.event_payload_type = event_payload_type
-        self.remote = remote
+        self.remote = _sdp_address(remote)
         self.latched = False
+        # False while the far end holds the call (SDP a=sendonly or a=inactive from it): time
+        # and the player go on, nothing is sent.
+        self.sending = True
         self.send_silence = send_silence
         self.player = Player()
         self.recorder: Recorder | None = None
@@ -171,8 +186,9 @@ class RtpSession(asyncio.DatagramProtocol):
         clock: MediaClock | None = None,
     ) -> RtpSession:
         """Bind a port on `host` and start the session. `remote` is the address the far end's
-        SDP gave, if known yet; `event_payload_type` the negotiated telephone-event type
-        (None when the far end has none: then no digits are sent or read)."""
+        SDP gave, if known yet (an IP address; 0.0.0.0, the old way to hold a call, counts as
+        none); `event_payload_type` the negotiated telephone-event type (None when the far
+        end has none: then no digits are sent or read)."""
         pool = ports or default_pool()
         sock = pool.bind(host)
         session = cls(codec, event_payload_type, remote, clock or shared_clock(), send_silence)
@@ -200,7 +216,7 @@ class RtpSession(asyncio.DatagramProtocol):
         """Apply a (re-)negotiation: a new SDP address drops the latch, so the next packet
         latches again; a new codec takes effect at the next frame."""
         if remote is not None:
-            self.remote = remote
+            self.remote = _sdp_address(remote)
             self.latched = False
         if codec is not None:
             self.codec = codec
@@ -257,7 +273,7 @@ class RtpSession(asyncio.DatagramProtocol):
             else:
                 sender.skip()
                 return
-        if self.remote is not None and self._transport is not None:
+        if self.remote is not None and self.sending and self._transport is not None:
             self._transport.sendto(packet, self.remote)
             self.stats.packets_sent += 1
 
