@@ -11,8 +11,8 @@ Incoming packets are checked and counted, never trusted (`SessionStats`):
 - more than `MAX_PACKET` bytes, or not RTP: dropped (oversize, garbage);
 - **latching** (symmetric RTP): we send to the address the first valid packet came from,
   whatever SDP said, because a peer behind NAT sends from an address it cannot know; after
-  that, packets from any other address are dropped (foreign). The first valid packet wins,
-  as in every comedia implementation;
+  that, packets from any other address are dropped (foreign). The first valid packet wins:
+  the usual rule of symmetric RTP, which trusts the path the signalling set up;
 - audio (PCMU or PCMA, either law whatever was negotiated: both are static payload types)
   from one SSRC at a time: a different SSRC is adopted only after `SSRC_PROBATION` packets in
   sequence with none from the current one in between, so interleaved packets of a stray
@@ -148,7 +148,7 @@ class RtpSession(asyncio.DatagramProtocol):
     ) -> None:
         self.codec = codec
         self.event_payload_type = event_payload_type
-        self.remote = _sdp_address(remote)
+        self.remote = remote
         self.latched = False
         # False while the far end holds the call (SDP a=sendonly or a=inactive from it): time
         # and the player go on, nothing is sent.
@@ -189,6 +189,7 @@ class RtpSession(asyncio.DatagramProtocol):
         SDP gave, if known yet (an IP address; 0.0.0.0, the old way to hold a call, counts as
         none); `event_payload_type` the negotiated telephone-event type (None when the far
         end has none: then no digits are sent or read)."""
+        remote = _sdp_address(remote)
         pool = ports or default_pool()
         sock = pool.bind(host)
         session = cls(codec, event_payload_type, remote, clock or shared_clock(), send_silence)
@@ -238,12 +239,12 @@ class RtpSession(asyncio.DatagramProtocol):
 
     @property
     def late_frames(self) -> int:
+        """This session's frames sent more than 10 ms late (see `clock.py`)."""
         return self._subscription.late_frames if self._subscription else 0
 
     def close(self) -> None:
         if self._subscription is not None:
-            self._subscription.cancel()
-            self._subscription = None
+            self._subscription.cancel()  # kept: its counts stay readable
         self.player.stop()
         for done in self._digits_sent:
             if not done.done():
