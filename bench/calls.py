@@ -136,8 +136,10 @@ async def main(options: argparse.Namespace) -> bool:
     due = round(sessions * seconds / 0.020)
     late_ratio = late / frames if frames else 1.0
     worst = clock.max_lateness if clock.max_lateness > worst_before else None
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(
-        f"calls     {options.calls} ({sessions} RTP sessions, {codec.name}, one media clock),"
+        f"calls     {options.calls} ({sessions} RTP sessions, {codec.name}, one media clock,"
+        f" {loop}),"
         f" {seconds:.1f} s measured after {options.warmup:g} s of warm-up"
     )
     print(
@@ -177,6 +179,14 @@ if __name__ == "__main__":
         default=10.0,
         help="each recording's limit: beyond it packets are still received and counted",
     )
+    parser.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="run on asyncio's own loop rather than uvloop (which `verbal serve` uses)",
+    )
     options = parser.parse_args()
     print_header("calls.py: RTP media of concurrent calls in one process", "none (media only)")
-    run(main(options))
+    if options.asyncio:
+        asyncio.run(main(options))
+    else:
+        run(main(options))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from verbal.media.clock import MAX_CATCH_UP, MediaClock, shared_clock
+from verbal.media.clock import MAX_CATCH_UP, SLOTS, STEP, MediaClock, shared_clock
 
 
 async def test_one_clock_per_loop() -> None:
@@ -33,21 +33,36 @@ async def test_ticks_keep_to_the_schedule_not_to_the_sleeps() -> None:
 async def test_a_blocked_loop_makes_late_frames_and_skips_beyond_the_catch_up() -> None:
     clock = MediaClock()
     subscriptions = [clock.subscribe(lambda: None) for _ in range(3)]
+    start = time.monotonic()
     await asyncio.sleep(0.1)
     late_before = clock.late_frames
     time.sleep(0.3)  # noqa: ASYNC251 (on purpose: the loop is blocked for 15 ticks)
     await asyncio.sleep(0.1)
     for subscription in subscriptions:
         subscription.cancel()
+    elapsed = time.monotonic() - start
     late = clock.late_frames - late_before
     # Every subscriber's frames of the stall are late: those sent in the catch-up burst
     # and those skipped beyond it.
     assert late >= 3 * 12
-    assert subscriptions[0].late_frames >= 12
+    assert all(subscription.late_frames >= 12 for subscription in subscriptions)
     assert clock.max_lateness >= 0.1
     assert 0 < clock.late_ratio < 1
-    assert clock.ticks < clock.frames / 3 + 1  # skipped ticks were not run
-    assert MAX_CATCH_UP < 15
+    # Ten ticks of the stall were skipped, not run: 40 steps fewer than the time allowed.
+    assert clock.steps <= elapsed / STEP - (15 - MAX_CATCH_UP) * SLOTS + 4
+
+
+async def test_sessions_are_spread_over_the_slots_of_a_tick() -> None:
+    clock = MediaClock()
+    order: list[int] = []
+    subscriptions = [clock.subscribe(lambda i=i: order.append(i)) for i in range(8)]
+    assert sorted(s.slot for s in subscriptions) == [0, 0, 1, 1, 2, 2, 3, 3]
+    await asyncio.sleep(0.1)
+    for subscription in subscriptions:
+        subscription.cancel()
+    # One slot after the other, 5 ms apart: sessions 0 and 4 share slot 0, 1 and 5 slot 1...
+    first = order.index(0)
+    assert order[first : first + 8] == [0, 4, 1, 5, 2, 6, 3, 7]
 
 
 async def test_a_failing_subscriber_leaves_without_stopping_the_others(
