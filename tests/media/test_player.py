@@ -47,3 +47,12 @@ async def test_empty_audio_is_done_at_once() -> None:
     assert await player.play(b"") is True
     assert await player.pause(0) is True
     assert player.next_frame() is None
+
+
+async def test_a_closed_player_ends_what_it_is_given() -> None:
+    player = Player()
+    playing = player.play(pcm(10))
+    player.close()
+    assert await playing is False
+    assert await player.play(pcm(10)) is False  # an await that would otherwise never end
+    assert player.next_frame() is None

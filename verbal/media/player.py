@@ -45,6 +45,7 @@ class Playback:
 class Player:
     def __init__(self) -> None:
         self._queue: deque[Playback] = deque()
+        self._closed = False
 
     def play(self, pcm: bytes) -> Playback:
         """Queue 8 kHz mono PCM16; a last partial frame is padded with silence."""
@@ -58,7 +59,9 @@ class Player:
         return self._add(Playback(None, round(seconds * 50)))
 
     def _add(self, playback: Playback) -> Playback:
-        if playback.frames == 0:
+        if self._closed:
+            playback._finish(False)  # its call is over: nothing will ever play it
+        elif playback.frames == 0:
             playback._finish(True)
         else:
             self._queue.append(playback)
@@ -68,6 +71,11 @@ class Player:
         """Barge-in: drop the current item and everything queued; the next frame is silence."""
         while self._queue:
             self._queue.popleft()._finish(False)
+
+    def close(self) -> None:
+        """`stop()`, and what is queued from now on ends at once, unplayed."""
+        self.stop()
+        self._closed = True
 
     @property
     def playing(self) -> bool:

@@ -245,7 +245,7 @@ class RtpSession(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._subscription is not None:
             self._subscription.cancel()  # kept: its counts stay readable
-        self.player.stop()
+        self.player.close()
         for done in self._digits_sent:
             if not done.done():
                 done.set_exception(MediaError("closed", "the RTP session was closed"))
