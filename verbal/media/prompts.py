@@ -59,25 +59,25 @@ async def _run(
         )
     except OSError as error:
         raise MediaError(failure, f"{argv[0]} could not be started: {error}") from None
-    assert process.stdin and process.stdout and process.stderr
+    stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
+    assert stdin and stdout and stderr  # all three were asked for as pipes
 
     async def feed() -> None:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.write(data)  # type: ignore[union-attr]
-            await process.stdin.drain()  # type: ignore[union-attr]
-            process.stdin.close()  # type: ignore[union-attr]
+            stdin.write(data)
+            await stdin.drain()
+            stdin.close()
 
     async def collect() -> bytes:
         out = bytearray()
-        while chunk := await process.stdout.read(65536):  # type: ignore[union-attr]
+        while chunk := await stdout.read(65536):
             out += chunk
             if len(out) > max_output:
                 raise MediaError("audio_too_large", f"{argv[0]} produced over {max_output} bytes")
         return bytes(out)
 
     tasks = [
-        asyncio.ensure_future(step)
-        for step in (feed(), collect(), process.stderr.read(), process.wait())
+        asyncio.ensure_future(step) for step in (feed(), collect(), stderr.read(), process.wait())
     ]
     try:
         async with asyncio.timeout(time_limit):
