@@ -7,15 +7,18 @@ import random
 import socket
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.media.audio import match, peak
 from tests.media.conftest import Opener, connected
 from tests.processes import free_port
+from verbal.media.clock import MediaClock
 from verbal.media.errors import MediaError
 from verbal.media.g711 import Codec
 from verbal.media.recorder import Recorder
 from verbal.media.rtp import RtpPacket
-from verbal.media.session import PortPool
+from verbal.media.session import PortPool, RtpSession
 
 
 async def settle() -> None:
@@ -277,3 +280,17 @@ async def test_close_resolves_pending_digits_and_stops_sending(sessions: Opener)
     count = b.stats.packets_received
     await asyncio.sleep(0.1)
     assert b.stats.packets_received == count
+
+
+@given(st.lists(st.binary(max_size=1600), max_size=20), st.booleans())
+def test_no_datagram_can_break_a_session(datagrams: list[bytes], rtp_shaped: bool) -> None:
+    # The invariant behind "bad media is harmless": whatever arrives is accepted or counted
+    # as dropped, and never raises out of the protocol callback.
+    session = RtpSession(Codec.PCMU, 101, None, MediaClock(), send_silence=True)
+    session.recorder = Recorder(max_seconds=1)
+    for data in datagrams:
+        if rtp_shaped and len(data) >= 2:
+            data = b"\x80" + bytes([data[0] & 0x7F if data[0] % 3 else 101]) + data[2:]
+        session.datagram_received(data, ("127.0.0.1", 4000))
+    stats = session.stats
+    assert stats.packets_received + stats.dropped == len(datagrams)
