@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,8 @@ from verbal.media.g711 import Codec
 from verbal.media.prompts import read_wav
 from verbal.media.session import RtpSession
 
+# sipp's bundled captures (Debian's sip-tester): RTP as a real, independent sender made it.
+SIPP_CAPTURES = Path("/usr/share/sip-tester")
 WELCOME = "Welcome to Verbal. Please enter your account number."
 
 
@@ -52,3 +56,20 @@ async def connected(sessions: Opener, codec: Codec = Codec.PCMU) -> tuple[RtpSes
     b = await sessions(codec=codec, remote=a.local_address)
     a.update(remote=b.local_address)
     return a, b
+
+
+def sipp_capture(name: str) -> list[bytes]:
+    """The RTP packets (UDP payloads) of one of sipp's captures (Ethernet, IPv4, UDP)."""
+    path = SIPP_CAPTURES / name
+    if not path.exists():
+        pytest.skip("sipp's captures are not installed (Debian's sip-tester)")
+    data = path.read_bytes()
+    assert struct.unpack_from("<IH", data) == (0xA1B2C3D4, 2)
+    packets, offset = [], 24
+    while offset < len(data):
+        length = struct.unpack_from("<I", data, offset + 8)[0]
+        frame = data[offset + 16 : offset + 16 + length]
+        offset += 16 + length
+        ip = frame[14:]
+        packets.append(bytes(ip[(ip[0] & 0x0F) * 4 + 8 :]))
+    return packets

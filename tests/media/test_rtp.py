@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.media.conftest import sipp_capture
 from verbal.media.rtp import (
     DigitReceiver,
     RtpError,
@@ -18,8 +18,6 @@ from verbal.media.rtp import (
     TelephoneEvent,
     parse,
 )
-
-SIPP_CAPTURES = Path("/usr/share/sip-tester")
 
 
 def test_a_packet_header_is_what_rfc_3550_draws() -> None:
@@ -137,23 +135,6 @@ def test_what_we_send_is_read_back_once_per_digit() -> None:
         if packet.payload_type == 101 and (key := receiver.receive(packet)):
             keys.append(key)
     assert "".join(keys) == "1*#AD0"
-
-
-def sipp_capture(name: str) -> list[bytes]:
-    """The RTP payloads of one of sipp's bundled captures (Ethernet, IPv4, UDP)."""
-    path = SIPP_CAPTURES / name
-    if not path.exists():
-        pytest.skip("sipp's captures are not installed (Debian's sip-tester)")
-    data = path.read_bytes()
-    assert struct.unpack_from("<IH", data) == (0xA1B2C3D4, 2)
-    packets, offset = [], 24
-    while offset < len(data):
-        length = struct.unpack_from("<I", data, offset + 8)[0]
-        frame = data[offset + 16 : offset + 16 + length]
-        offset += 16 + length
-        ip = frame[14:]
-        packets.append(bytes(ip[(ip[0] & 0x0F) * 4 + 8 :]))
-    return packets
 
 
 def test_sipps_captured_digits_repeat_by_their_end_bits() -> None:

@@ -11,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.media.audio import match, peak
-from tests.media.conftest import Opener, connected
+from tests.media.conftest import Opener, connected, sipp_capture
 from tests.processes import free_port
 from verbal.media.clock import MediaClock
 from verbal.media.errors import MediaError
 from verbal.media.g711 import Codec
 from verbal.media.recorder import Recorder
-from verbal.media.rtp import RtpPacket
+from verbal.media.rtp import RtpPacket, parse
 from verbal.media.session import PortPool, RtpSession
 
 
@@ -294,3 +294,29 @@ def test_no_datagram_can_break_a_session(datagrams: list[bytes], rtp_shaped: boo
         session.datagram_received(data, ("127.0.0.1", 4000))
     stats = session.stats
     assert stats.packets_received + stats.dropped == len(datagrams)
+
+
+async def test_sipps_30_ms_capture_sent_in_bursts_lands_on_its_timeline(
+    sessions: Opener,
+) -> None:
+    # sipp's g711a.pcap: PCMA in 30 ms packets (240 samples), another SSRC than anything of
+    # ours. Sent in bursts far faster than real time, it must still record as 30 ms apiece.
+    packets = sipp_capture("g711a.pcap")
+    b = await sessions(codec=Codec.PCMA)
+    b.recorder = Recorder()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    source = sender.getsockname()
+    try:
+        for start in range(0, len(packets), 40):
+            for data in packets[start : start + 40]:
+                sender.sendto(data, b.local_address)
+            await asyncio.sleep(0.02)
+    finally:
+        sender.close()
+    await settle()
+    first, last = parse(packets[0]), parse(packets[-1])
+    samples = (last.timestamp - first.timestamp) % 2**32 + len(last.payload)
+    assert b.stats.packets_received == len(packets)
+    assert len(b.recorder.pcm()) == samples * 2
+    assert b.remote == source
