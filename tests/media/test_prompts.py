@@ -52,7 +52,7 @@ async def test_speech_is_8_khz_pcm_of_the_expected_length(welcome: bytes) -> Non
 
 async def test_bad_voices_and_long_texts_fail_as_values() -> None:
     with pytest.raises(MediaError) as error:
-        await synthesise("hi", "-w /tmp/x")  # never reaches the command line
+        await synthesise("hi", "-w out.wav")  # never reaches the command line
     assert error.value.code == "tts_failed"
     with pytest.raises(MediaError) as error:
         await synthesise("hi", "xx-nowhere")
