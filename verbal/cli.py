@@ -13,6 +13,7 @@ accept a message).
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import signal
 import sys
@@ -278,6 +279,10 @@ async def _serve(
             access_log=False,
         )
         server = _server(config)
+        # What is built by now lives as long as the server: frozen, the collector's full
+        # passes under load leave it alone (walking it stalled the loop for tens of ms).
+        gc.collect()
+        gc.freeze()
         if pipeline is not None:
             # The pipeline process ending by itself ends the server (verbal/processes.py).
             pipeline.on_lost = lambda: setattr(server, "should_exit", True)

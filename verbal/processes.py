@@ -366,7 +366,10 @@ def fork_pipeline(settings: Settings) -> PipelineProcess:
     pid = os.fork()
     if pid:
         child_end.close()
-        gc.unfreeze()
+        # Both stay frozen: what was imported and built before the fork lives as long as
+        # the process, and a full collection that walked it all (hundreds of thousands of
+        # objects) stalled the loop for tens of milliseconds, which `/healthz` under load
+        # and the accept latency's p99 both showed.
         return PipelineProcess(parent_end, pid)
     parent_end.close()
     _exit(_run_pipeline(settings, child_end))
@@ -406,6 +409,9 @@ async def _pipeline_main(settings: Settings, sock: socket.socket) -> int:
         log.error("the pipeline process could not start: %s", exc)
         await runtime.close()
         return 1
+    # As in the API process (`cli._serve`): what start-up built is left to the collector no more.
+    gc.collect()
+    gc.freeze()
     end.started()
     await stop.wait()
     end.stopping = True

@@ -188,7 +188,7 @@ class Baresip:
     `event` waits for an event (``CALL_ESTABLISHED``, ``REGISTER_OK`` ...).
     """
 
-    def __init__(self, workdir: Path, user: str = "bob") -> None:
+    def __init__(self, workdir: Path, user: str = "bob", *, record: bool = False) -> None:
         self.binary = need("baresip")
         self.sox = need("sox")
         self.user = user
@@ -223,6 +223,8 @@ class Baresip:
                     "module g711.so",
                     "module aufile.so",
                     "module aubridge.so",
+                    # `record`: what the phone hears, decoded, in dump-*-dec.wav (`heard`).
+                    *(["module sndfile.so", f"snd_path {self.dir}"] if record else []),
                     "module_app account.so",
                     "module_app menu.so",
                     "module_app ctrl_tcp.so",
@@ -290,6 +292,10 @@ class Baresip:
                 self.events.append(message)
                 if message.get("event") and message.get("type") == kind:
                     return message
+
+    def heard(self) -> list[Path]:
+        """The recordings of what the phone heard, one per call (with ``record=True``)."""
+        return sorted(self.dir.glob("dump-*-dec.wav"))
 
     def log(self) -> str:
         path = self.dir / "log"
@@ -389,6 +395,10 @@ class Kamailio:
             except OSError:
                 return True
         return False
+
+    def heard(self) -> list[Path]:
+        """The recordings of what the phone heard, one per call (with ``record=True``)."""
+        return sorted(self.dir.glob("dump-*-dec.wav"))
 
     def log(self) -> str:
         path = self.dir / "log"
