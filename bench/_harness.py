@@ -651,6 +651,8 @@ class Pipeline:
         self.receiver: Process | None = None
         self.http: LoadClient | None = None
         self.dispatching = True
+        # Who sends: the number, or a Messaging Service (`send_through_service`).
+        self.sending: dict[str, str] = {"From": SENDER}
 
     @classmethod
     async def start(
@@ -688,6 +690,26 @@ class Pipeline:
         stack.callback(self.http.close)
         return self
 
+    async def send_through_service(self, pool: int) -> str:
+        """Send with `MessagingServiceSid` from now on, through a new service whose pool
+        holds `pool` new numbers (claimed through the Twilio API); the service's SID."""
+        assert self.http is not None
+        status, text = await self.http.post_form("/v1/Services", {"FriendlyName": "bench"})
+        if status != 201:
+            raise SystemExit(f"creating the Messaging Service: {status} {text}")
+        service = str(json.loads(text)["sid"])
+        numbers = f"/2010-04-01/Accounts/{self.credentials.account_sid}/IncomingPhoneNumbers.json"
+        for n in range(pool):
+            status, text = await self.http.post_form(numbers, {"PhoneNumber": f"+155500011{n:02d}"})
+            if status != 201:
+                raise SystemExit(f"claiming a pool number: {status} {text}")
+            member = {"PhoneNumberSid": str(json.loads(text)["sid"])}
+            status, text = await self.http.post_form(f"/v1/Services/{service}/PhoneNumbers", member)
+            if status != 201:
+                raise SystemExit(f"adding a pool number: {status} {text}")
+        self.sending = {"MessagingServiceSid": service}
+        return service
+
     @property
     def servers(self) -> list[Process]:
         return [p for p in (self.api, *self.workers) if p is not None]
@@ -719,7 +741,7 @@ class Pipeline:
 
         async def fire(i: int) -> tuple[int, str]:
             assert self.http is not None
-            data = {"To": to(first + i), "From": SENDER, "Body": f"bench {first + i}"}
+            data = {"To": to(first + i), **self.sending, "Body": f"bench {first + i}"}
             if callback:
                 data["StatusCallback"] = callback
             status, text = await self.http.post_form(path, data)

@@ -2,12 +2,16 @@
 
     python bench/end_to_end.py [--rate 2000] [--seconds 60]        sustained, open-loop
     python bench/end_to_end.py --count 10000 [--concurrency 64]     a fixed count, flat out
+    python bench/end_to_end.py --messaging-service 4 ...            through a Messaging Service
 
 Each message goes in through the Twilio API with a StatusCallback, out through the sandbox
 carrier (which delivers it at once), and is done when its final callback ("delivered") reaches
-a receiver in a process of its own, which notes the moment. Sustained mode offers --rate
-messages/s for --seconds and reports what came out within that window, the backlog at its
-end and how long the rest took to drain; a fixed count is sent as fast as the API takes it.
+a receiver in a process of its own, which notes the moment. With --messaging-service N, the
+messages name a Messaging Service (`MessagingServiceSid`, no `From`) whose pool holds N
+numbers, created before the warm-up; each picks its sender from the pool. Sustained mode
+offers --rate messages/s for --seconds and reports what came out within that window, the
+backlog at its end and how long the rest took to drain; a fixed count is sent as fast as the
+API takes it.
 Either way the run ends with every message final, checked in the database (read-only).
 SQLite by default; --database-url for PostgreSQL, with --workers N for an api process and N
 workers. While the load runs, `/healthz` is asked every 100 ms on a connection of its own, and
@@ -97,6 +101,9 @@ async def measure(options: argparse.Namespace) -> None:
         )
         if not pipeline.dispatching:
             raise SystemExit("--workers 0 dispatches nothing: end to end needs a worker")
+        if options.messaging_service:
+            service = await pipeline.send_through_service(options.messaging_service)
+            print(f"sender    Messaging Service {service}, {options.messaging_service} numbers")
         if options.warmup:
             await end_to_end(pipeline, options.warmup, rate=None, concurrency=8, first=900_000)
         meter = CpuMeter(pipeline.processes())
@@ -175,6 +182,12 @@ def main() -> None:
         "--connections", type=int, default=256, help="client connection pool (default 256)"
     )
     parser.add_argument("--warmup", type=int, default=200, help="messages sent before measuring")
+    parser.add_argument(
+        "--messaging-service",
+        type=int,
+        metavar="N",
+        help="send with MessagingServiceSid through a service of N pool numbers (1 to 99)",
+    )
     options = parser.parse_args()
     print_header("end to end: API accept to final status callback", database_label(options))
     run(measure(options))

@@ -8,6 +8,7 @@ database: what `verbal send` queued, the server sends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -228,6 +229,46 @@ def test_optouts_add_list_remove_and_send_refused_meanwhile(cli: Cli) -> None:
     assert cli.json("send", "--to", HANDSET, "--from", NUMBER, "--body", "hi")["status"] == "queued"
 
 
+async def service_holding(database_url: str, number: str) -> str:
+    """A Messaging Service of the number's account, with the number in its pool (no CLI
+    command makes one: the API does); its SID."""
+    from verbal.store import create_engine, session_factory
+    from verbal.store.directory import Directory
+    from verbal.store.services import Services
+
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        row = await Directory(sessions).number(number)
+        assert row is not None
+        services = Services(sessions)
+        service = await services.create(row.account_id, "CLI", {})
+        await services.add_number(service, row)
+        return service.sid
+    finally:
+        await engine.dispose()
+
+
+def test_optouts_of_a_number_in_a_messaging_service_are_the_services(cli: Cli) -> None:
+    cli.create_account()
+    cli.ok("numbers", "add", NUMBER)
+    service_sid = asyncio.run(service_holding(cli.env["VERBAL_DATABASE_URL"], NUMBER))
+
+    added = cli.ok("optouts", "add", NUMBER, HANDSET)
+    assert f"{HANDSET} opted out of texts from {service_sid}" in added
+    [entry] = cli.json("optouts", "list", "--number", service_sid)
+    assert (entry["number"], entry["recipient"]) == (service_sid, HANDSET)
+    refused = cli.fails("send", "--to", HANDSET, "--from", NUMBER, "--body", "hi")
+    assert f"opted out of messages from the Messaging Service {service_sid}" in refused
+    # Lifted by the service's SID; an SID of no service is refused in words.
+    assert f"may get texts from {service_sid} again" in cli.ok(
+        "optouts", "remove", service_sid, HANDSET
+    )
+    assert cli.json("optouts", "list") == []
+    unknown = cli.fails("optouts", "add", "MG" + "0" * 32, HANDSET)
+    assert f"MG{'0' * 32} is not a Messaging Service of any account" in unknown
+
+
 def test_commands_on_a_new_database(cli: Cli) -> None:
     # Side by side on a file that does not exist yet: each creates the schema or waits.
     version, carriers, carriers_table, accounts, send, add = together(
@@ -324,6 +365,15 @@ def test_a_second_server_on_one_sqlite_file_is_refused(cli: Cli, serve: Any) -> 
         assert http.get(f"{running.base_url}/healthz").status_code == 200
         with pytest.raises(httpx.ConnectError):
             http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_a_file_that_is_not_a_database_stops_serve_with_a_readable_error(cli: Cli) -> None:
+    # The schema is migrated by a short-lived child process; its failure reaches the user.
+    (cli.workdir / "verbal.db").write_bytes(b"not a database, " * 512)
+    refused = cli.run("serve", "--host", "127.0.0.1", "--port", str(free_port()))
+    assert refused.returncode == 1, refused.stdout
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "file is not a database" in refused.stderr
 
 
 # -- regressions: bugs these tests found -------------------------------------------------------

@@ -13,6 +13,7 @@ accept a message).
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import signal
 import sys
@@ -216,12 +217,24 @@ def serve(
     settings = _settings(
         host=host, port=port, database_url=database_url, role=role, log_format=log_format
     )
+    _migrate_apart(settings)
     pipeline = None
     if settings.is_sqlite and settings.role == "all" and settings.sqlite_processes > 1:
         from verbal.processes import fork_pipeline
 
         pipeline = fork_pipeline(settings)
     _run_server(lambda: _serve(settings, on_started=_announce, pipeline=pipeline))
+
+
+def _migrate_apart(settings: Settings) -> None:
+    """The schema brought to the newest migration by a short-lived child (so the server
+    never imports Alembic), or the reason it could not be."""
+    from verbal.processes import MigrationFailed, migrate_apart
+
+    try:
+        migrate_apart(settings)
+    except MigrationFailed as exc:
+        raise _fail(str(exc)) from None
 
 
 async def _announce(runtime: Runtime) -> None:
@@ -239,11 +252,6 @@ async def _serve(
     demo: bool = False,
     pipeline: PipelineProcess | None = None,
 ) -> None:
-    # Alembic (the migrations run on start) imports mako, which highlights the source in its
-    # error pages with pygments whenever pygments is installed, as it is with rich: 4.4 MiB of
-    # lexers in a server that renders no mako template. Marked absent, mako uses plain text.
-    sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
-
     from verbal.api.app import create_app
     from verbal.api.serving import server_config
     from verbal.logs import configure as configure_logs
@@ -251,7 +259,8 @@ async def _serve(
     from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
 
     configure_logs(settings.log_level, settings.log_format)
-    runtime = Runtime(settings, pipeline=pipeline)
+    # Both commands that serve migrate apart first (`_migrate_apart`).
+    runtime = Runtime(settings, pipeline=pipeline, schema_ready=True)
     try:
         await runtime.start()
     except (AlreadyServing, UnsupportedLayout, SmscUnavailable, PipelineFailed) as exc:
@@ -270,6 +279,10 @@ async def _serve(
             access_log=False,
         )
         server = _server(config)
+        # What is built by now lives as long as the server: frozen, the collector's full
+        # passes under load leave it alone (walking it stalled the loop for tens of ms).
+        gc.collect()
+        gc.freeze()
         if pipeline is not None:
             # The pipeline process ending by itself ends the server (verbal/processes.py).
             pipeline.on_lost = lambda: setattr(server, "should_exit", True)
@@ -368,6 +381,7 @@ def demo(
             f"API docs: {base}/docs\n"
         )
 
+    _migrate_apart(settings)
     _run_server(lambda: _serve(settings, on_started=prepare, demo=True))
 
 
@@ -564,8 +578,19 @@ def numbers_list(as_json: JsonFlag = False, database_url: DatabaseOption = None)
 
 # -- opt-outs -------------------------------------------------------------------------------
 
-SenderArgument = Annotated[str, typer.Argument(help="One of the account's numbers.")]
+SenderArgument = Annotated[
+    str,
+    typer.Argument(
+        help="One of the account's numbers (a number in a Messaging Service stands for the "
+        "service), or a service's SID (MG…)."
+    ),
+]
 HandsetArgument = Annotated[str, typer.Argument(help="The recipient's number.")]
+
+
+def _scope(sender: str) -> str:
+    """A sender argument as stored: a service's SID as given, a number in E.164."""
+    return sender if sender.startswith("MG") else _e164(sender)
 
 
 @optouts_app.command("list")
@@ -574,21 +599,24 @@ def optouts_list(
         str | None, typer.Option("--account", help="Account SID; default: the only account.")
     ] = None,
     number: Annotated[
-        str | None, typer.Option("--number", help="Only the opt-outs of this number.")
+        str | None,
+        typer.Option("--number", help="Only the opt-outs of this number or service (MG…)."),
     ] = None,
     as_json: JsonFlag = False,
     database_url: DatabaseOption = None,
 ) -> None:
-    """List the recipients who opted out, by the number they opted out of."""
+    """List the recipients who opted out, by the number or Messaging Service they opted out
+    of."""
     from verbal.messaging.optouts import OptOuts
+    from verbal.store.services import Services
 
     settings = _settings(database_url=database_url)
-    sender = _e164(number) if number else None
+    sender = _scope(number) if number else None
 
     async def go() -> list[dict[str, Any]]:
         async with _database(settings) as db:
             account = await _pick_account(db.directory, account_sid)
-            entries = await OptOuts(db.sessions).entries(account.id, sender)
+            optouts = OptOuts(db.sessions, Services(db.sessions))
             return [
                 {
                     "account_sid": account.sid,
@@ -596,52 +624,63 @@ def optouts_list(
                     "recipient": entry.recipient,
                     "date_created": entry.date_created.isoformat(),
                 }
-                for entry in entries
+                for entry in await optouts.entries(account.id, sender)
             ]
 
     rows = _run(go)
     if as_json:
         print(json.dumps(rows))
         return
-    table = _table("Number", "Recipient", "Since")
+    table = _table("Number or service", "Recipient", "Since")
     for row in rows:
         table.add_row(row["number"], row["recipient"], row["date_created"])
     _out().print(table)
 
 
-def _set_opt_out(number: str, handset: str, database_url: str | None, *, opted_out: bool) -> None:
-    """Opt `handset` out of (or back in to) texts from `number`."""
+def _set_opt_out(number: str, handset: str, database_url: str | None, *, opted_out: bool) -> str:
+    """Opt `handset` out of (or back in to) texts from `number`; returns the scope changed
+    (the number, or the service it is in)."""
     from verbal.messaging.optouts import OptOuts
+    from verbal.store.services import Services
 
     settings = _settings(database_url=database_url)
-    sender, recipient = _e164(number), _e164(handset)
+    sender, recipient = _scope(number), _e164(handset)
 
-    async def go() -> None:
+    async def go() -> str:
         async with _database(settings) as db:
-            row = await db.directory.number(sender)
-            if row is None:
-                raise _fail(f"{sender} is not a number of any account")
-            await OptOuts(db.sessions).set(row.account_id, sender, recipient, opted_out=opted_out)
+            services = Services(db.sessions)
+            if sender.startswith("MG"):
+                pool = await services.pool(sender)
+                owner, kind = (None if pool is None else pool.account_id), "Messaging Service"
+            else:
+                row = await db.directory.number(sender)
+                owner, kind = (None if row is None else row.account_id), "number"
+            if owner is None:
+                raise _fail(f"{sender} is not a {kind} of any account")
+            optouts = OptOuts(db.sessions, services)
+            return await optouts.set(owner, sender, recipient, opted_out=opted_out)
 
-    _run(go)
+    return _run(go)
 
 
 @optouts_app.command("add")
 def optouts_add(
     number: SenderArgument, handset: HandsetArgument, database_url: DatabaseOption = None
 ) -> None:
-    """Opt a recipient out of texts from a number, as if they had texted STOP (no reply)."""
-    _set_opt_out(number, handset, database_url, opted_out=True)
-    _out().print(f"{_e164(handset)} opted out of texts from {_e164(number)}")
+    """Opt a recipient out of texts from a number (its whole Messaging Service when it is in
+    one), as if they had texted STOP (no reply)."""
+    scope = _set_opt_out(number, handset, database_url, opted_out=True)
+    _out().print(f"{_e164(handset)} opted out of texts from {scope}")
 
 
 @optouts_app.command("remove")
 def optouts_remove(
     number: SenderArgument, handset: HandsetArgument, database_url: DatabaseOption = None
 ) -> None:
-    """Let a number text a recipient again, as if they had texted START (no reply)."""
-    _set_opt_out(number, handset, database_url, opted_out=False)
-    _out().print(f"{_e164(handset)} may get texts from {_e164(number)} again")
+    """Let a number (its whole Messaging Service when it is in one) text a recipient again,
+    as if they had texted START (no reply)."""
+    scope = _set_opt_out(number, handset, database_url, opted_out=False)
+    _out().print(f"{_e164(handset)} may get texts from {scope} again")
 
 
 # -- messages -------------------------------------------------------------------------------

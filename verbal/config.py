@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(30.0, gt=0)
     # Connections and requests in progress at once; beyond, requests answer 503. 0: no limit.
     http_max_connections: int = Field(1000, ge=0)
+    # Requests worked on at once; a connection's next request beyond waits, unread, for one
+    # to finish (verbal/api/serving.py). 0: no limit.
+    http_requests_in_flight: int = Field(64, ge=0)
     public_url: str = Field(
         "",
         description="The server's URL as users reach it, shown in printed instructions; "

@@ -196,15 +196,18 @@ class Runtime:
         pipeline: PipelineProcess | None = None,
         pipeline_process: bool = False,
         journal_backend: Backend | None = None,
+        schema_ready: bool = False,
     ) -> None:
         self.settings = settings
+        # True when the caller has migrated already (`verbal serve` does it in a child).
+        self._schema_ready = schema_ready
         self.pipeline = pipeline
         self._pipeline_process = pipeline_process
         self.engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         self.sessions = session_factory(self.engine, group_commit=settings.sqlite_group_commit)
         self.directory = Directory(self.sessions)
-        self.optouts = OptOuts(self.sessions)
         self.services = Services(self.sessions)
+        self.optouts = OptOuts(self.sessions, self.services)
         self.directory.when_numbers_change(self.services.forget_pools)
         # The one writer of the message pipeline's records (verbal/store/journal.py); in a
         # pipeline process, its ticks are written by the API process's.
@@ -383,7 +386,8 @@ class Runtime:
         else:
             if self.settings.is_sqlite:
                 self._sqlite_lock = hold_sqlite_lock(self.settings.database_url)
-            await migrate(self.engine)
+            if not self._schema_ready:
+                await migrate(self.engine)
             self.bootstrap_account = await self._bootstrap()
             # Calls die with the process that held them: end those a previous run left (on
             # SQLite every call was this server's; on PostgreSQL, this host's).

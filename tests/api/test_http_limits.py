@@ -125,3 +125,79 @@ def test_a_request_head_beyond_the_limit_is_refused(limited: LiveVerbal) -> None
         except ConnectionResetError:
             pass
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+# -- requests in flight, and /healthz under load -------------------------------------------------
+
+
+# A request the server cannot finish until its body is whole: the Messages resource reads its
+# form before it answers (here 401: no credentials).
+HALF_SENT = (
+    b"POST /2010-04-01/Accounts/AC0/Messages.json HTTP/1.1\r\nHost: verbal\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nTo=1"
+)
+REST_OF_BODY = b"234567"
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (its head and a Content-Length body)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+        ).split(b":")[1]
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, answer
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_beyond_the_requests_in_flight_a_request_waits_and_healthz_does_not(
+    make_verbal: Callable[..., LiveVerbal],
+) -> None:
+    server = make_verbal(http_requests_in_flight=1)
+    with connection(server) as busy, connection(server) as waiting, connection(server) as probe:
+        # The one request in flight: its body is half sent, so it cannot finish.
+        busy.sendall(HALF_SENT)
+        time.sleep(0.3)
+        waiting.sendall(b"GET /readyz HTTP/1.1\r\nHost: verbal\r\n\r\n")
+        waiting.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            waiting.recv(65536)
+        # The probe is answered at once, although the gate is full.
+        started = time.monotonic()
+        assert health_check(probe).startswith(b"HTTP/1.1 200")
+        assert time.monotonic() - started < 1.0
+        # The request in flight finishes; the one held goes on and is answered.
+        busy.sendall(REST_OF_BODY)
+        assert read_response(busy).startswith(b"HTTP/1.1 401")
+        waiting.settimeout(10)
+        answer = read_response(waiting)
+        assert answer.startswith(b"HTTP/1.1 200") and b'"status":"ready"' in answer
+        # The held connection carries on as any other.
+        assert health_check(waiting).startswith(b"HTTP/1.1 200")
+
+
+def test_a_held_connection_that_goes_away_frees_its_place(
+    make_verbal: Callable[..., LiveVerbal],
+) -> None:
+    server = make_verbal(http_requests_in_flight=1)
+    with connection(server) as busy, connection(server) as later:
+        busy.sendall(HALF_SENT)
+        time.sleep(0.3)
+        with connection(server) as gone:
+            gone.sendall(b"GET /readyz HTTP/1.1\r\nHost: verbal\r\n\r\n")
+            time.sleep(0.3)
+        later.sendall(b"GET /readyz HTTP/1.1\r\nHost: verbal\r\n\r\n")
+        time.sleep(0.3)
+        busy.sendall(REST_OF_BODY)
+        assert read_response(busy).startswith(b"HTTP/1.1 401")
+        later.settimeout(10)
+        assert read_response(later).startswith(b"HTTP/1.1 200")

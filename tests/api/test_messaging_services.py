@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 from tests.api.twilio_helpers import other_account
 from tests.conftest import AppServer, LiveVerbal, WebhookReceiver, wait_until
 from tests.engine.helpers import header, inbox
+from tests.engine.test_plivo_apps import assert_plivo_signed
 
 FIRST = "+15550001000"
 SECOND = "+15550001001"
@@ -251,3 +252,138 @@ def test_a_services_inbound_url_answers_texts_to_its_numbers_without_an_app(
     )
     assert received[0].status == "received"
     assert len(app_server.hits_for("/inbound")) == 1
+
+
+def text_number(verbal: LiveVerbal, handset: str, number: str, body: str) -> str:
+    with verbal.http() as http:
+        sent = http.post(f"/sandbox/handsets/{handset}/messages", json={"to": number, "body": body})
+    assert sent.status_code == 201, sent.text
+    return str(sent.json()["message_sid"])
+
+
+def test_callbacks_and_inbound_requests_name_the_service_and_its_inbound_url_comes_first(
+    verbal: LiveVerbal, app_server: AppServer, receiver: WebhookReceiver
+) -> None:
+    for path in ("/own", "/service"):
+        app_server.routes[path] = lambda hit: (200, "text/xml", "<Response/>")
+    # The number has an app of its own; in the service, the service's URL answers it.
+    verbal.add_app("rcml", app_server.url("/own"), FIRST)
+    client = sdk(verbal)
+    service = client.messaging.v1.services.create(
+        friendly_name="Callbacks",
+        status_callback=receiver.url("/service-status"),
+        inbound_request_url=app_server.url("/service"),
+    )
+    assert service.use_inbound_webhook_on_number is False
+    [first_sid] = number_sids(client, FIRST)
+    client.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=first_sid)
+    validator = RequestValidator(verbal.auth_token)
+
+    through = client.messages.create(
+        to=HANDSETS[0], messaging_service_sid=service.sid, body="through"
+    )
+    plain = client.messages.create(
+        to=HANDSETS[1], from_=FIRST, body="plain", status_callback=receiver.url("/plain")
+    )
+    receiver.wait_for(lambda rs: len(rs) >= 6)
+    for path, sid, service_sid in (
+        ("/service-status", through.sid, service.sid),
+        ("/plain", plain.sid, None),
+    ):
+        callbacks = receiver.received(path)
+        assert [r.params["MessageStatus"] for r in callbacks] == ["queued", "sent", "delivered"]
+        for request in callbacks:
+            assert validator.validate(
+                request.url, request.params, request.headers["X-Twilio-Signature"]
+            ), request
+            expected = {
+                "AccountSid": verbal.account_sid,
+                "ApiVersion": "2010-04-01",
+                "From": FIRST,
+                "To": HANDSETS[0] if service_sid else HANDSETS[1],
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "MessageStatus": request.params["MessageStatus"],
+                "SmsStatus": request.params["MessageStatus"],
+                "NumSegments": "1",
+                "NumMedia": "0",
+            }
+            if service_sid:
+                expected["MessagingServiceSid"] = service_sid
+            assert request.params == expected
+
+    # Inbound: the service's URL, told the service, signed; the message names it too.
+    inbound_sid = text_number(verbal, HANDSETS[0], FIRST, "hello")
+    [hit] = wait_until(lambda: app_server.hits_for("/service"), what="the service's URL")
+    assert hit.form["MessagingServiceSid"] == service.sid
+    assert (hit.form["MessageSid"], hit.form["Body"], hit.form["To"]) == (
+        inbound_sid,
+        "hello",
+        FIRST,
+    )
+    assert validator.validate(hit.url, hit.form, header(hit.headers, "X-Twilio-Signature"))
+    assert client.messages(inbound_sid).fetch().messaging_service_sid == service.sid
+    assert app_server.hits_for("/own") == []
+
+    # UseInboundWebhookOnNumber: the number's own app, still told the service.
+    updated = client.messaging.v1.services(service.sid).update(use_inbound_webhook_on_number=True)
+    assert updated.use_inbound_webhook_on_number is True
+    assert client.messaging.v1.services(service.sid).fetch().use_inbound_webhook_on_number
+    text_number(verbal, HANDSETS[0], FIRST, "again")
+    [own] = wait_until(lambda: app_server.hits_for("/own"), what="the number's own app")
+    assert (own.form["Body"], own.form["MessagingServiceSid"]) == ("again", service.sid)
+    assert validator.validate(own.url, own.form, header(own.headers, "X-Twilio-Signature"))
+
+    # A text to a number in no service names none.
+    verbal.add_app("rcml", app_server.url("/own"), SECOND)
+    text_number(verbal, HANDSETS[0], SECOND, "solo")
+    hits = wait_until(
+        lambda: [h for h in app_server.hits_for("/own") if h.form["Body"] == "solo"],
+        what="the number outside the service",
+    )
+    assert "MessagingServiceSid" not in hits[0].form
+    assert len(app_server.hits_for("/service")) == 1
+
+
+def test_plivo_reports_and_inbound_requests_carry_the_powerpack_uuid(
+    verbal: LiveVerbal, client: Any, app_server: AppServer, receiver: WebhookReceiver
+) -> None:
+    app_server.routes["/plivo"] = lambda hit: (200, "application/xml", "<Response/>")
+    verbal.add_app("plivo", app_server.url("/plivo"), FIRST)
+    twilio = sdk(verbal)
+    service = twilio.messaging.v1.services.create(
+        friendly_name="Powerpack", use_inbound_webhook_on_number=True
+    )
+    [first_sid] = number_sids(twilio, FIRST)
+    twilio.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=first_sid)
+    powerpack = str(uuid.UUID(hex=service.sid[2:]))
+
+    sent = client.messages.create(
+        powerpack_uuid=powerpack, dst=HANDSETS[0], text="pp", url=receiver.url("/dlr")
+    )
+    [message_uuid] = sent.message_uuid
+    assert client.messages.get(message_uuid).powerpack_id == powerpack
+    reports = receiver.wait_for(lambda rs: len(rs) >= 3)
+    assert [r.params["Status"] for r in reports] == ["queued", "sent", "delivered"]
+    for report in reports:
+        assert (report.params["MessageUUID"], report.params["PowerpackUUID"]) == (
+            message_uuid,
+            powerpack,
+        )
+        assert_plivo_signed(verbal, report)
+    # A message sent from a number names no Powerpack.
+    plain = client.messages.create(src=FIRST, dst=HANDSETS[1], text="plain")
+    assert client.messages.get(plain.message_uuid[0]).powerpack_id is None
+    # Plivo's list filter finds the Powerpack's messages only.
+    listed = client.messages.list(powerpack_id=powerpack)
+    assert [m.message_uuid for m in listed] == [message_uuid]
+
+    # A STOP to the pool number reaches the number's Plivo app with the Powerpack and the
+    # intent, and opts the handset out of the Powerpack.
+    text_number(verbal, HANDSETS[0], FIRST, "STOP")
+    [hit] = wait_until(lambda: app_server.hits_for("/plivo"), what="the number's Plivo app")
+    assert (hit.form["PowerpackUUID"], hit.form["MessageIntent"]) == (powerpack, "optout")
+    assert_plivo_signed(verbal, hit)
+    with pytest.raises(ValidationError) as refused:
+        client.messages.create(powerpack_uuid=powerpack, dst=HANDSETS[0], text="again")
+    assert "Source number blocked by STOP from the destination" in str(refused.value)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -734,3 +735,46 @@ def test_the_config_hides_the_password() -> None:
     assert PASSWORD not in repr(config)
     assert PASSWORD not in repr(replace(config, binds=3))
     assert "SessionConfig" in repr(config.bind) and isinstance(config.bind.session, SessionConfig)
+
+
+async def test_an_id_the_smsc_reuses_belongs_to_the_newest_part_without_its_receipt(
+    each_store: async_sessionmaker[AsyncSession],
+) -> None:
+    # SMSCs reuse ids once their counters wrap: the part recorded last owns the id, and the
+    # receipt of the older part does not carry over to it (one upsert per part).
+    from sqlalchemy import text
+
+    from verbal.carriers.smpp_carrier import RECEIPT_ON_PART, RECORD_PART
+
+    journal = Journal(backend_for(each_store.kw["bind"]))
+
+    def part(message_sid: str) -> dict[str, Any]:
+        return {
+            "carrier": "acme",
+            "message_sid": message_sid,
+            "part_id": "ab12",
+            "id_decimal": str(0xAB12),
+            "id_hex": "ab12",
+            "sequence": 1,
+            "total": 1,
+            "reference": 7,
+            "created_at": datetime.now(UTC),
+        }
+
+    try:
+        await journal.write(RECORD_PART, part("SMold"))
+        receipt = {"carrier": "acme", "part_id": "ab12", "state": "DELIVRD"}
+        await journal.write(
+            RECEIPT_ON_PART,
+            {**receipt, "outcome": "delivered", "error_code": None, "error_message": None},
+        )
+        await journal.write(RECORD_PART, part("SMnew"))
+    finally:
+        await journal.close()
+    async with each_store() as session:
+        rows = (
+            await session.execute(
+                text("SELECT message_sid, state, outcome FROM smpp_parts WHERE part_id = 'ab12'")
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [("SMnew", None, None)]

@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
 from tests.console.conftest import APP_NUMBER, ConsoleClient, csrf_token_in, unlabelled_controls
 from verbal.console import live
+from verbal.messaging.optouts import DEFAULT_REPLIES, Keyword
 
 HANDSET = "+15550002000"
 
@@ -562,6 +563,80 @@ def test_opt_outs_are_listed_added_and_removed_in_words(console: ConsoleClient) 
     assert "Nobody has opted out." in console.get("/console/numbers").text
     sent = console.post("/console/test-message", {"from": APP_NUMBER, "to": HANDSET, "body": "hi"})
     assert sent.status_code == 303
+
+
+def test_the_replies_to_keywords_are_changed_switched_off_and_reset(
+    verbal: LiveVerbal, console: ConsoleClient
+) -> None:
+    page = console.get("/console/numbers").text
+    assert unlabelled_controls(page) == []
+    assert '<option value="default" selected>the default reply</option>' in page
+    assert str(escape(DEFAULT_REPLIES[Keyword.OPT_OUT])) in page
+
+    form = {
+        "opt_out-mode": "custom",
+        "opt_out-text": "Acme: unsubscribed. START to return.",
+        "opt_in-mode": "off",
+        "opt_in-text": "",
+        "help-mode": "default",
+        "help-text": "ignored while the default is chosen",
+    }
+    saved = console.post("/console/numbers/optouts/replies", form)
+    assert saved.headers["location"] == "/console/numbers?notice=replies-saved"
+    with verbal.http() as http:
+        replies = http.get("/verbal/v1/opt-outs/replies").json()
+    assert replies == {
+        "opt_out": {"mode": "custom", "text": "Acme: unsubscribed. START to return."},
+        "opt_in": {"mode": "off", "text": None},
+        "help": {"mode": "default", "text": DEFAULT_REPLIES[Keyword.HELP]},
+    }
+    page = console.get("/console/numbers?notice=replies-saved").text
+    assert "The replies to STOP, START and HELP were saved." in page
+    assert '<option value="off" selected>no reply</option>' in page
+
+    # A custom reply needs its text; the form comes back with what was typed.
+    refused = console.post(
+        "/console/numbers/optouts/replies", {**form, "help-mode": "custom", "help-text": " "}
+    )
+    assert refused.status_code == 400
+    assert "Write the reply to HELP, or choose no reply." in refused.text
+    assert 'id="replies-error"' in refused.text
+
+    reset = {**form, "opt_out-mode": "default", "opt_in-mode": "default"}
+    console.post("/console/numbers/optouts/replies", reset)
+    with verbal.http() as http:
+        replies = http.get("/verbal/v1/opt-outs/replies").json()
+    assert {kind: r["mode"] for kind, r in replies.items()} == {
+        "opt_out": "default",
+        "opt_in": "default",
+        "help": "default",
+    }
+
+
+def test_an_opt_out_of_a_messaging_service_is_listed_and_lifted_by_its_sid(
+    verbal: LiveVerbal, console: ConsoleClient
+) -> None:
+    client = verbal.twilio()
+    client.messaging.base_url = verbal.base_url
+    service = client.messaging.v1.services.create(friendly_name="Console")
+    [number] = client.incoming_phone_numbers.list(phone_number=APP_NUMBER)
+    client.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=number.sid)
+
+    # Naming a pool number opts the recipient out of the service.
+    console.post("/console/numbers/optouts", {"number": APP_NUMBER, "recipient": HANDSET})
+    page = console.get("/console/numbers").text
+    assert f"<td>{service.sid}</td>\n        <td>{HANDSET}</td>" in page
+    assert f'name="number" value="{service.sid}"' in page
+    removed = console.post(
+        "/console/numbers/optouts/remove", {"number": service.sid, "recipient": HANDSET}
+    )
+    assert removed.headers["location"] == "/console/numbers?notice=optout-removed"
+    assert "Nobody has opted out." in console.get("/console/numbers").text
+    stranger = console.post(
+        "/console/numbers/optouts", {"number": "MG" + "0" * 32, "recipient": HANDSET}
+    )
+    assert stranger.status_code == 400
+    assert "is not one of this account&#39;s services." in stranger.text
 
 
 # -- live updates ---------------------------------------------------------------------------

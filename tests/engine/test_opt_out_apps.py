@@ -92,3 +92,45 @@ def test_the_app_gets_the_stop_and_its_reply_is_refused_until_start(
     texts = wait_for_texts(verbal, HANDSET, 4)
     # The confirmation and the app's reply, in whichever order they were delivered.
     assert sorted(t["body"] for t in texts[2:]) == sorted([DEFAULT_REPLIES[Keyword.OPT_IN], REPLY])
+    if dialect == "rcml":
+        # Twilio's OptOutType tells the app which keyword came, as Advanced Opt-Out does.
+        hits = app_server.hits_for("/sms")
+        assert [hit.form.get("OptOutType") for hit in hits] == [None, "STOP", "START"]
+
+
+def text_number(verbal: LiveVerbal, number: str, body: str) -> None:
+    with verbal.http() as http:
+        sent = http.post(f"/sandbox/handsets/{HANDSET}/messages", json={"to": number, "body": body})
+    assert sent.status_code == 201, sent.text
+
+
+@pytest.mark.parametrize("dialect", sorted(APPS))
+def test_a_stop_to_another_number_of_the_service_refuses_the_apps_reply(
+    verbal: LiveVerbal, app_server: AppServer, dialect: str
+) -> None:
+    other = "+15550001001"
+    document, _ = APPS[dialect]
+    app_server.routes["/sms"] = document
+    verbal.add_app(dialect, app_server.url("/sms"), APP_NUMBER)
+    verbal.add_number(other)
+    client = verbal.twilio()
+    client.messaging.base_url = verbal.base_url
+    # The numbers' own apps answer their texts (UseInboundWebhookOnNumber).
+    service = client.messaging.v1.services.create(
+        friendly_name="Apps", use_inbound_webhook_on_number=True
+    )
+    for number in client.incoming_phone_numbers.list():
+        client.messaging.v1.services(service.sid).phone_numbers.create(phone_number_sid=number.sid)
+
+    text_number(verbal, other, "STOP")
+    assert wait_for_texts(verbal, HANDSET, 1)[0]["from"] == other
+    log = ended_log(verbal, text_app(verbal, HANDSET, "hello"))
+    [error] = events(log, "error")
+    assert f"opted out of messages from the Messaging Service {service.sid}" in error["message"]
+    assert not events(log, "message")
+
+    text_number(verbal, other, "START")
+    log = ended_log(verbal, text_app(verbal, HANDSET, "hello again"))
+    assert not events(log, "error")
+    texts = wait_for_texts(verbal, HANDSET, 3)
+    assert sorted(t["body"] for t in texts[1:]) == sorted([DEFAULT_REPLIES[Keyword.OPT_IN], REPLY])

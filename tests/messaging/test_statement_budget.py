@@ -5,7 +5,9 @@ a time) to the sandbox, each with a status callback, and every statement the ser
 SQLite while they travel is counted: the journal's (each `executemany` is one statement, and
 each of its transactions a BEGIN and a COMMIT) and everything else through SQLAlchemy
 (authentication, look-ups, polls). docs/architecture.md sets the budget: 6 statements per
-message, from the API's accept to the last of its three callbacks.
+message, from the API's accept to the last of its three callbacks. Sends that name a
+Messaging Service instead of a `From` keep it: the pool, the numbers' services and the
+opt-outs come from caches.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from tests.conftest import LiveVerbal, WebhookReceiver, wait_until
@@ -27,11 +30,35 @@ async def flushed(runtime: Any) -> None:
     await runtime.journal.flushed()
 
 
+def service_sending_from(server: LiveVerbal, *numbers: str) -> str:
+    """A Messaging Service whose pool holds `numbers`; its SID."""
+    with server.http() as http:
+        created = http.post("/v1/Services", data={"FriendlyName": "Budget"})
+        assert created.status_code == 201, created.text
+        sid = str(created.json()["sid"])
+        listed = http.get(f"/2010-04-01/Accounts/{server.account_sid}/IncomingPhoneNumbers.json")
+        by_number = {n["phone_number"]: n["sid"] for n in listed.json()["incoming_phone_numbers"]}
+        for number in numbers:
+            added = http.post(
+                f"/v1/Services/{sid}/PhoneNumbers", data={"PhoneNumberSid": by_number[number]}
+            )
+            assert added.status_code == 201, added.text
+    return sid
+
+
+@pytest.mark.parametrize("sender", ["From", "MessagingServiceSid"])
 def test_a_message_costs_at_most_six_statements(
-    make_verbal: Callable[..., LiveVerbal], receiver: WebhookReceiver
+    make_verbal: Callable[..., LiveVerbal], receiver: WebhookReceiver, sender: str
 ) -> None:
     server = make_verbal(idle_poll_seconds=1.0)
     server.add_number("+15550001000")
+    if sender == "From":
+        sending = {"From": "+15550001000"}
+    else:
+        server.add_number("+15550001001")
+        sending = {
+            "MessagingServiceSid": service_sending_from(server, "+15550001000", "+15550001001")
+        }
     counted = {"statements": 0, "commits": 0}
     lock = threading.Lock()
 
@@ -49,7 +76,7 @@ def test_a_message_costs_at_most_six_statements(
         # One message first, so that caches and id blocks are warm like a running server's.
         http.post(
             f"/2010-04-01/Accounts/{server.account_sid}/Messages.json",
-            data={"To": "+15550002000", "From": "+15550001000", "Body": "warm-up"},
+            data={"To": "+15550002000", "Body": "warm-up", **sending},
         )
         wait_until(lambda: server.runtime.messaging.backlog == 0, what="the warm-up to settle")
         event.listen(engine, "before_cursor_execute", on_statement)
@@ -61,7 +88,7 @@ def test_a_message_costs_at_most_six_statements(
                 f"/2010-04-01/Accounts/{server.account_sid}/Messages.json",
                 data={
                     "To": f"+1555300{i:04d}",
-                    "From": "+15550001000",
+                    **sending,
                     "Body": f"budget {i}",
                     "StatusCallback": receiver.url(),
                 },
@@ -77,6 +104,10 @@ def test_a_message_costs_at_most_six_statements(
         )
         wait_until(lambda: server.runtime.messaging.backlog == 0, what="callbacks to settle")
         server.call(flushed)
+    # Each message went the way the parameter says.
+    assert {r.params.get("MessagingServiceSid") for r in receiver.received()} == {
+        sending.get("MessagingServiceSid")
+    }
     event.remove(engine, "before_cursor_execute", on_statement)
     event.remove(engine, "commit", on_commit)
 

@@ -438,6 +438,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/verbal/v1/sessions/{sid}"): {
         "responses": {"200": json_answer("The session and its log.", schemas.SessionLog)}
     },
+    ("get", "/verbal/v1/opt-outs"): {
+        "responses": {"200": json_answer("The opt-outs, oldest first.", schemas.OptOuts)}
+    },
+    ("get", "/verbal/v1/opt-outs/replies"): {
+        "responses": {"200": json_answer("The replies.", schemas.OptOutReplies)}
+    },
+    ("post", "/verbal/v1/opt-outs/replies"): {
+        "responses": {"200": json_answer("The replies, changed.", schemas.OptOutReplies)}
+    },
     ("post", f"{RESTCOMM}/Messages"): _restcomm_json(schemas.RestcommMessage),
     **_restcomm("post", "/SMS/Messages", schemas.RestcommSms),
     **_restcomm("post", "/Calls", schemas.RestcommCall),

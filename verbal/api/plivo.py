@@ -30,7 +30,7 @@ from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, overloaded
 from verbal.api.limits import MAX_ROW_ID
 from verbal.api.paging import Key, ListQuery, Window, link, read_counted
-from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR
+from verbal.dialects.plivo import ERROR_CODES, NO_CHARGE, STATUSES, UNKNOWN_ERROR, powerpack_uuid
 from verbal.dialects.plivo import message_uuid as uuid_of
 from verbal.messaging.errors import MessageRefused, Refusal
 from verbal.messaging.service import Overloaded, SendRequest
@@ -258,7 +258,7 @@ def message_json(message: Message, auth_id: str) -> dict[str, Any]:
         "total_rate": NO_CHARGE,
         "error_code": error_code,
         "error_message": message.error_message if error_code else None,
-        "powerpack_id": None,
+        "powerpack_id": powerpack_uuid(message.messaging_service_sid) or None,
         "resource_uri": f"{PREFIX}/{auth_id}/Message/{uuid_}/",
     }
 
@@ -466,6 +466,7 @@ async def list_messages(
     message_type: Annotated[str | None, Query()] = None,
     from_number: Filter = None,
     to_number: Filter = None,
+    powerpack_id: Filter = None,
 ) -> dict[str, Any]:
     listing = ListQuery(lookups.messages(account))
     listing.filter("message_direction", message_direction, _direction)
@@ -476,6 +477,9 @@ async def list_messages(
     listing.filter("message_type", message_type, keep=lambda m: type_of(m) == message_type)
     listing.filter("from_number", from_number, lambda n: Message.from_number == as_e164(n))
     listing.filter("to_number", to_number, lambda n: Message.to_number == as_e164(n))
+    listing.filter(
+        "powerpack_id", powerpack_id, lambda p: Message.messaging_service_sid == _service_sid(p)
+    )
     page = await read_page(request, listing, paging, Message.id, descending=True)
     auth_id = account.plivo_auth_id
     return list_answer(

@@ -350,7 +350,9 @@ class PlivoMessage(Shape):
     total_rate: str
     error_code: str | None = Field(description="Plivo's code, when failed or undelivered.")
     error_message: str | None
-    powerpack_id: None
+    powerpack_id: str | None = Field(
+        description="The Messaging Service it was sent through, in UUID form, or null."
+    )
     resource_uri: str
 
 
@@ -761,6 +763,28 @@ class SessionEvent(BaseModel):
 
 class SessionLog(SessionSummary):
     events: list[SessionEvent]
+
+
+class OptOutEntry(Shape):
+    scope: str = Field(description="The number (E.164) or Messaging Service (MG…) opted out of.")
+    scope_type: Literal["number", "messaging_service"]
+    recipient: str
+    date_created: str = Field(description="ISO 8601.")
+
+
+class OptOuts(Shape):
+    opt_outs: list[OptOutEntry]
+
+
+class OptOutReply(Shape):
+    mode: Literal["default", "custom", "off"]
+    text: str | None = Field(description="What is sent; null when the reply is off.")
+
+
+class OptOutReplies(Shape):
+    opt_out: OptOutReply = Field(description="The reply to STOP and its synonyms.")
+    opt_in: OptOutReply = Field(description="The reply to START and its synonyms.")
+    help: OptOutReply = Field(description="The reply to HELP and INFO.")
 
 
 # -- Tropo's Sessions API -------------------------------------------------------------------------

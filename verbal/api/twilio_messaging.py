@@ -8,8 +8,9 @@ under `meta` with the records key named in `meta.key`.
 
 A service is a pool of the account's numbers (`verbal.store.services`); sending with
 `MessagingServiceSid` picks a sender from it (`verbal.messaging.pools`), and its inbound
-request URL answers texts to its numbers that have no app. The settings Verbal does not act
-on are shown with Twilio's defaults.
+request URL answers texts to its numbers (unless `UseInboundWebhookOnNumber` leaves them to
+the numbers' own apps). The settings Verbal does not act on are shown with Twilio's
+defaults.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ SERVICE_PARAMS = (
     FormParam("FallbackMethod", "GET or POST."),
     FormParam("StatusCallback", "Status callbacks of messages sent through it that name none."),
     FormParam("StickySender", "true or false; the sender is sticky either way."),
+    FormParam(
+        "UseInboundWebhookOnNumber",
+        "true: texts to pool numbers go to the numbers' own apps, not InboundRequestUrl.",
+    ),
 )
 _URLS = {
     "InboundRequestUrl": "inbound_request_url",
@@ -69,6 +74,10 @@ _URLS = {
     "StatusCallback": "status_callback",
 }
 _METHODS = {"InboundMethod": "inbound_method", "FallbackMethod": "fallback_method"}
+_FLAGS = {
+    "StickySender": "sticky_sender",
+    "UseInboundWebhookOnNumber": "use_inbound_webhook_on_number",
+}
 # What the SDK knows of a service that Verbal does not act on: Twilio's defaults.
 _FIXED: dict[str, Any] = {
     "mms_converter": True,
@@ -80,7 +89,6 @@ _FIXED: dict[str, Any] = {
     "validity_period": 14400,
     "usecase": "undeclared",
     "us_app_to_person_registered": False,
-    "use_inbound_webhook_on_number": False,
 }
 
 
@@ -107,6 +115,7 @@ def service_json(request: Request, service: MessagingService, account_sid: str) 
         "fallback_method": service.fallback_method,
         "status_callback": service.status_callback,
         "sticky_sender": service.sticky_sender,
+        "use_inbound_webhook_on_number": service.use_inbound_webhook_on_number,
         **_FIXED,
         "url": url,
         "links": {"phone_numbers": f"{url}/PhoneNumbers"},
@@ -190,11 +199,13 @@ def _settings(form: Any) -> dict[str, Any]:
         if value.upper() not in ("GET", "POST"):
             raise ApiError(400, 20422, f"{param} must be GET or POST")
         settings[column] = value.upper()
-    sticky = form_text(form, "StickySender", max_length=8)
-    if sticky is not None:
-        if sticky.lower() not in ("true", "false"):
-            raise ApiError(400, 20422, "StickySender must be true or false")
-        settings["sticky_sender"] = sticky.lower() == "true"
+    for param, column in _FLAGS.items():
+        flag = form_text(form, param, max_length=8)
+        if flag is None:
+            continue
+        if flag.lower() not in ("true", "false"):
+            raise ApiError(400, 20422, f"{param} must be true or false")
+        settings[column] = flag.lower() == "true"
     name = form_text(form, "FriendlyName", max_length=MAX_NAME)
     if name is not None:
         settings["friendly_name"] = name

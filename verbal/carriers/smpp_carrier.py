@@ -219,12 +219,14 @@ _PART_COLUMNS = (
     "reference",
     "created_at",
 )
-FORGET_PART = Statement(
-    "DELETE FROM smpp_parts WHERE carrier = :carrier AND part_id = :part_id", order=54
-)
+# SMSCs reuse ids once their counters wrap: the newest message owns an id, and its part
+# starts with no receipt. One upsert, rather than a delete and an insert, per part.
 RECORD_PART = Statement(
     f"INSERT INTO smpp_parts ({', '.join(_PART_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _PART_COLUMNS)})",
+    f"VALUES ({', '.join(':' + c for c in _PART_COLUMNS)}) "
+    "ON CONFLICT (carrier, part_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _PART_COLUMNS if c not in ("carrier", "part_id"))
+    + ", state = NULL, outcome = NULL, error_code = NULL, error_message = NULL",
     order=55,
     times=("created_at",),
 )
@@ -540,8 +542,6 @@ class SmppCarrier:
             "reference": reference,
             "created_at": datetime.now(UTC),
         }
-        # SMSCs reuse ids once their counters wrap: the newest message owns an id.
-        self._journal.write(FORGET_PART, {"carrier": self.name, "part_id": part_id})
         self._journal.write(RECORD_PART, values)
         part = _SentPart(message_sid, part_id, sequence, total, reference)
         self._remember(part)

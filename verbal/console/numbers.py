@@ -1,5 +1,6 @@
 """Numbers and apps: which app answers each number, the apps' URLs and dialects, who opted out
-of texts from each number, a test text."""
+of texts from each number or Messaging Service and what the keywords are answered, a test
+text."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from verbal.console.auth import User
 from verbal.console.web import ConsoleUser, PageError, console_router, redirect, render, runtime
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
+from verbal.messaging.optouts import MAX_REPLY_CHARS, REPLY_COLUMNS, Keyword, is_service, reply
 from verbal.messaging.service import SendRequest, is_http_url
 from verbal.store.directory import AlreadyExists
 from verbal.store.models import Application
@@ -33,9 +35,20 @@ NOTICES = {
     "number-routed": "The number's app was changed.",
     "app-created": "The app was created.",
     "app-saved": "The app's settings were saved.",
-    "optout-added": "The recipient was opted out: that number will not text them.",
-    "optout-removed": "The number may text the recipient again.",
+    "optout-added": (
+        "The recipient was opted out: that number (all of its Messaging Service's, when it is "
+        "in one) will not text them."
+    ),
+    "optout-removed": "The number (or service) may text the recipient again.",
+    "replies-saved": "The replies to STOP, START and HELP were saved.",
 }
+# The reply forms' fields, by keyword: (field name prefix, what the keyword does).
+REPLY_FIELDS = {
+    Keyword.OPT_OUT: ("opt_out", "STOP (opting out)"),
+    Keyword.OPT_IN: ("opt_in", "START (opting back in)"),
+    Keyword.HELP: ("help", "HELP"),
+}
+REPLY_MODES = {"default": "the default reply", "custom": "this reply", "off": "no reply"}
 
 
 class FormProblem(Exception):
@@ -58,6 +71,11 @@ async def _page(
     directory = runtime(request).directory
     apps = await directory.applications(user.account)
     optouts = await runtime(request).optouts.entries(user.account.id)
+    replies = []
+    for kind, (name, label) in REPLY_FIELDS.items():
+        own = getattr(user.account, REPLY_COLUMNS[kind])
+        mode = "default" if own is None else "custom" if own else "off"
+        replies.append((name, label, mode, reply(user.account, kind) or ""))
     return render(
         request,
         "numbers.html",
@@ -67,6 +85,8 @@ async def _page(
         apps=apps,
         app_by_id={app.id: app for app in apps},
         optouts=optouts,
+        replies=replies,
+        reply_modes=REPLY_MODES,
         dialects=DIALECTS,
         methods=METHODS,
         notice=NOTICES.get(notice, ""),
@@ -197,15 +217,23 @@ async def update_app(request: Request, user: User, sid: str) -> Response:
 
 
 async def _opt_out_pair(request: Request, user: ConsoleUser, form: FormData) -> tuple[str, str]:
-    """The (number, recipient) an opt-out form names, or FormProblem in words."""
+    """The (number or service SID, recipient) an opt-out form names, or FormProblem in
+    words."""
+    sender = _text(form, "number")
     try:
-        number = to_e164(_text(form, "number"))
         recipient = to_e164(_text(form, "recipient"))
+        if not is_service(sender):
+            sender = to_e164(sender)
     except InvalidNumber as exc:
         raise FormProblem("optout", f"{exc}.") from None
-    if await runtime(request).directory.number_owner(number) != user.account.id:
-        raise FormProblem("optout", f"{number} is not one of this account's numbers.")
-    return number, recipient
+    served = runtime(request)
+    if is_service(sender):
+        pool = await served.services.pool(sender)
+        if pool is None or pool.account_id != user.account.id:
+            raise FormProblem("optout", f"{sender} is not one of this account's services.")
+    elif await served.directory.number_owner(sender) != user.account.id:
+        raise FormProblem("optout", f"{sender} is not one of this account's numbers.")
+    return sender, recipient
 
 
 @router.post("/numbers/optouts")
@@ -229,6 +257,32 @@ async def _change_opt_out(
         return await _refusing(request, user, form, problem)
     await runtime(request).optouts.set(user.account.id, number, recipient, opted_out=opted_out)
     return redirect(f"/numbers?notice={notice}")
+
+
+@router.post("/numbers/optouts/replies")
+async def save_replies(request: Request, user: User) -> Response:
+    """The account's replies to the opt-out, opt-in and help keywords: the default, its own
+    text, or none."""
+    form = await request.form()
+    settings: dict[str, str | None] = {}
+    try:
+        for kind, (name, label) in REPLY_FIELDS.items():
+            mode, text = _text(form, f"{name}-mode"), _text(form, f"{name}-text")
+            if mode not in REPLY_MODES:
+                raise FormProblem("replies", f"Choose what {label} is answered.")
+            if mode == "custom" and not text:
+                raise FormProblem("replies", f"Write the reply to {label}, or choose no reply.")
+            if "\x00" in text:
+                raise FormProblem("replies", f"The reply to {label} holds a NUL character.")
+            if len(text) > MAX_REPLY_CHARS:
+                raise FormProblem(
+                    "replies", f"The reply to {label} is over {MAX_REPLY_CHARS} characters."
+                )
+            settings[REPLY_COLUMNS[kind]] = {"default": None, "off": ""}.get(mode, text)
+    except FormProblem as problem:
+        return await _refusing(request, user, form, problem)
+    await runtime(request).directory.update_account(user.account, settings)
+    return redirect("/numbers?notice=replies-saved")
 
 
 @router.post("/test-message")

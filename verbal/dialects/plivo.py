@@ -12,8 +12,6 @@ the method and every parameter (see `signature_v3`).
 
 from __future__ import annotations
 
-import base64
-import hmac
 import math
 import secrets
 import uuid
@@ -26,6 +24,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
+from verbal.dialects.signing import signed
 from verbal.dialects.types import (
     AppRequest,
     CallFacts,
@@ -162,12 +161,18 @@ def message_uuid(sid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "verbal:message:" + sid))
 
 
+def powerpack_uuid(service_sid: str | None) -> str:
+    """The PowerpackUUID Plivo apps see for a Messaging Service (its SID in UUID form, as
+    `message_uuid` shows a message's, and as `powerpack_uuid` names it on a send); empty
+    for none, as Plivo sends it."""
+    return "" if service_sid is None else message_uuid(service_sid)
+
+
 # --- Signatures --------------------------------------------------------------------------
 
 
 def _hmac(auth_token: str, payload: str) -> str:
-    digest = hmac.digest(auth_token.encode(), payload.encode(), "sha256")
-    return base64.b64encode(digest).decode()
+    return signed(auth_token, payload, "sha256")
 
 
 def _base(url: str) -> str:
@@ -262,7 +267,7 @@ class _StatusCallbacks:
         params += [
             ("ParentMessageUUID", uuid_),  # Plivo: reserved, equal to MessageUUID
             ("Sequence", str(_SEQUENCE.get(status, 0))),
-            ("PowerpackUUID", ""),  # Verbal has no Powerpacks; Plivo sends it empty then
+            ("PowerpackUUID", powerpack_uuid(message.messaging_service_sid)),
         ]
         return params
 
@@ -304,7 +309,7 @@ def inbound_params(facts: SessionFacts) -> list[tuple[str, str]]:
     ]
     if not mms:
         params.append(("MessageIntent", _intent(text)))
-    params.append(("PowerpackUUID", ""))
+    params.append(("PowerpackUUID", powerpack_uuid(facts.messaging_service_sid)))
     if mms:
         params.append(("MediaCount", str(len(facts.inbound_media))))
         params += [(f"Media{n}", url) for n, url in enumerate(facts.inbound_media, start=1)]

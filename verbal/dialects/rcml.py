@@ -541,6 +541,10 @@ def _session_params(facts: SessionFacts) -> list[tuple[str, str]]:
             params.append((f"MediaUrl{index}", url))
             params.append((f"MediaContentType{index}", _guess_media_type(url)))
         params.append(("SmsStatus", "received"))
+        if facts.messaging_service_sid is not None:
+            params.append(("MessagingServiceSid", facts.messaging_service_sid))
+        if facts.opt_out_type is not None:
+            params.append(("OptOutType", facts.opt_out_type))
     params.append(("ApiVersion", twilio.API_VERSION))
     # Twilio's geographic fields. Only the country follows from the number alone; Twilio
     # sends the others empty when it does not know them, and apps read them unchecked.

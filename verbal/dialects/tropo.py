@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 from xml.sax.saxutils import escape
 
 from verbal.dialects.types import (
@@ -70,6 +70,7 @@ from verbal.dialects.verbs import (
     VoiceVerb,
     Wait,
 )
+from verbal.forms import encode_form
 
 # Tropo reported problems as text only. These numbers are Verbal's own, in a block (7001-7099)
 # that no platform Verbal imitates uses: Twilio's codes have five digits, Restcomm's reason codes
@@ -219,7 +220,7 @@ def sessions_api_reply(
         data["success"] = success
         return json.dumps(data).encode(), "application/json"
     if kind == "form":
-        return urlencode(fields).encode(), "application/x-www-form-urlencoded"
+        return encode_form(fields).encode(), "application/x-www-form-urlencoded"
     xml = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in fields)
     return f"<session>{xml}</session>".encode(), "text/xml; charset=UTF-8"
 

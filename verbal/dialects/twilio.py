@@ -8,9 +8,7 @@ alone (its query string already carries the parameters).
 
 from __future__ import annotations
 
-import base64
-import hmac
-
+from verbal.dialects.signing import signed
 from verbal.dialects.types import MessageFacts
 
 API_VERSION = "2010-04-01"
@@ -21,8 +19,7 @@ def signature(url: str, params: list[tuple[str, str]], auth_token: str) -> str:
     # Names sorted, each name's values sorted, a repeated (name, value) pair counted once:
     # exactly the order of the distinct pairs, sorted.
     payload = url + "".join(name + value for name, value in sorted(set(params)))
-    digest = hmac.digest(auth_token.encode(), payload.encode(), "sha1")
-    return base64.b64encode(digest).decode()
+    return signed(auth_token, payload, "sha1")
 
 
 class _StatusCallbacks:
@@ -39,6 +36,8 @@ class _StatusCallbacks:
             ("NumSegments", str(message.num_segments)),
             ("NumMedia", str(len(message.media_urls))),
         ]
+        if message.messaging_service_sid is not None:
+            params.append(("MessagingServiceSid", message.messaging_service_sid))
         if message.error_code is not None:
             params.append(("ErrorCode", str(message.error_code)))
             if message.error_message:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 from verbal.dialects.verbs import Document, Target
+from verbal.forms import encode_form
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class MessageFacts:
     media_urls: tuple[str, ...]
     num_segments: int
     date_updated: datetime
+    messaging_service_sid: str | None = None  # the service it was sent through
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,10 @@ class SessionFacts:
     parameters: dict[str, str] = field(default_factory=dict)  # Tropo token-launch parameters
     num_segments: int = 1
     call: CallFacts | None = None  # the session's call, when it talks on one
+    # The Messaging Service whose pool holds the number the inbound text went to.
+    messaging_service_sid: str | None = None
+    # The inbound text is an opt-out keyword (STOP, START or HELP, Twilio's OptOutType).
+    opt_out_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,7 @@ class AppRequest:
         if self.method.upper() != "GET" or not self.form:
             return self.url
         separator = "&" if "?" in self.url else "?"
-        return self.url + separator + urlencode(self.form)
+        return self.url + separator + encode_form(self.form)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,11 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from yarl import URL
 
 from verbal.dialects.types import AppRequest
+from verbal.forms import encode_form
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
 from verbal.webhooks.conversations import ConversationCookies
 from verbal.webhooks.cookies import Conversation, Jar
@@ -77,7 +77,7 @@ class AppFetcher:
                 content = json.dumps(request.json).encode()
                 headers.setdefault("Content-Type", "application/json; charset=UTF-8")
             else:
-                content = urlencode(request.form).encode()
+                content = encode_form(request.form).encode()
                 headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         started = time.perf_counter()
         try:

@@ -54,6 +54,7 @@ from verbal.engine import grammar
 from verbal.engine.fetch import Fetched, FetchFailed
 from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageRefused
+from verbal.messaging.optouts import Keyword, keyword
 from verbal.messaging.service import SendRequest
 
 # A session may fetch this many documents in all: a guard against apps that redirect or
@@ -126,6 +127,7 @@ class AppFacts:
     voice_fallback_method: str = "POST"
     # The session's call as it is now, for the dialect's requests.
     call: Callable[[], CallFacts] | None = None
+    messaging_service_sid: str | None = None  # the inbound message's service
 
 
 # -- actions: what the step asks of the driver ---------------------------------------------
@@ -918,7 +920,21 @@ class Step:
             inbound_media=self.app.inbound_media,
             num_segments=self.app.num_segments,
             call=self.app.call() if self.app.call is not None else None,
+            messaging_service_sid=self.app.messaging_service_sid,
+            opt_out_type=_opt_out_type(state),
         )
+
+
+# Twilio's OptOutType for each kind of keyword.
+_OPT_OUT_TYPES = {Keyword.OPT_OUT: "STOP", Keyword.OPT_IN: "START", Keyword.HELP: "HELP"}
+
+
+def _opt_out_type(state: SessionState) -> str | None:
+    """Which keyword the text that started the session is, in Twilio's words, if any."""
+    if state.launch != "inbound" or state.initial_text is None:
+        return None
+    kind = keyword(state.initial_text)
+    return None if kind is None else _OPT_OUT_TYPES[kind]
 
 
 def _strip_scheme(address: str) -> str:

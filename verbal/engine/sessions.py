@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, case, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from verbal.dialects.types import Dialect
@@ -100,6 +100,7 @@ _INBOUND = (
         _MESSAGES.c.to_number,
         _MESSAGES.c.media_urls,
         _MESSAGES.c.num_segments,
+        _MESSAGES.c.messaging_service_sid,
         _APPS.c.id,
         _APPS.c.account_id,
         _APPS.c.dialect,
@@ -109,14 +110,21 @@ _INBOUND = (
     )
     .select_from(_MESSAGES)
     .join(_NUMBERS, _NUMBERS.c.number == _MESSAGES.c.to_number)
-    # A number without an app of its own is answered by its Messaging Service's URL.
+    # A number in a Messaging Service is answered by the service's inbound request URL
+    # (none without one), unless the service defers to the number's own app, as Twilio's
+    # UseInboundWebhookOnNumber does.
     .outerjoin(_POOLS, _POOLS.c.phone_number_id == _NUMBERS.c.id)
     .outerjoin(_SERVICES, _SERVICES.c.id == _POOLS.c.service_id)
     .join(
         _APPS,
         _APPS.c.id
-        == func.coalesce(
-            _NUMBERS.c.application_id, _NUMBERS.c.own_application_id, _SERVICES.c.application_id
+        == case(
+            (
+                _SERVICES.c.id.is_not(None)
+                & (_SERVICES.c.use_inbound_webhook_on_number == false()),
+                _SERVICES.c.application_id,
+            ),
+            else_=func.coalesce(_NUMBERS.c.application_id, _NUMBERS.c.own_application_id),
         ),
     )
     .outerjoin(
@@ -135,6 +143,7 @@ _SESSION = (
         *_APP_COLUMNS,
         _MESSAGES.c.media_urls.label("inbound_media"),
         _MESSAGES.c.num_segments.label("inbound_segments"),
+        _MESSAGES.c.messaging_service_sid.label("inbound_service_sid"),
     )
     .join(_APPS, _APPS.c.id == _SESSIONS.c.application_id)
     .outerjoin(_MESSAGES, _MESSAGES.c.sid == _SESSIONS.c.inbound_message_sid)
@@ -250,6 +259,7 @@ class Engine:
             app_number=None,
             inbound_media=tuple(found.media_urls or ()),
             num_segments=found.num_segments,
+            messaging_service_sid=found.messaging_service_sid,
         )
         loaded = _Loaded(state, True, account, app)
         started = ("started", {"trigger": "inbound message", "message_sid": sid})
@@ -486,6 +496,7 @@ class Engine:
             voice_method=row.voice_method,
             voice_fallback_url=row.voice_fallback_url,
             voice_fallback_method=row.voice_fallback_method,
+            messaging_service_sid=row.inbound_service_sid,
         )
         return _Loaded(state, False, account, app)
 

@@ -90,6 +90,7 @@ def owed_callback(
         media_urls=record.media_urls,
         num_segments=record.num_segments,
         date_updated=entry.occurred_at,
+        messaging_service_sid=record.messaging_service_sid,
     )
     return OwedCallback(
         message_id=record.id,

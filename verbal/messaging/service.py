@@ -72,7 +72,7 @@ from verbal.messaging.machine import (
     advance,
     settle_callback,
 )
-from verbal.messaging.optouts import DEFAULT_REPLIES, Keyword, OptOuts, keyword
+from verbal.messaging.optouts import Keyword, OptOuts, is_service, keyword, reply
 from verbal.messaging.pools import pick_sender
 from verbal.messaging.states import Status
 from verbal.metrics import CARRIER_ERRORS, MESSAGE_TRANSITIONS, SUBMIT_SECONDS, labelled
@@ -518,12 +518,18 @@ class Messaging:
                 "number or short code for your account.",
             )
         # The confirmation of a STOP is the one text an opted-out recipient still gets.
-        if not confirming_keyword and await self._optouts.blocked(account.id, sender, to, session):
-            raise MessageRefused(
-                Refusal.OPTED_OUT,
-                f"Attempt to send to unsubscribed recipient: {to} opted out of messages "
-                f"from {sender} (texted STOP or a synonym) and has not opted back in.",
+        if not confirming_keyword:
+            service_sid = pool.sid if pool is not None else None
+            scope = await self._optouts.blocked(
+                account.id, sender, to, session, service_sid=service_sid
             )
+            if scope is not None:
+                of = f"the Messaging Service {scope}" if is_service(scope) else scope
+                raise MessageRefused(
+                    Refusal.OPTED_OUT,
+                    f"Attempt to send to unsubscribed recipient: {to} opted out of messages "
+                    f"from {of} (texted STOP or a synonym) and has not opted back in.",
+                )
         if self._router.route(to, sender) is None:
             raise MessageRefused(
                 Refusal.UNREACHABLE, f"The 'To' phone number {to} is not reachable by any carrier."
@@ -1107,6 +1113,8 @@ class Messaging:
         if account_id is None:
             raise NumberNotInService(f"{sms.recipient} is not a number in service")
         handset = _e164_or_as_is(sms.sender)
+        # A text to a pool number is the service's: its opt-out keywords and its apps' view.
+        service_sid = await self._services.service_of(account_id, sms.recipient)
         kind = keyword(sms.body)
         if kind in (Keyword.OPT_OUT, Keyword.OPT_IN):
             # Before the message is recorded: the app it goes to must find the change made
@@ -1141,6 +1149,7 @@ class Messaging:
             date_created=now,
             date_updated=now,
             date_sent=None,
+            messaging_service_sid=service_sid,
         )
         receiving = TimelineEntry(record.id, 1, Status.RECEIVING.value, now, None, False)
         record = record.evolve(event_seq=1)
@@ -1157,12 +1166,13 @@ class Messaging:
         return record.sid
 
     async def _confirm(self, account_id: int, number: str, handset: str, kind: Keyword) -> None:
-        """Answer a keyword with its confirmation, as Twilio does by default; a refusal is
-        logged, never the inbound message's failure (it is recorded already)."""
+        """Answer a keyword with the account's reply (by default Twilio's), unless it switched
+        that reply off; a refusal is logged, never the inbound message's failure (it is
+        recorded already)."""
         account = await self._directory.account_by_id(account_id)
-        if account is None:
+        if account is None or (text := reply(account, kind)) is None:
             return
-        request = SendRequest(to=handset, from_=number, body=DEFAULT_REPLIES[kind])
+        request = SendRequest(to=handset, from_=number, body=text)
         try:
             await self._send(account, request, "outbound-reply", confirming_keyword=True)
         except (MessageRefused, Overloaded) as refused:

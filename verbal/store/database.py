@@ -13,6 +13,7 @@ second; that module says why blocking the loop is safe here and how lock waits a
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +69,11 @@ def create_engine(url: str, *, inline_sqlite: bool = True, pool_size: int = 10) 
         async def connect() -> _sqlite_inline.InlineConnection:
             # The URL's file name and sqlite3 arguments, as the dialect would pass them on.
             args, kwargs = engine.sync_engine.dialect.create_connect_args(engine.sync_engine.url)
-            return await _sqlite_inline.connect(
+            connection = await _sqlite_inline.connect(
                 *args, busy_patience=SQLITE_BUSY_TIMEOUT_MS / 1000, **kwargs
             )
+            _inline_connections[engine.sync_engine] = connection
+            return connection
 
         options["async_creator"] = connect
     # The pool is named because SQLAlchemy before 2.0.38 defaulted SQLite files to NullPool.
@@ -102,6 +105,18 @@ def create_engine(url: str, *, inline_sqlite: bool = True, pool_size: int = 10) 
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# The connection each inline SQLite engine's pool holds now (it replaces one that failed).
+_inline_connections: weakref.WeakKeyDictionary[Any, _sqlite_inline.InlineConnection] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def inline_connection(engine: AsyncEngine) -> _sqlite_inline.InlineConnection | None:
+    """The inline SQLite connection of `engine`'s pool, once it has opened one; for the
+    journal's transactions that may run at once (`InlineConnection.transaction_at_once`)."""
+    return _inline_connections.get(engine.sync_engine)
 
 
 # Execution option of `read_sessions`' engine, read by the SQLite begin hook above.

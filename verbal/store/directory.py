@@ -50,6 +50,10 @@ APPLICATION_SETTINGS = frozenset(
 )
 
 
+# The account settings an API or the console may change: the replies to opt-out keywords.
+ACCOUNT_SETTINGS = frozenset({"opt_out_reply", "opt_in_reply", "help_reply"})
+
+
 def _check_settings(settings: Mapping[str, Any]) -> None:
     unknown = set(settings) - APPLICATION_SETTINGS
     if unknown:
@@ -125,6 +129,22 @@ class Directory:
         except IntegrityError as exc:
             raise AlreadyExists(f"account {account.sid} already exists") from exc
         return account
+
+    async def update_account(self, account: Account, settings: Mapping[str, Any]) -> Account:
+        """Change an account's ACCOUNT_SETTINGS; returns the updated row. This process's
+        cache forgets the account at once (others within `CACHE_TTL_SECONDS`)."""
+        unknown = set(settings) - ACCOUNT_SETTINGS
+        if unknown:
+            raise ValueError(f"not account settings: {', '.join(sorted(unknown))}")
+        async with self._sessions.begin() as session:
+            row = await session.get(Account, account.id, with_for_update=True)
+            if row is None:
+                raise LookupError(f"account {account.sid} does not exist")
+            for name, value in settings.items():
+                setattr(row, name, value)
+        for key in (row.id, ("login", row.sid), ("login", row.plivo_auth_id)):
+            self._accounts.forget(key)
+        return row
 
     async def count_accounts(self) -> int:
         async with self._sessions() as session:

@@ -27,7 +27,6 @@ several times what SQLite did with the same statement.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import re
@@ -37,6 +36,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from verbal.store._sqlite_inline import NotNow
+from verbal.store.database import inline_connection
 
 log = logging.getLogger("verbal.store.journal")
 
@@ -280,15 +282,6 @@ def _retryable(error: BaseException) -> bool:
 # -- values -----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
-def sqlite_time(value: datetime) -> str:
-    """A datetime as SQLAlchemy stores it in SQLite: naive UTC, ISO text with microseconds.
-
-    Cached: the rows of a tick share their times (a message's creation and update, its
-    timeline entry), and the conversion was a tenth of the journal's cost."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def postgres_time(value: datetime) -> datetime:
     """A datetime for a PostgreSQL `timestamp without time zone`: naive UTC."""
     return value.astimezone(UTC).replace(tzinfo=None)
@@ -314,11 +307,13 @@ def _with_times(
 
 async def execute_in(session: Any, statement: Statement, rows: list[Params]) -> None:
     """Run `statement` inside a caller's SQLAlchemy transaction (its writes must commit with
-    the caller's own), with the values adapted as the journal adapts them."""
+    the caller's own), with the values adapted as the journal adapts them (on SQLite, the
+    sqlite3 module's datetime adapter does it: `_sqlite_inline.sqlite_time`)."""
     from sqlalchemy import text
 
-    convert = sqlite_time if session.bind.dialect.name == "sqlite" else postgres_time
-    await session.execute(text(statement.sql), _with_times(statement, rows, convert))
+    if session.bind.dialect.name != "sqlite":
+        rows = _with_times(statement, rows, postgres_time)
+    await session.execute(text(statement.sql), rows)
 
 
 def json_text(value: Any) -> str:
@@ -330,13 +325,22 @@ def json_text(value: Any) -> str:
 
 
 class SqliteBackend:
-    """Ticks on the engine's single connection (`database.py`): a tick waits for it like any
-    other transaction, then runs on the loop without yielding until COMMIT."""
+    """Ticks on the engine's single connection (`database.py`): at once when it is free
+    (`InlineConnection.transaction_at_once`), else waiting for it like any other
+    transaction; either way on the loop without yielding until COMMIT. Datetimes are bound
+    by the sqlite3 adapter (`_sqlite_inline.sqlite_time`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def run(self, groups: list[tuple[Statement, list[Params]]], careful: bool) -> list[int]:
+        inline = inline_connection(self._engine)
+        if inline is not None and not careful:
+            try:
+                inline.transaction_at_once(lambda sqlite: _execute_groups(sqlite, groups))
+                return []
+            except NotNow:
+                pass
         async with self._engine.connect() as connection:
             raw = await connection.get_raw_connection()
             inline = raw.driver_connection
@@ -344,28 +348,40 @@ class SqliteBackend:
             sqlite = inline._conn
             failed: list[int] = []
             try:
-                index = 0
-                for statement, rows in groups:
-                    values = _with_times(statement, rows, sqlite_time)
-                    if not careful:
-                        sqlite.executemany(statement.sql, values)
-                        continue
-                    for row in values:
-                        sqlite.execute("SAVEPOINT journal_row")
-                        try:
-                            sqlite.execute(statement.sql, row)
-                        except Exception as error:
-                            sqlite.execute("ROLLBACK TO journal_row")
-                            log.error("journal: row %s of %r failed: %s", row, statement.sql, error)
-                            failed.append(index)
-                        sqlite.execute("RELEASE journal_row")
-                        index += 1
+                if careful:
+                    failed = _execute_one_by_one(sqlite, groups)
+                else:
+                    _execute_groups(sqlite, groups)
                 await inline.commit()
             except BaseException:
                 if sqlite.in_transaction:
                     sqlite.rollback()
                 raise
             return failed
+
+
+def _execute_groups(sqlite: Any, groups: list[tuple[Statement, list[Params]]]) -> None:
+    for statement, rows in groups:
+        sqlite.executemany(statement.sql, rows)
+
+
+def _execute_one_by_one(sqlite: Any, groups: list[tuple[Statement, list[Params]]]) -> list[int]:
+    """Each row in a savepoint of its own; the indexes (in the flattened order) of those
+    that failed, rolled back alone."""
+    failed: list[int] = []
+    index = 0
+    for statement, rows in groups:
+        for row in rows:
+            sqlite.execute("SAVEPOINT journal_row")
+            try:
+                sqlite.execute(statement.sql, row)
+            except Exception as error:
+                sqlite.execute("ROLLBACK TO journal_row")
+                log.error("journal: row %s of %r failed: %s", row, statement.sql, error)
+                failed.append(index)
+            sqlite.execute("RELEASE journal_row")
+            index += 1
+    return failed
 
 
 class PostgresBackend:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -61,6 +62,11 @@ class Account(Base):
     plivo_auth_id: Mapped[str] = mapped_column(String(20), unique=True)
     friendly_name: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # The replies to opt-out, opt-in and help keywords (verbal/messaging/optouts.py): NULL
+    # for the default reply, an empty text for none.
+    opt_out_reply: Mapped[str | None] = mapped_column(String(1600))
+    opt_in_reply: Mapped[str | None] = mapped_column(String(1600))
+    help_reply: Mapped[str | None] = mapped_column(String(1600))
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -191,8 +197,12 @@ class MessagingService(Base):
     fallback_method: Mapped[str] = mapped_column(String(8))
     status_callback: Mapped[str | None] = mapped_column(String(2048))
     sticky_sender: Mapped[bool] = mapped_column(Boolean)
+    # Texts to its numbers go to their own apps rather than to its inbound request URL.
+    use_inbound_webhook_on_number: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     # The hidden application holding its inbound request URL, which answers the texts to
-    # its numbers that have no app of their own.
+    # its numbers (unless they answer themselves: `use_inbound_webhook_on_number`).
     application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
     date_created: Mapped[datetime] = mapped_column(default=utcnow)
     date_updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -307,7 +317,8 @@ class ConversationCookies(Base):
 class OptOut(Base):
     """A recipient who asked a sender to stop (STOP and its synonyms, or the CLI): sends
     from `sender` to `recipient` are refused until they opt back in. The sender is the
-    scope of the opt-out: one of the account's numbers."""
+    scope of the opt-out: one of the account's numbers, or a Messaging Service's SID (MG…)
+    for all the numbers of its pool."""
 
     __tablename__ = "opt_outs"
 

@@ -1,8 +1,10 @@
 """Messaging Services: an account's pools of sender numbers, and their settings.
 
-Sends through a service read its pool on the hot path, so each service's pool is cached
-(`Pool`, one query per service per `CACHE_TTL_SECONDS`); a change made through this process
-clears it at once.
+Sends through a service read its pool on the hot path, and every send and inbound text asks
+which service its number belongs to (the scope of an opt-out, the `MessagingServiceSid` of
+a text), so both are cached: each service's pool (`Pool`) and each account's numbers in
+services, one query each per `CACHE_TTL_SECONDS`. A change made through this process clears
+them at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from verbal import ids
 from verbal.store.cache import TtlCache
 from verbal.store.directory import CACHE_TTL_SECONDS, Directory
-from verbal.store.models import Application, MessagingService, MessagingServiceNumber, PhoneNumber
+from verbal.store.models import (
+    Application,
+    MessagingService,
+    MessagingServiceNumber,
+    OptOut,
+    PhoneNumber,
+)
 
 # The settings an API may change, with their defaults (Twilio's).
 SERVICE_DEFAULTS: Mapping[str, Any] = {
@@ -28,6 +36,7 @@ SERVICE_DEFAULTS: Mapping[str, Any] = {
     "fallback_method": "POST",
     "status_callback": None,
     "sticky_sender": True,
+    "use_inbound_webhook_on_number": False,
 }
 # Twilio's limit on a pool (error 21714).
 MAX_POOL = 400
@@ -77,10 +86,41 @@ class Services:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._pools: TtlCache[Pool] = TtlCache(CACHE_TTL_SECONDS)
+        # Per account, its numbers that are in a service, with the service's SID.
+        self._memberships: TtlCache[Mapping[str, str]] = TtlCache(CACHE_TTL_SECONDS)
 
     def forget_pools(self) -> None:
         """Drop every cached pool (a number was released: it may have been in one)."""
         self._pools.clear()
+        self._memberships.clear()
+
+    def _forget(self, service: MessagingService) -> None:
+        self._pools.forget(service.sid)
+        self._memberships.forget(service.account_id)
+
+    async def service_of(
+        self, account_id: int, number: str, session: AsyncSession | None = None
+    ) -> str | None:
+        """The SID of the service whose pool holds the account's `number`, if any (cached);
+        `session` as for `pool`."""
+
+        async def load() -> Mapping[str, str]:
+            query = (
+                select(PhoneNumber.number, MessagingService.sid)
+                .join(
+                    MessagingServiceNumber,
+                    MessagingServiceNumber.phone_number_id == PhoneNumber.id,
+                )
+                .join(MessagingService, MessagingService.id == MessagingServiceNumber.service_id)
+                .where(MessagingService.account_id == account_id)
+            )
+            if session is not None:
+                return {n: s for n, s in await session.execute(query)}
+            async with self._sessions() as own:
+                return {n: s for n, s in await own.execute(query)}
+
+        members = await self._memberships.get(account_id, load, shared=session is None)
+        return None if members is None else members.get(number)
 
     async def pool(self, sid: str, session: AsyncSession | None = None) -> Pool | None:
         """The service `sid` as sends use it (cached). A caller inside a transaction passes
@@ -140,12 +180,14 @@ class Services:
             for name, value in settings.items():
                 setattr(row, name, value)
             await _inbound_application(session, row)
-        self._pools.forget(service.sid)
+        self._forget(service)
         return row
 
     async def delete(self, service: MessagingService) -> None:
         """Delete a service; its numbers stay the account's, and its inbound URL's
-        application is retired (the sessions it ran keep pointing at it)."""
+        application is retired (the sessions it ran keep pointing at it). Its opt-outs go
+        with it, as they would from a number leaving it: no sender is in it any more (an
+        opt-out cache that still holds them matches no send)."""
         async with self._sessions.begin() as session:
             application = await session.get(Application, service.application_id or 0)
             if application is not None:
@@ -155,8 +197,13 @@ class Services:
                     MessagingServiceNumber.service_id == service.id
                 )
             )
+            await session.execute(
+                delete(OptOut).where(
+                    OptOut.account_id == service.account_id, OptOut.sender == service.sid
+                )
+            )
             await session.execute(delete(MessagingService).where(MessagingService.id == service.id))
-        self._pools.forget(service.sid)
+        self._forget(service)
 
     async def add_number(self, service: MessagingService, number: PhoneNumber) -> None:
         """Put one of the account's numbers in the service's pool; raises NumberInService
@@ -171,7 +218,7 @@ class Services:
                 )
         except IntegrityError as exc:
             raise NumberInService(f"{number.number} is in a Messaging Service already") from exc
-        self._pools.forget(service.sid)
+        self._forget(service)
 
     async def remove_number(self, service: MessagingService, number_sid: str) -> bool:
         """Take a number out of the pool; False when it was not in it."""
@@ -187,7 +234,7 @@ class Services:
                     MessagingServiceNumber.phone_number_id == number_id,
                 )
             )
-        self._pools.forget(service.sid)
+        self._forget(service)
         return bool(getattr(removed, "rowcount", 0))
 
     async def numbers(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from verbal.forms import encode_form
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
 from verbal.webhooks.egress import EgressRefused
 from verbal.webhooks.keepalive import RequestFailed
@@ -53,7 +54,7 @@ class DeliveryResult:
 
 def append_query(url: str, params: list[tuple[str, str]]) -> str:
     parts = urlsplit(url)
-    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    query = parts.query + ("&" if parts.query else "") + encode_form(params)
     return urlunsplit(parts._replace(query=query))
 
 
@@ -61,7 +62,7 @@ async def deliver(client: HttpClient, request: WebhookRequest) -> DeliveryResult
     headers = {"User-Agent": USER_AGENT, **request.headers}
     data = None
     if request.method != "GET":
-        data = urlencode(request.params).encode()
+        data = encode_form(request.params).encode()
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
     started = time.perf_counter()
     if request.full_url.startswith("http://"):
