@@ -120,7 +120,7 @@ def test_an_rcml_app_plays_audio_pauses_texts_and_redirects(
         file.setnchannels(1)
         file.setsampwidth(2)
         file.setframerate(8000)
-        file.writeframes(tone.tobytes())
+        file.writeframes(tone)
     app_server.routes["/announcement.wav"] = lambda hit: (200, "audio/wav", wav.getvalue())
     app_server.routes["/voice"] = lambda hit: (
         200,

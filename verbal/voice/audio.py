@@ -1,19 +1,19 @@
 """What a call hears, as PCM: speech synthesised with espeak-ng, sound files decoded by sox.
 
 Calls carry 8 kHz, 16-bit, mono, signed little-endian PCM here (what G.711 decodes to).
-Rendering is kept behind `render` alone so that the media layer's player (RTP, G.711, its
-prompt cache) can take its place without the call code changing. Both tools run as bounded
-subprocesses; text and files are never passed through a shell.
+The work is the media layer's (`verbal/media/prompts.py`: espeak-ng and sox as bounded
+subprocesses, never through a shell, and its cache of synthesised prompts); this module adds
+what a call needs around it: the platforms' voice names, fetching a sound file under the
+webhooks' egress policy, and one error type for the engine.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from verbal.media.errors import MediaError
+from verbal.media.prompts import SpeechCache, decode_audio
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
 
 log = logging.getLogger("verbal.voice")
@@ -25,10 +25,6 @@ MAX_AUDIO_FILE_BYTES = 10 * 1024 * 1024
 # A prompt longer than this is cut: a call's prompt is seconds, not an audiobook.
 MAX_PROMPT_SECONDS = 120
 MAX_PROMPT_BYTES = MAX_PROMPT_SECONDS * BYTES_PER_SECOND
-# espeak-ng and sox are given this long per prompt.
-TOOL_TIMEOUT_SECONDS = 20.0
-# Synthesised prompts kept in memory, least recently used dropped first.
-CACHE_ENTRIES = 256
 # Voices: espeak-ng's for the platforms' names (RCML man/woman, Plivo MAN/WOMAN, Tropo's
 # named voices fall back to the default).
 _VOICES = {"man": "en+m3", "woman": "en+f3", "alice": "en-us+f3", "kate": "en-gb+f3"}
@@ -57,68 +53,30 @@ def http_fetcher(client: HttpClient) -> FetchAudio:
     return fetch
 
 
-_cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+# Synthesised prompts shared by every call of the process (bounded; see SpeechCache).
+_speech = SpeechCache()
 
 
 async def render(
     text: str, audio_url: str | None, voice: str | None, fetch: FetchAudio | None
 ) -> bytes:
     """The PCM of one prompt: the sound file at `audio_url`, else `text` spoken."""
-    if audio_url is not None:
-        if fetch is None:
-            raise AudioFailed("no way to fetch audio here")
-        return await _decode(await fetch(audio_url), audio_url)
-    return await speech(text, voice)
+    try:
+        if audio_url is not None:
+            if fetch is None:
+                raise AudioFailed("no way to fetch audio here")
+            pcm = await decode_audio(await fetch(audio_url))
+        else:
+            pcm = await speech(text, voice)
+    except MediaError as error:
+        raise AudioFailed(error.message) from None
+    return pcm[:MAX_PROMPT_BYTES]
 
 
 async def speech(text: str, voice: str | None = None) -> bytes:
     """`text` spoken by espeak-ng, at 8 kHz; cached."""
     espeak_voice = _VOICES.get((voice or "").lower(), DEFAULT_VOICE)
-    key = (espeak_voice, text)
-    cached = _cache.get(key)
-    if cached is not None:
-        _cache.move_to_end(key)
-        return cached
-    # `--` ends the options: a text starting with `-` is text.
-    wav = await _run(["espeak-ng", "--stdout", "-v", espeak_voice, "--", text], b"")
-    pcm = await _decode(wav, "speech.wav")
-    _cache[key] = pcm
-    if len(_cache) > CACHE_ENTRIES:
-        _cache.popitem(last=False)
-    return pcm
-
-
-async def _decode(data: bytes, name: str) -> bytes:
-    """Any file sox reads, as 8 kHz mono PCM; the file type from its name's extension."""
-    extension = name.rsplit("?", 1)[0].rsplit(".", 1)[-1].lower()
-    kind = extension if extension in ("wav", "mp3", "ogg", "flac", "au", "aiff") else "wav"
-    command = ["sox", "-q", "-t", kind, "-", "-t", "raw", "-e", "signed-integer", "-b", "16"]
-    command += ["-c", "1", "-r", str(SAMPLE_RATE), "-L", "-"]
-    pcm = await _run(command, data)
-    return pcm[:MAX_PROMPT_BYTES]
-
-
-async def _run(command: list[str], stdin: bytes) -> bytes:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as error:
-        raise AudioFailed(f"{command[0]} cannot run: {error}") from None
-    try:
-        out, err = await asyncio.wait_for(process.communicate(stdin), TOOL_TIMEOUT_SECONDS)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise AudioFailed(f"{command[0]} took longer than {TOOL_TIMEOUT_SECONDS} s") from None
-    if process.returncode != 0:
-        message = err.decode("utf-8", "replace").strip()[:200]
-        raise AudioFailed(f"{command[0]} failed ({process.returncode}): {message}")
-    return out
+    return await _speech.speech(text, espeak_voice)
 
 
 def seconds(pcm: bytes) -> float:
