@@ -58,6 +58,24 @@ def _repeated(values: list[str]) -> list[str]:
     return sorted({value for value in values if values.count(value) > 1})
 
 
+class SipTrunkSettings(BaseModel):
+    """One SIP trunk calls go out on, as declared in `sip_trunks` (TOML ``[[sip_trunks]]``
+    tables, or `VERBAL_SIP_TRUNKS` as a JSON list of objects with these keys)."""
+
+    # Errors must not echo what was given: it holds the password.
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = "udp"
+    # Destination prefixes it carries (the longest match wins); none: every number.
+    prefixes: list[str] = Field(default_factory=list)
+    # Answers to the trunk's digest challenges, when it asks.
+    username: str | None = None
+    password: SecretStr = Field(SecretStr(""))
+
+
 class SmppCarrierSettings(BaseModel):
     """One SMPP carrier, as declared in `carriers` (TOML ``[[carriers]]`` tables, or the
     `VERBAL_CARRIERS` variable as a JSON list of objects with these keys)."""
@@ -272,6 +290,11 @@ class Settings(BaseSettings):
 
     # Real carriers, beside the sandbox (see SmppCarrierSettings and docs/carriers.md).
     carriers: list[SmppCarrierSettings] = Field(default_factory=list)
+    # Calls over SIP (docs/voice.md): where Verbal's SIP user agent listens ("host:port";
+    # empty: no SIP unless trunks are declared, then an ephemeral port on 127.0.0.1), and the
+    # trunks calls go out on.
+    sip_listen: str = ""
+    sip_trunks: list[SipTrunkSettings] = Field(default_factory=list)
     # How often workers write their binds' state for `verbal carriers list`.
     carrier_status_seconds: float = Field(5.0, gt=0)
 

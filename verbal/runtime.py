@@ -39,10 +39,11 @@ from verbal.store.journal import Backend, Journal, backend_for
 from verbal.store.models import Account
 from verbal.store.services import Services
 from verbal.tasks import cancel_and_wait
-from verbal.voice.audio import http_fetcher
+from verbal.voice.audio import http_fetcher, renderer
 from verbal.voice.legs import Lines
 from verbal.voice.records import recover as recover_calls
 from verbal.voice.sandbox import SandboxPhones
+from verbal.voice.sip import SipLines, sip_lines
 from verbal.webhooks.client import HttpClient
 from verbal.webhooks.conversations import ConversationCookies
 
@@ -324,9 +325,14 @@ class Runtime:
             DIALECTS,
             detect,
         )
-        # Calls: the sandbox's handsets are the lines they go out on (SIP trunks to come).
-        self.phones: SandboxPhones | None = None
+        # Calls: the lines they go out on are the SIP trunks, then the sandbox's handsets (a
+        # trunk declared for a number takes its calls, even a sandbox-looking one).
         lines: list[Lines] = []
+        self.sip: SipLines | None = None
+        if settings.sip_trunks or settings.sip_listen:
+            self.sip = sip_lines(settings, renderer(http_fetcher(self.http)))
+            lines.append(self.sip)
+        self.phones: SandboxPhones | None = None
         if self.sandbox is not None:
             self.phones = SandboxPhones(self.sandbox, http_fetcher(self.http))
             lines.append(self.phones)
@@ -342,6 +348,8 @@ class Runtime:
         )
         if self.phones is not None:
             self.phones.incoming = self.calls.incoming
+        if self.sip is not None:
+            self.sip.incoming = self.calls.incoming
         self.dispatcher.register(REDELIVERY_JOB, self.redeliveries.handle)
         self.dispatcher.register(INBOUND_JOB, self.interpreter.handle_inbound)
         self.dispatcher.register(STEP_JOB, self.interpreter.handle_step)
@@ -395,6 +403,10 @@ class Runtime:
             ended = await recover_calls(self.sessions, node)
             if ended:
                 log.info("ended %d calls left unfinished by the previous run", ended)
+            if self.sip is not None:
+                # Calls live in the process that serves the Calls APIs: this one.
+                await self.sip.ua.start()
+                log.info("SIP: listening on %s", self.sip.ua.bound)
         if self.settings.is_sqlite and self.runs_workers:
             # One process owns a SQLite file: leases left by a crashed run are ours to undo.
             released = await self.queue.release_leases(everyone=True)
@@ -447,6 +459,9 @@ class Runtime:
         await self.calls.stop()
         if self.phones is not None:
             await self.phones.stop()
+        if self.sip is not None:
+            await self.sip.stop()
+            await self.sip.ua.close()
         if self._worker is not None:
             await self.dispatcher.stop(self.settings.shutdown_deadline_seconds)
             await cancel_and_wait(self._worker)

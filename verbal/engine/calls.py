@@ -444,6 +444,7 @@ class Calls:
     async def _voice_app(self, number: str) -> tuple[Application, Account] | None:
         """The app that answers calls to `number`: its voice application, else the one
         that answers its messages, if that has a voice URL."""
+        found: Application | None = None
         async with self._sessions() as session:
             row = await session.scalar(select(PhoneNumber).where(PhoneNumber.number == number))
             if row is None:
@@ -455,9 +456,14 @@ class Calls:
                     continue
                 application = await session.get(Application, app_id)
                 if application is not None and application.voice_url and not application.deleted:
-                    account = await self._directory.account_by_id(application.account_id)
-                    return (application, account) if account is not None else None
-        return None
+                    found = application
+                    break
+        if found is None:
+            return None
+        # Outside the session: on SQLite the directory's own read (a cold cache) needs the
+        # one pooled connection, which a session still open would hold for ever.
+        account = await self._directory.account_by_id(found.account_id)
+        return (found, account) if account is not None else None
 
     async def _application_of(self, number: str) -> int | None:
         found = await self._voice_app(number)

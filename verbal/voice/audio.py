@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from verbal.media.errors import MediaError
 from verbal.media.prompts import SpeechCache, decode_audio
+from verbal.voice.legs import Prompt
 from verbal.webhooks.client import HttpClient, exact_url, read_up_to, request_errors
 
 log = logging.getLogger("verbal.voice")
@@ -71,6 +72,20 @@ async def render(
     except MediaError as error:
         raise AudioFailed(error.message) from None
     return pcm[:MAX_PROMPT_BYTES]
+
+
+def renderer(fetch: FetchAudio | None) -> Callable[[Prompt], Awaitable[bytes | None]]:
+    """`render` for a leg's prompts: None (and a warning in the log) for one that cannot be
+    played, which the call skips as the platforms do."""
+
+    async def render_prompt(prompt: Prompt) -> bytes | None:
+        try:
+            return await render(prompt.text, prompt.audio_url, prompt.voice, fetch)
+        except AudioFailed as failed:
+            log.warning("a prompt could not be played: %s", failed)
+            return None
+
+    return render_prompt
 
 
 async def speech(text: str, voice: str | None = None) -> bytes:

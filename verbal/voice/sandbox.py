@@ -96,7 +96,7 @@ class SandboxPhones:
 
     def __init__(self, network: SandboxNetwork, fetch_audio: audio.FetchAudio | None) -> None:
         self.network = network
-        self._fetch_audio = fetch_audio
+        self._render = audio.renderer(fetch_audio)
         self._calls: OrderedDict[str, HandsetCall] = OrderedDict()
         # The legs of calls still up, by SID (dropped when they end).
         self._legs: dict[str, SandboxLeg] = {}
@@ -177,15 +177,6 @@ class SandboxPhones:
         while len(self._calls) > KEPT_CALLS:
             self._calls.popitem(last=False)
         return call
-
-    async def _render(self, prompt: Prompt) -> bytes | None:
-        try:
-            return await audio.render(
-                prompt.text, prompt.audio_url, prompt.voice, self._fetch_audio
-            )
-        except audio.AudioFailed as failed:
-            log.warning("a prompt could not be played: %s", failed)
-            return None
 
 
 class SandboxLeg:

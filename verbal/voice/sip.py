@@ -26,6 +26,7 @@ from verbal.carriers.sip.auth import Credentials
 from verbal.carriers.sip.calls import CallEnd, CallFailed, IncomingCall, OutgoingCall
 from verbal.carriers.sip.transport import Endpoint
 from verbal.carriers.sip.useragent import UserAgent
+from verbal.config import Settings
 from verbal.ids import sid as new_sid
 from verbal.media.g711 import Codec
 from verbal.media.session import PortPool, RtpSession
@@ -84,6 +85,28 @@ class SipTrunk:
 
     def uri(self, number: str) -> str:
         return f"sip:{number}@{self.host}:{self.port}"
+
+
+def sip_lines(settings: Settings, render: Render) -> SipLines:
+    """The trunks `settings` declare, on a user agent listening at `sip_listen` (not started:
+    `SipLines.ua.start()` opens its sockets)."""
+    host, _, port = (settings.sip_listen or "127.0.0.1:0").rpartition(":")
+    ua = UserAgent(Endpoint(host or "127.0.0.1", int(port or 0), "udp"))
+    trunks = [
+        SipTrunk(
+            name=entry.name,
+            host=entry.host,
+            port=entry.port,
+            transport=entry.transport,
+            prefixes=tuple(entry.prefixes) or ("+",),
+            username=entry.username,
+            password=entry.password.get_secret_value() or None,
+        )
+        for entry in settings.sip_trunks
+    ]
+    lines = SipLines(ua, trunks, render)
+    ua.on_invite = lines.on_invite
+    return lines
 
 
 class SipLines:
