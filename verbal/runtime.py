@@ -311,6 +311,7 @@ class Runtime:
         self.interpreter = Engine(
             self.sessions,
             read_sessions(self.engine),
+            self.engine,
             self.journal,
             self.queue,
             self.messaging,

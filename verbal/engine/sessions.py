@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, case, false, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from verbal.dialects.types import Dialect
 from verbal.dispatch.queue import ClaimedJob, JobQueue
@@ -47,6 +47,7 @@ from verbal.messaging.ledger import INSERT_JOB
 from verbal.messaging.machine import MessageRecord
 from verbal.messaging.service import Messaging
 from verbal.store.directory import Directory
+from verbal.store.first_row import FirstRow
 from verbal.store.journal import Journal, Params, Statement
 from verbal.store.models import (
     Account,
@@ -186,6 +187,7 @@ class Engine:
         self,
         sessions: async_sessionmaker[AsyncSession],
         reads: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         journal: Journal,
         queue: JobQueue,
         messaging: Messaging,
@@ -199,6 +201,10 @@ class Engine:
         # (`read_sessions`): BEGIN IMMEDIATE for each of them held it in turn with every
         # journal tick and claim, in this process and the other.
         self._reads = reads
+        # The two reads every step starts with, on SQLite straight on the connection
+        # (`store/first_row.py` says why).
+        self._inbound = FirstRow(_INBOUND, engine, reads)
+        self._session = FirstRow(_SESSION, engine, reads)
         self._journal = journal
         self._queue = queue
         self._messaging = messaging
@@ -217,8 +223,7 @@ class Engine:
         """An inbound message arrived: answer a waiting ask, or start the number's app and
         run the session's first step in this job."""
         sid = job.payload["message_sid"]
-        async with self._reads() as session:
-            found = (await session.execute(_INBOUND, {"sid": sid})).first()
+        found = await self._inbound(sid=sid)
         if found is None:  # no such message, or its number runs no app
             await self._write([records.finish_intent(job, self._queue.owner)])
             return
@@ -466,12 +471,12 @@ class Engine:
 
     async def _load(self, sid: str) -> _Loaded | None:
         """The session with what a step needs of its app and inbound message: one query."""
-        async with self._reads() as session:
-            row = (await session.execute(_SESSION, {"sid": sid})).first()
-            if row is None:
-                return None
-            app_number = None
-            if row.local_number is None:
+        row = await self._session(sid=sid)
+        if row is None:
+            return None
+        app_number = None
+        if row.local_number is None:  # a token launch: the app's first number is its own
+            async with self._reads() as session:
                 app_number = await session.scalar(_APP_NUMBER, {"app": row.application_id})
         account = await self._directory.account_by_id(row.account_id)
         if account is None:

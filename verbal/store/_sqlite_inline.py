@@ -295,6 +295,22 @@ class InlineConnection:
             self._writes_since_checkpoint += 1
         return result
 
+    def read_at_once(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work`, which only reads, without yielding to the loop and outside any
+        explicit transaction (each statement is then its own consistent snapshot); raise
+        `NotNow` when that cannot be: the connection is closed, or in a transaction that a
+        session holds between its awaits, or the file is busy. `work` must read its
+        statements to the end (`fetchall`), or SQLite keeps their read transactions open."""
+        connection = self._connection
+        if connection is None or connection.in_transaction:
+            raise NotNow
+        try:
+            return work(connection)
+        except sqlite3.OperationalError as error:
+            if _is_busy(error):
+                raise NotNow from None
+            raise
+
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._conn.create_function(*args, **kwargs)
 

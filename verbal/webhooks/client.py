@@ -7,7 +7,8 @@ Callbacks are three requests per message, so this is the pipeline's widest pipe.
 The session is made on first use, inside the running event loop (aiohttp requires that),
 and pooled: keep-alive connections are reused across requests to the same app. URLs are
 sent exactly as given (no re-quoting), because webhook signatures cover the URL's bytes.
-Status callbacks to plain http URLs take a leaner path (`kept_alive`, `keepalive.py`).
+Status callbacks and app fetches to plain http URLs take a leaner path (`kept_alive`,
+`keepalive.py`).
 
 Both paths obey the egress policy (`egress.py`): every URL is checked before it is requested,
 every redirect too, and a name's addresses are checked as it is resolved, before a connection
@@ -46,7 +47,7 @@ class HttpClient:
         self._lookup = lookup
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        # Plain-http status callbacks: a leaner client (keepalive.py says why).
+        # Plain-http callbacks and app fetches: a leaner client (keepalive.py says why).
         self.kept_alive = KeepAliveClient(
             connect_timeout=min(5.0, timeout_seconds), policy=self.policy, lookup=lookup
         )

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 client for status callbacks: kept-alive connections and nothing else.
+"""A small HTTP/1.1 client for status callbacks and app fetches: kept-alive connections.
 
 Why not aiohttp, which the rest of Verbal uses: status callbacks are three requests per
 message, the widest pipe of the pipeline, and aiohttp spent about 0.2 ms of CPU on each one
@@ -6,7 +6,9 @@ where a plain protocol with httptools' parser spends about 0.06 (`shared/spec/pe
 measured both; `bench/results.md` has Verbal's figures). A callback needs little of what
 aiohttp offers: one request, a form body, no redirects, no cookies, no proxy, a short
 excerpt of the answer. So plain `http://` callbacks go through this client; `https://`
-ones, and everything else Verbal fetches, go through aiohttp (`client.py`).
+ones go through aiohttp (`client.py`). An app's document over plain http comes through here
+too (`engine/fetch.py`), one request per hop: the fetcher follows redirects and keeps
+cookies itself, from the answer's headers, which a request asks for with `keep_headers`.
 
 Connections are pooled per origin and reused while the server keeps them alive; a request
 that finds its kept-alive connection closed by the server before any answer came is sent
@@ -47,6 +49,8 @@ class RequestFailed(Exception):
 class Answer:
     status: int
     body: bytes  # at most the excerpt asked for
+    # (name in lower case, value) in the order received, when the request kept them.
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -59,6 +63,8 @@ class _Exchange:
     done: asyncio.Future[None] | None = None
     started: bool = False
     headers_complete: bool = False
+    # The answer's raw header lines, when the request asked for them (None: not collected).
+    headers: list[tuple[bytes, bytes]] | None = None
     # Read when the answer is complete: afterwards the parser has reset.
     keep_alive: bool = False
     status: int = 0
@@ -103,6 +109,11 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        exchange = self._exchange
+        if exchange is not None and exchange.headers is not None:
+            exchange.headers.append((name, value))
+
     def on_headers_complete(self) -> None:
         if self._exchange is not None:
             self._exchange.headers_complete = True
@@ -126,8 +137,10 @@ class _Connection(asyncio.Protocol):
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, excerpt_limit: int) -> Answer:
+    async def exchange(self, request: bytes, excerpt_limit: int, keep_headers: bool) -> Answer:
         exchange = _Exchange(excerpt_limit, done=asyncio.get_running_loop().create_future())
+        if keep_headers:
+            exchange.headers = []
         self._exchange = exchange
         assert self.transport is not None
         self.transport.write(request)
@@ -137,7 +150,14 @@ class _Connection(asyncio.Protocol):
             self._exchange = None
         if not exchange.keep_alive:
             self.close()
-        return Answer(exchange.status, bytes(exchange.body))
+        if exchange.headers is None:
+            return Answer(exchange.status, bytes(exchange.body))
+        # HTTP header values are Latin-1 text on the wire; names compare in lower case.
+        headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in exchange.headers
+        ]
+        return Answer(exchange.status, bytes(exchange.body), headers)
 
     def expire(self) -> None:
         """The exchange in progress ran out of time: it fails, the connection closes."""
@@ -191,10 +211,12 @@ class KeepAliveClient:
         *,
         excerpt_limit: int,
         time_limit: float,
+        keep_headers: bool = False,
     ) -> Answer:
         """Send one request and read its answer within `time_limit` seconds (connecting
         included, to within `SWEEP_SECONDS`); raises RequestFailed, OSError, TimeoutError,
-        or EgressRefused before connecting."""
+        or EgressRefused before connecting. `keep_headers`: the answer carries its headers
+        (callbacks need none, and skip decoding them)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
         self._policy.check_url(url)
@@ -219,7 +241,7 @@ class KeepAliveClient:
             if self._sweeper is None:
                 self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
             try:
-                answer = await connection.exchange(data, excerpt_limit)
+                answer = await connection.exchange(data, excerpt_limit, keep_headers)
             except _Closed as closed:
                 # A kept-alive connection the server had closed: once more, on a new one.
                 if reused and connection is not None and not closed.started:
