@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from verbal.carriers.sandbox import CallOutcome, NotServed, SandboxNetwork
-from verbal.tasks import cancel_and_wait
+from verbal.tasks import BackgroundTasks
 from verbal.voice import audio
 from verbal.voice.legs import LegEvent, LegStatus, Listener, Prompt
 
@@ -100,7 +100,7 @@ class SandboxPhones:
         self._calls: OrderedDict[str, HandsetCall] = OrderedDict()
         # The legs of calls still up, by SID (dropped when they end).
         self._legs: dict[str, SandboxLeg] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log)
         # Set by the engine: what runs when a handset calls one of an account's numbers.
         self.incoming: Incoming | None = None
 
@@ -158,19 +158,10 @@ class SandboxPhones:
         return found if found is not None and found.account_sid == account_sid else None
 
     def spawn(self, work: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(work)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(work, name)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            await cancel_and_wait(task)
+        await self._tasks.stop()
 
     def _remember(self, call: HandsetCall) -> HandsetCall:
         self._calls[call.sid] = call

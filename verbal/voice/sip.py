@@ -30,6 +30,7 @@ from verbal.config import Settings
 from verbal.ids import sid as new_sid
 from verbal.media.g711 import Codec
 from verbal.media.session import PortPool, RtpSession
+from verbal.tasks import BackgroundTasks
 from verbal.voice.legs import LegEvent, LegStatus, Listener, Prompt
 
 log = logging.getLogger("verbal.voice.sip")
@@ -125,7 +126,7 @@ class SipLines:
         self.ports = ports
         # Set by the engine: what runs when a call arrives for one of our numbers.
         self.incoming: Incoming | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log)
 
     def trunks_for(self, number: str) -> list[SipTrunk]:
         """The trunks that carry `number`, most specific first."""
@@ -158,22 +159,10 @@ class SipLines:
         self.spawn(self.incoming(leg), f"call {leg.sid}")
 
     def spawn(self, work: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(work)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(work, name)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.stop()
 
 
 class SipLeg:
