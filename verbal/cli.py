@@ -13,7 +13,6 @@ accept a message).
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import signal
 import sys
@@ -255,7 +254,7 @@ async def _serve(
     from verbal.api.app import create_app
     from verbal.api.serving import server_config
     from verbal.logs import configure as configure_logs
-    from verbal.processes import PipelineFailed
+    from verbal.processes import PipelineFailed, freeze_heap
     from verbal.runtime import AlreadyServing, Runtime, SmscUnavailable, UnsupportedLayout
 
     configure_logs(settings.log_level, settings.log_format)
@@ -279,10 +278,7 @@ async def _serve(
             access_log=False,
         )
         server = _server(config)
-        # What is built by now lives as long as the server: frozen, the collector's full
-        # passes under load leave it alone (walking it stalled the loop for tens of ms).
-        gc.collect()
-        gc.freeze()
+        freeze_heap()  # what is built by now lives as long as the server
         if pipeline is not None:
             # The pipeline process ending by itself ends the server (verbal/processes.py).
             pipeline.on_lost = lambda: setattr(server, "should_exit", True)
@@ -590,7 +586,9 @@ HandsetArgument = Annotated[str, typer.Argument(help="The recipient's number.")]
 
 def _scope(sender: str) -> str:
     """A sender argument as stored: a service's SID as given, a number in E.164."""
-    return sender if sender.startswith("MG") else _e164(sender)
+    from verbal.messaging.optouts import is_service
+
+    return sender if is_service(sender) else _e164(sender)
 
 
 @optouts_app.command("list")
@@ -640,7 +638,7 @@ def optouts_list(
 def _set_opt_out(number: str, handset: str, database_url: str | None, *, opted_out: bool) -> str:
     """Opt `handset` out of (or back in to) texts from `number`; returns the scope changed
     (the number, or the service it is in)."""
-    from verbal.messaging.optouts import OptOuts
+    from verbal.messaging.optouts import OptOuts, is_service
     from verbal.store.services import Services
 
     settings = _settings(database_url=database_url)
@@ -649,7 +647,7 @@ def _set_opt_out(number: str, handset: str, database_url: str | None, *, opted_o
     async def go() -> str:
         async with _database(settings) as db:
             services = Services(db.sessions)
-            if sender.startswith("MG"):
+            if is_service(sender):
                 pool = await services.pool(sender)
                 owner, kind = (None if pool is None else pool.account_id), "Messaging Service"
             else:

@@ -290,6 +290,15 @@ class PipelineFailed(RuntimeError):
     """The pipeline process ended before it was running."""
 
 
+def freeze_heap() -> None:
+    """Leave what exists now to the collector no more: what start-up imported and built
+    lives as long as the process, and full collections that walked it (hundreds of thousands
+    of objects) stalled the loop for tens of milliseconds; before a fork, the frozen objects'
+    pages are also not copied by the collector's writes."""
+    gc.collect()
+    gc.freeze()
+
+
 # -- the schema, migrated apart ------------------------------------------------------------------
 
 
@@ -305,6 +314,10 @@ def migrate_apart(settings: Settings) -> None:
     carries them. Call before any event loop runs (it forks). The child takes the one-server
     lock while it migrates, so a schema is never changed under a running server.
     """
+    # Imported here, before the fork: the parent needs it next anyway, and the child, which
+    # inherits it, does not load the application a second time only to drop it.
+    from verbal.runtime import check_layout, hold_sqlite_lock
+
     reader, writer = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -312,7 +325,11 @@ def migrate_apart(settings: Settings) -> None:
     if pid == 0:
         os.close(reader)
         try:
-            asyncio.run(_migrate(settings))
+            check_layout(settings)  # a start that will be refused changes no schema
+            lock = hold_sqlite_lock(settings.database_url) if settings.is_sqlite else None
+            asyncio.run(_migrate(settings.database_url))
+            if lock is not None:
+                lock.close()
         # Every failure goes back to the parent as text, which it prints and exits on.
         except Exception as exc:
             os.write(writer, (str(exc) or type(exc).__name__).encode()[:4096])
@@ -327,22 +344,18 @@ def migrate_apart(settings: Settings) -> None:
         raise MigrationFailed(reason or f"the migrating process ended with status {code}")
 
 
-async def _migrate(settings: Settings) -> None:
-    from verbal.runtime import hold_sqlite_lock
-    from verbal.store import create_engine, migrate
+async def _migrate(database_url: str) -> None:
+    from verbal.store import create_engine, migrate  # loaded with the runtime, before the fork
 
     # Alembic imports mako, which highlights the source in its error pages with pygments
     # whenever pygments is installed, as it is with rich: 4.4 MiB of lexers for a process
     # that renders no mako template. Marked absent, mako uses plain text.
     sys.modules.setdefault("mako.ext.pygmentplugin", None)  # type: ignore[arg-type]
-    lock = hold_sqlite_lock(settings.database_url) if settings.is_sqlite else None
-    engine = create_engine(settings.database_url)
+    engine = create_engine(database_url)
     try:
         await migrate(engine)
     finally:
         await engine.dispose()
-        if lock is not None:
-            lock.close()
 
 
 # -- the pipeline process -----------------------------------------------------------------------
@@ -358,8 +371,7 @@ def fork_pipeline(settings: Settings) -> PipelineProcess:
     # pipeline's PSS fell from 55 to 48 MiB, its RSS from 80 to 67).
     import verbal.runtime  # noqa: F401
 
-    gc.collect()
-    gc.freeze()
+    freeze_heap()
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -409,9 +421,7 @@ async def _pipeline_main(settings: Settings, sock: socket.socket) -> int:
         log.error("the pipeline process could not start: %s", exc)
         await runtime.close()
         return 1
-    # As in the API process (`cli._serve`): what start-up built is left to the collector no more.
-    gc.collect()
-    gc.freeze()
+    freeze_heap()
     end.started()
     await stop.wait()
     end.stopping = True

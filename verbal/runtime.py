@@ -74,6 +74,15 @@ def sqlite_file(database_url: str) -> str | None:
     return None if not database or database == ":memory:" else database
 
 
+def check_layout(settings: Settings) -> None:
+    """Raise `UnsupportedLayout` for settings the database cannot carry."""
+    if settings.is_sqlite and settings.role != "all":
+        raise UnsupportedLayout(
+            f"role {settings.role!r} needs PostgreSQL: a SQLite file is served by one "
+            "`verbal serve` with role 'all'"
+        )
+
+
 def hold_sqlite_lock(database_url: str) -> IO[bytes] | None:
     """Take the one-server lock beside a SQLite file; the returned file holds it.
 
@@ -379,11 +388,7 @@ class Runtime:
         return self.settings.role in ("all", "api") and not self._pipeline_process
 
     async def start(self) -> None:
-        if self.settings.is_sqlite and self.settings.role != "all":
-            raise UnsupportedLayout(
-                f"role {self.settings.role!r} needs PostgreSQL: a SQLite file is served by one "
-                "`verbal serve` with role 'all'"
-            )
+        check_layout(self.settings)
         if self._pipeline_process:
             # The API process has migrated and holds the server's lock; the pipeline's own
             # lock waits for a previous pipeline process that is still exiting.

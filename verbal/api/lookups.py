@@ -13,6 +13,7 @@ from fastapi import Request
 from sqlalchemy import Select, select
 
 from verbal.api.auth import runtime
+from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.store.models import Account, Application, Message, PhoneNumber
 
 
@@ -56,3 +57,12 @@ async def applications_by_id(request: Request, ids: Iterable[int | None]) -> dic
     async with runtime(request).sessions() as session:
         rows = await session.scalars(select(Application).where(Application.id.in_(wanted)))
         return {row.id: row for row in rows}
+
+
+def as_stored(number: str) -> str:
+    """A number as a list filter compares it with stored ones: E.164 however it is written,
+    as long as it parses (else as given)."""
+    try:
+        return to_e164(number)
+    except InvalidNumber:
+        return number

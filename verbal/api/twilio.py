@@ -28,7 +28,6 @@ from verbal.api.auth import authenticated_account, runtime
 from verbal.api.errors import ApiError, not_found, unauthorized
 from verbal.api.limits import MAX_ROW_ID
 from verbal.api.paging import ListQuery, Window, link, read
-from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.messaging.errors import MessageNotFound, MessageRefused, Refusal
 from verbal.messaging.service import SendRequest
 from verbal.runtime import Runtime
@@ -291,14 +290,6 @@ def parse_instant(value: str) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
-
-
-def _as_stored(number: str) -> str:
-    """Filter values match however the number is written, as long as it parses."""
-    try:
-        return to_e164(number)
-    except InvalidNumber:
-        return number
 
 
 def message_uri(account_sid: str, sid: str) -> str:
@@ -568,8 +559,8 @@ async def list_messages(
     ] = None,
 ) -> dict[str, Any]:
     listing = ListQuery(lookups.messages(account))
-    listing.filter("To", to, lambda value: Message.to_number == _as_stored(value))
-    listing.filter("From", from_, lambda value: Message.from_number == _as_stored(value))
+    listing.filter("To", to, lambda value: Message.to_number == lookups.as_stored(value))
+    listing.filter("From", from_, lambda value: Message.from_number == lookups.as_stored(value))
     _filter_date_sent(listing, date_sent, date_sent_before, date_sent_after)
     page = await keyset_page(request, listing, Message.id, paging, newest_first=True)
     return page_json(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import select
 
+from verbal.api import lookups
 from verbal.api.auth import runtime
 from verbal.api.errors import ApiError
 from verbal.api.paging import ListQuery
@@ -35,7 +36,6 @@ from verbal.api.twilio import (
 )
 from verbal.dialects.verbs import Target
 from verbal.engine.calls import MAX_TIMEOUT_SECONDS, STATUS_EVENTS, CallRefused, CallRequest
-from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.store.models import Account, Call
 from verbal.voice.records import CallRecord
 
@@ -243,13 +243,6 @@ async def update_call(
     return call_json(call, account.sid)
 
 
-def _stored(number: str) -> str:
-    try:
-        return to_e164(number)
-    except InvalidNumber:
-        return number
-
-
 @router.get("/{AccountSid}/Calls.json", summary="List calls, newest first")
 async def list_calls(
     request: Request,
@@ -261,8 +254,8 @@ async def list_calls(
     parent_call_sid: Annotated[str | None, Query(alias="ParentCallSid", pattern=NO_NUL)] = None,
 ) -> dict[str, Any]:
     listing = ListQuery(select(Call).where(Call.account_id == account.id))
-    listing.filter("To", to, lambda value: Call.to_number == _stored(value))
-    listing.filter("From", from_, lambda value: Call.from_number == _stored(value))
+    listing.filter("To", to, lambda value: Call.to_number == lookups.as_stored(value))
+    listing.filter("From", from_, lambda value: Call.from_number == lookups.as_stored(value))
     listing.filter("Status", status, lambda value: Call.status == value)
     listing.filter("ParentCallSid", parent_call_sid, lambda value: Call.parent_sid == value)
     page = await keyset_page(request, listing, Call.id, paging, newest_first=True)

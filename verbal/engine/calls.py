@@ -43,7 +43,7 @@ from verbal.messaging.addresses import InvalidNumber, to_e164
 from verbal.store.directory import Directory
 from verbal.store.journal import Journal
 from verbal.store.models import Account, Application, PhoneNumber
-from verbal.tasks import cancel_and_wait
+from verbal.tasks import BackgroundTasks
 from verbal.voice.callbacks import CallReporter
 from verbal.voice.legs import CallLeg, LegEvent, LegStatus, Lines, Prompt, first_to_answer
 from verbal.voice.records import CallRecord, insert_intent, update_intent
@@ -119,7 +119,7 @@ class Calls:
         self._lines = list(lines)
         self.node = node
         self._live: dict[str, _Live] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log)
         engine.calls = self
 
     # -- placing and taking calls ------------------------------------------------------------
@@ -158,21 +158,16 @@ class Calls:
         await self._journal.write(*insert_intent(record))
         leg = lines.originate(account.sid, from_, to, record.sid)
         live = self._watch(leg, record, account)
-        app = AppFacts(
-            account_sid=account.sid,
-            auth_token=account.auth_token,
-            sms_url=None,
-            sms_method="POST",
-            sms_fallback_url=None,
-            sms_fallback_method="POST",
-            app_number=from_,
-            voice_url=request.url,
-            voice_method=request.method,
-            voice_fallback_url=request.fallback_url,
-            voice_fallback_method=request.fallback_method,
+        app = _voice_facts(
+            account,
+            from_,
+            request.url,
+            request.method,
+            request.fallback_url,
+            request.fallback_method,
         )
         live.reporter.report("initiated", record)
-        self._spawn(self._outbound(live, account, app, request), f"call {record.sid}")
+        self._tasks.spawn(self._outbound(live, account, app, request), f"call {record.sid}")
         return record
 
     async def incoming(self, leg: CallLeg) -> None:
@@ -202,18 +197,13 @@ class Calls:
         )
         await self._journal.write(*insert_intent(record))
         live = self._watch(leg, record, account)
-        app = AppFacts(
-            account_sid=account.sid,
-            auth_token=account.auth_token,
-            sms_url=None,
-            sms_method="POST",
-            sms_fallback_url=None,
-            sms_fallback_method="POST",
-            app_number=leg.local,
-            voice_url=application.voice_url,
-            voice_method=application.voice_method,
-            voice_fallback_url=application.voice_fallback_url,
-            voice_fallback_method=application.voice_fallback_method,
+        app = _voice_facts(
+            account,
+            leg.local,
+            application.voice_url,
+            application.voice_method,
+            application.voice_fallback_url,
+            application.voice_fallback_method,
         )
         live.reporter.report("ringing", record)
         await self._converse(live, account, app, application.id, application.dialect, None)
@@ -310,7 +300,7 @@ class Calls:
         elif action.how == "deflect":
             await leg.redirect(action.to or "")
         elif action.after_seconds:
-            self._spawn(self._hang_up_later(leg, action.after_seconds), "scheduled hang-up")
+            self._tasks.spawn(self._hang_up_later(leg, action.after_seconds), "scheduled hang-up")
         else:
             if leg.status == LegStatus.RINGING and action.reason:
                 await leg.reject(action.reason)
@@ -398,8 +388,7 @@ class Calls:
         """Hang up every call of this process, then wait for their tasks."""
         for live in list(self._live.values()):
             await live.leg.hangup("server stopping")
-        for task in list(self._tasks):
-            await cancel_and_wait(task)
+        await self._tasks.stop()
 
     # -- the leg's life, recorded -------------------------------------------------------------
 
@@ -416,7 +405,7 @@ class Calls:
             if event.status.final:
                 self._live.pop(record.sid, None)
                 live.done.set()
-                self._spawn(live.reporter.close(), f"callbacks of {record.sid}")
+                self._tasks.spawn(live.reporter.close(), f"callbacks of {record.sid}")
 
         leg.listen(changed)
         return live
@@ -424,17 +413,6 @@ class Calls:
     async def _hang_up_later(self, leg: CallLeg, seconds: float) -> None:
         await asyncio.sleep(seconds)
         await leg.hangup("scheduled hang-up")
-
-    def _spawn(self, work: Any, name: str) -> None:
-        task = asyncio.ensure_future(work)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def _lines_for(self, number: str) -> Lines | None:
         return next((lines for lines in self._lines if lines.reaches(number)), None)
@@ -468,6 +446,30 @@ class Calls:
     async def _application_of(self, number: str) -> int | None:
         found = await self._voice_app(number)
         return found[0].id if found is not None else None
+
+
+def _voice_facts(
+    account: Account,
+    number: str,
+    url: str | None,
+    method: str,
+    fallback_url: str | None,
+    fallback_method: str,
+) -> AppFacts:
+    """What a call's session knows of its app: only the voice URLs count on a call."""
+    return AppFacts(
+        account_sid=account.sid,
+        auth_token=account.auth_token,
+        sms_url=None,
+        sms_method="POST",
+        sms_fallback_url=None,
+        sms_fallback_method="POST",
+        app_number=number,
+        voice_url=url,
+        voice_method=method,
+        voice_fallback_url=fallback_url,
+        voice_fallback_method=fallback_method,
+    )
 
 
 _EVENTS = {

@@ -257,9 +257,7 @@ class InlineConnection:
         connection = self._conn
         # A COMMIT refused with SQLITE_BUSY leaves the transaction open and may be repeated.
         await self._retry_busy(connection.commit, lambda: connection.in_transaction)
-        if connection.total_changes != self._changes_seen:
-            self._changes_seen = connection.total_changes
-            self._writes_since_checkpoint += 1
+        self._count_write(connection)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -269,11 +267,7 @@ class InlineConnection:
         raise `NotNow` (with nothing done) when that cannot be: the connection is closed or
         in a transaction, a checkpoint is due, or the write lock is taken."""
         connection = self._connection
-        if (
-            connection is None
-            or connection.in_transaction
-            or (self._checkpoint_path and self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES)
-        ):
+        if connection is None or connection.in_transaction or self._checkpoint_due:
             raise NotNow
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -290,9 +284,7 @@ class InlineConnection:
             if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
                 raise NotNow from None
             raise
-        if connection.total_changes != self._changes_seen:
-            self._changes_seen = connection.total_changes
-            self._writes_since_checkpoint += 1
+        self._count_write(connection)
         return result
 
     def read_at_once(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -310,6 +302,18 @@ class InlineConnection:
             if _is_busy(error):
                 raise NotNow from None
             raise
+
+    def _count_write(self, connection: sqlite3.Connection) -> None:
+        """After a commit: one more writing transaction towards the next checkpoint."""
+        if connection.total_changes != self._changes_seen:
+            self._changes_seen = connection.total_changes
+            self._writes_since_checkpoint += 1
+
+    @property
+    def _checkpoint_due(self) -> bool:
+        return bool(self._checkpoint_path) and (
+            self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES
+        )
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._conn.create_function(*args, **kwargs)
@@ -332,7 +336,7 @@ class InlineConnection:
         # suspends now, and a coroutine running transactions in a loop would otherwise starve
         # the rest of the server (with aiosqlite every call was such a turn). Before BEGIN,
         # a cancellation arriving here leaves nothing half-done.
-        if self._checkpoint_path and self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES:
+        if self._checkpoint_due:
             self._writes_since_checkpoint = 0
             await asyncio.to_thread(_checkpoint, self._checkpoint_path)
         else:

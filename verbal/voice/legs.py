@@ -15,6 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+# A prompt looped "until the call ends" (loop 0, as Twilio and Plivo allow) still ends: at most
+# this many rounds, Twilio's own cap.
+MAX_LOOPS = 1000
+
 
 class LegStatus(enum.StrEnum):
     QUEUED = "queued"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from verbal.carriers.sandbox import CallOutcome, NotServed, SandboxNetwork
 from verbal.tasks import BackgroundTasks
 from verbal.voice import audio
-from verbal.voice.legs import LegEvent, LegStatus, Listener, Prompt
+from verbal.voice.legs import MAX_LOOPS, LegEvent, LegStatus, Listener, Prompt
 
 log = logging.getLogger("verbal.voice.sandbox")
 
@@ -41,8 +41,6 @@ CALLER_PATIENCE_SECONDS = 60.0
 # each at most this long.
 KEPT_CALLS = 200
 MAX_RECORDING_BYTES = 600 * audio.BYTES_PER_SECOND
-# A prompt that loops "forever" (loop 0) stops after this many rounds on a handset.
-MAX_LOOPS = 100
 
 
 @dataclass(slots=True)
@@ -274,12 +272,14 @@ class SandboxLeg:
 
     async def play(self, prompt: Prompt) -> bool:
         rounds = prompt.loop if prompt.loop > 0 else MAX_LOOPS
+        pcm: bytes | None = None
         for _ in range(rounds):
             if not self._hears():
                 return not self._status.final
-            pcm = await self._phones._render(prompt)
-            if pcm is None:
-                return not self._status.final
+            if pcm is None:  # rendered once, played each round
+                pcm = await self._phones._render(prompt)
+                if pcm is None:
+                    return not self._status.final
             kind, detail = (
                 ("audio", prompt.audio_url) if prompt.audio_url else ("speech", prompt.text)
             )

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from verbal.carriers.base import RouteRule
 from verbal.carriers.sip import sdp
 from verbal.carriers.sip.auth import Credentials
 from verbal.carriers.sip.calls import CallEnd, CallFailed, IncomingCall, OutgoingCall
@@ -31,7 +32,7 @@ from verbal.ids import sid as new_sid
 from verbal.media.g711 import Codec
 from verbal.media.session import PortPool, RtpSession
 from verbal.tasks import BackgroundTasks
-from verbal.voice.legs import LegEvent, LegStatus, Listener, Prompt
+from verbal.voice.legs import MAX_LOOPS, LegEvent, LegStatus, Listener, Prompt
 
 log = logging.getLogger("verbal.voice.sip")
 
@@ -40,10 +41,6 @@ Render = Callable[[Prompt], Awaitable[bytes | None]]
 # What runs when a call arrives for one of our numbers (the engine's `Calls.incoming`).
 Incoming = Callable[["SipLeg"], Awaitable[None]]
 
-# A prompt looped "for ever" (loop 0) still ends: at most this many rounds.
-MAX_LOOPS = 1000
-# The longest a call may last before Verbal hangs it up.
-MAX_CALL_SECONDS = 4 * 3600
 
 # A trunk that has not answered an INVITE at all after this long is passed over.
 TRUNK_SILENCE_SECONDS = 4.0
@@ -80,9 +77,9 @@ class SipTrunk:
         return Credentials(self.username, self.password or "")
 
     def match(self, number: str) -> int | None:
-        """How specific this trunk is for `number` (its longest prefix), or None."""
-        lengths = [len(prefix) for prefix in self.prefixes if number.startswith(prefix)]
-        return max(lengths) if lengths else None
+        """How specific this trunk is for `number` (its longest prefix), or None: the SMPP
+        carriers' rule (`RouteRule.specificity`)."""
+        return RouteRule(self.prefixes).specificity(number)
 
     def uri(self, number: str) -> str:
         return f"sip:{number}@{self.host}:{self.port}"
@@ -310,10 +307,12 @@ class SipLeg:
 
     async def play(self, prompt: Prompt) -> bool:
         rounds = prompt.loop if prompt.loop > 0 else MAX_LOOPS
+        pcm: bytes | None = None
         for _ in range(rounds):
             if self._session is None or self._status.final:
                 break
-            pcm = await self._lines.render(prompt)
+            if pcm is None:  # rendered once, played each round
+                pcm = await self._lines.render(prompt)
             if pcm is None or self._session is None:
                 break
             if not await self._until_end(self._session.player.play(pcm)):

@@ -32,7 +32,7 @@ from verbal.carriers.sip.message import (
     StreamFramer,
     Via,
 )
-from verbal.tasks import cancel_and_wait
+from verbal.tasks import BackgroundTasks
 
 __all__ = [
     "Address",
@@ -126,7 +126,7 @@ class SipTransport:
         self._server: asyncio.Server | None = None
         self._connections: dict[Address, asyncio.StreamWriter] = {}
         self._connecting: dict[Address, list[bytes]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log)
         self.bound = local
 
     async def start(self) -> None:
@@ -157,8 +157,7 @@ class SipTransport:
             self._server.close()
         for writer in list(self._connections.values()):
             writer.close()
-        for task in list(self._tasks):
-            await cancel_and_wait(task)
+        await self._tasks.stop()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -187,9 +186,7 @@ class SipTransport:
             log.warning("no TCP connection to %s:%s: at the limit of connections", *destination)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coroutine, "SIP connection")
 
     async def _connect(self, destination: Address) -> None:
         try:
@@ -211,8 +208,7 @@ class SipTransport:
             return
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(task, "SIP connection")  # kept and stopped as the others
         await self._serve(reader, writer, (peer[0], peer[1]))
 
     async def _serve(

@@ -105,7 +105,7 @@ from verbal.carriers.sip.transport import (
     response_address,
     stamp_via,
 )
-from verbal.tasks import cancel_and_wait
+from verbal.tasks import BackgroundTasks, cancel_and_wait
 
 __all__ = [
     "CallEnd",
@@ -222,7 +222,7 @@ class UserAgent:
         self._dialogs: dict[tuple[str, str, str], IncomingCall | OutgoingCall] = {}
         self._calls: set[IncomingCall | OutgoingCall] = set()
         self._registrations: list[Registration] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(log)
         self._bucket = _Bucket(self.limits.invite_rate, self.limits.invite_burst)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -239,8 +239,7 @@ class UserAgent:
                     await registration.unregister()
                 hangups = [call.hangup() for call in list(self._calls)]
                 await asyncio.gather(*hangups, return_exceptions=True)
-        for task in list(self._tasks):
-            await cancel_and_wait(task)
+        await self._tasks.stop()
         for txn in [*self._clients.values(), *self._servers.values()]:
             for handle in txn.timers.values():
                 handle.cancel()
@@ -267,14 +266,7 @@ class UserAgent:
         )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("SIP task failed", exc_info=task.exception())
+        self._tasks.spawn(coroutine, "SIP task")
 
     # --- the API: calls out ------------------------------------------------------------------
 

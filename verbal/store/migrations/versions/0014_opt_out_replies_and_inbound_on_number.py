@@ -1,7 +1,7 @@
 """opt-out replies per account, and a service's UseInboundWebhookOnNumber
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07 17:30:00
 
 Issue 20's second part. An account may change the replies to STOP, START and HELP, or
